@@ -1,0 +1,45 @@
+#pragma once
+// Shared pieces of the mcompress subcommands. Only apps/ prints, exits or parses argv.
+
+#include <boost/program_options.hpp>
+
+#include <string>
+#include <vector>
+
+#include "mcompress/core/dataset.h"
+
+namespace mcompress::cli {
+
+namespace po = boost::program_options;
+using Args = std::vector<std::string>;
+
+/// A subcommand: its name, one-line summary and entry point (returns the exit code).
+struct Command {
+  const char* name;
+  const char* summary;
+  int (*run)(const Args& args);
+};
+
+const std::vector<Command>& commands();
+
+int run_zoo(const Args& args);
+int run_train(const Args& args);
+int run_eval(const Args& args);
+int run_inspect(const Args& args);
+int run_version(const Args& args);
+
+/// Parses `args` against `options` (plus a positional list), handling --help: returns false
+/// when help was printed and the command should exit 0.
+bool parse(const std::string& command, const std::string& usage, const Args& args,
+           po::options_description& options, po::variables_map& vm,
+           const po::positional_options_description* positional = nullptr);
+
+/// Adds --threads and applies it: LibTorch intra-op threads (0 = all cores). Returns the count.
+void add_threads_option(po::options_description& options);
+int apply_threads(const po::variables_map& vm);
+
+/// --data (directory of IDX files or HDF5 file) and --limit (first N examples, 0 = all).
+void add_data_options(po::options_description& options);
+Dataset load_data(const po::variables_map& vm, Split split);
+
+}  // namespace mcompress::cli

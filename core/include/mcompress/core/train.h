@@ -1,0 +1,91 @@
+#pragma once
+// The one training loop: training from scratch, and the fine-tuning that pruning, QAT and
+// distillation run, which plug in through TrainHooks.
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "mcompress/core/dataset.h"
+#include "mcompress/core/model.h"
+
+namespace mcompress {
+
+class NetworkImpl;
+
+enum class OptimizerKind { kSgd, kAdam };
+enum class LrSchedule { kConstant, kStep, kCosine };
+
+std::string to_string(OptimizerKind kind);
+OptimizerKind parse_optimizer(const std::string& name);  // ConfigError listing accepted names
+std::string to_string(LrSchedule schedule);
+LrSchedule parse_lr_schedule(const std::string& name);
+
+/// Example: TrainOptions o; o.epochs = 5; o.lr = 1e-3; o.schedule = LrSchedule::kCosine;
+struct TrainOptions {
+  int64_t epochs = 10;
+  int64_t batch_size = 128;
+  OptimizerKind optimizer = OptimizerKind::kAdam;
+  double lr = 1e-3;
+  double momentum = 0.9;         // SGD only (Nesterov off)
+  double weight_decay = 0.0;     // L2, as torch.optim applies it
+  LrSchedule schedule = LrSchedule::kCosine;
+  int64_t step_size = 3;         // kStep: multiply lr by gamma every step_size epochs
+  double gamma = 0.1;
+  int64_t early_stop_patience = 0;  // stop after this many epochs without a better val accuracy; 0 = off
+  bool restore_best = true;      // with a validation set: end with the best-validation weights
+  uint64_t seed = 0;             // data order and dropout
+  bool progress = true;          // progress bar / per-epoch lines on stderr
+
+  /// ConfigError naming the field for a non-positive epoch count, lr, batch size, ...
+  void validate() const;
+};
+
+/// What a stage can plug into the loop.
+struct TrainHooks {
+  /// Loss of a batch from the logits; default is cross-entropy against y.
+  std::function<at::Tensor(const at::Tensor& logits, const at::Tensor& x,
+                              const at::Tensor& y)>
+      loss;
+  /// After every optimizer step (e.g. re-apply pruning masks).
+  std::function<void(NetworkImpl& net, int64_t step)> after_step;
+  /// After every epoch, before validation.
+  std::function<void(NetworkImpl& net, int64_t epoch)> after_epoch;
+};
+
+struct EpochRecord {
+  int64_t epoch = 0;  // 1-based
+  double lr = 0;
+  double train_loss = 0, train_accuracy = 0;
+  double val_loss = 0, val_accuracy = 0;  // 0 without a validation set
+  double seconds = 0;
+};
+
+struct TrainResult {
+  std::vector<EpochRecord> epochs;
+  int64_t best_epoch = 0;  // the epoch whose weights the model ends with
+  bool stopped_early = false;
+  double seconds = 0;
+  /// The result as a JSON document for Model::history.
+  std::string to_json(const TrainOptions& options) const;
+};
+
+/// Trains `net` in place. `val` may be empty (size 0): no validation, no early stop.
+TrainResult train(NetworkImpl& net, const Dataset& train_data, const Dataset& val,
+                  const TrainOptions& options, const TrainHooks& hooks = {});
+
+/// Builds the network from `model`, trains it and stores the weights back into `model`.
+TrainResult train_model(Model& model, const Dataset& train_data, const Dataset& val,
+                        const TrainOptions& options, const TrainHooks& hooks = {});
+
+struct Metrics {
+  double accuracy = 0;  // fraction in [0, 1]
+  double loss = 0;      // mean cross-entropy
+  int64_t samples = 0;
+};
+
+/// Accuracy and loss of the training-time network in eval mode.
+Metrics evaluate_network(NetworkImpl& net, const Dataset& data, int64_t batch_size = 512);
+
+}  // namespace mcompress

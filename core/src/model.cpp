@@ -1,0 +1,65 @@
+#include "mcompress/core/model.h"
+
+#include <torch/torch.h>
+
+#include "mcompress/core/error.h"
+#include "mcompress/core/network.h"
+
+namespace mcompress {
+
+Model::Model(ArchSpec spec, std::map<std::string, at::Tensor> tensors)
+    : spec_(std::move(spec)), infos_(spec_.tensors()), tensors_(std::move(tensors)) {}
+
+Model Model::initialize(const ArchSpec& spec, uint64_t seed) {
+  // PyTorch's default initialisation of the same layers, drawn from `seed`.
+  torch::manual_seed(seed);
+  Network net(spec);
+  std::map<std::string, at::Tensor> tensors;
+  for (const auto& [name, value] : net->state()) tensors[name] = value.detach().clone();
+  Model model = from_tensors(spec, std::move(tensors));
+  model.seed = seed;
+  return model;
+}
+
+Model Model::from_tensors(const ArchSpec& spec, std::map<std::string, at::Tensor> tensors) {
+  ArchSpec resolved = spec.resolved();
+  const auto infos = resolved.tensors();
+  for (const auto& info : infos) {
+    auto it = tensors.find(info.name);
+    MCOMPRESS_CHECK(it != tensors.end(), ModelError, "missing tensor '", info.name, "'");
+    const auto& t = it->second;
+    MCOMPRESS_CHECK(t.defined() && t.scalar_type() == at::kFloat, ModelError, "tensor '",
+                    info.name, "' must be float32");
+    MCOMPRESS_CHECK(t.sizes().vec() == info.shape, ModelError, "tensor '", info.name,
+                    "' has shape ", shape_to_string(t.sizes().vec()), ", expected ",
+                    shape_to_string(info.shape));
+    it->second = t.contiguous();
+  }
+  MCOMPRESS_CHECK(tensors.size() == infos.size(), ModelError, "got ", tensors.size(),
+                  " tensors but the architecture has ", infos.size());
+  return Model(std::move(resolved), std::move(tensors));
+}
+
+const at::Tensor& Model::tensor(const std::string& name) const {
+  auto it = tensors_.find(name);
+  MCOMPRESS_CHECK(it != tensors_.end(), ModelError, "the model has no tensor '", name, "'");
+  return it->second;
+}
+
+at::Tensor& Model::tensor(const std::string& name) {
+  auto it = tensors_.find(name);
+  MCOMPRESS_CHECK(it != tensors_.end(), ModelError, "the model has no tensor '", name, "'");
+  return it->second;
+}
+
+Model Model::clone() const {
+  std::map<std::string, at::Tensor> copies;
+  for (const auto& [name, value] : tensors_) copies[name] = value.clone();
+  Model copy(spec_, std::move(copies));
+  copy.history = history;
+  copy.recipe = recipe;
+  copy.seed = seed;
+  return copy;
+}
+
+}  // namespace mcompress

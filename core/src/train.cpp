@@ -1,0 +1,249 @@
+#include "mcompress/core/train.h"
+
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <iostream>
+#include <sstream>
+
+#include "mcompress/core/error.h"
+#include "mcompress/core/network.h"
+#include "mcompress/core/progress.h"
+
+namespace mcompress {
+namespace {
+
+double lr_at(const TrainOptions& o, int64_t epoch /*0-based*/) {
+  switch (o.schedule) {
+    case LrSchedule::kConstant:
+      return o.lr;
+    case LrSchedule::kStep:
+      return o.lr * std::pow(o.gamma, static_cast<double>(epoch / o.step_size));
+    case LrSchedule::kCosine:
+      // Per-epoch cosine annealing to 0 at the end of the last epoch (torch's CosineAnnealingLR
+      // with T_max = epochs, eta_min = 0).
+      return 0.5 * o.lr * (1.0 + std::cos(M_PI * static_cast<double>(epoch) /
+                                          static_cast<double>(o.epochs)));
+  }
+  return o.lr;
+}
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(NetworkImpl& net,
+                                                        const TrainOptions& o) {
+  if (o.optimizer == OptimizerKind::kSgd) {
+    return std::make_unique<torch::optim::SGD>(
+        net.parameters(),
+        torch::optim::SGDOptions(o.lr).momentum(o.momentum).weight_decay(o.weight_decay));
+  }
+  return std::make_unique<torch::optim::Adam>(
+      net.parameters(), torch::optim::AdamOptions(o.lr).weight_decay(o.weight_decay));
+}
+
+void set_lr(torch::optim::Optimizer& optimizer, double lr) {
+  for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
+}
+
+std::map<std::string, torch::Tensor> snapshot(const NetworkImpl& net) {
+  std::map<std::string, torch::Tensor> copy;
+  for (const auto& [name, value] : net.state()) copy[name] = value.detach().clone();
+  return copy;
+}
+
+void restore(NetworkImpl& net, const std::map<std::string, torch::Tensor>& saved) {
+  torch::NoGradGuard no_grad;
+  for (auto& [name, value] : net.state()) value.copy_(saved.at(name));
+}
+
+}  // namespace
+
+std::string to_string(OptimizerKind kind) { return kind == OptimizerKind::kSgd ? "sgd" : "adam"; }
+
+OptimizerKind parse_optimizer(const std::string& name) {
+  if (name == "sgd") return OptimizerKind::kSgd;
+  if (name == "adam") return OptimizerKind::kAdam;
+  throw ConfigError("unknown optimizer '" + name + "'; accepted: sgd, adam");
+}
+
+std::string to_string(LrSchedule s) {
+  switch (s) {
+    case LrSchedule::kConstant:
+      return "constant";
+    case LrSchedule::kStep:
+      return "step";
+    case LrSchedule::kCosine:
+      return "cosine";
+  }
+  return "?";
+}
+
+LrSchedule parse_lr_schedule(const std::string& name) {
+  if (name == "constant") return LrSchedule::kConstant;
+  if (name == "step") return LrSchedule::kStep;
+  if (name == "cosine") return LrSchedule::kCosine;
+  throw ConfigError("unknown lr schedule '" + name + "'; accepted: constant, step, cosine");
+}
+
+void TrainOptions::validate() const {
+  MCOMPRESS_CHECK(epochs >= 1, ConfigError, "epochs must be >= 1, got ", epochs);
+  MCOMPRESS_CHECK(batch_size >= 1, ConfigError, "batch_size must be >= 1, got ", batch_size);
+  MCOMPRESS_CHECK(lr > 0 && std::isfinite(lr), ConfigError, "lr must be > 0, got ", lr);
+  MCOMPRESS_CHECK(momentum >= 0 && momentum < 1, ConfigError,
+                  "momentum must be in [0, 1), got ", momentum);
+  MCOMPRESS_CHECK(weight_decay >= 0 && std::isfinite(weight_decay), ConfigError,
+                  "weight_decay must be >= 0, got ", weight_decay);
+  MCOMPRESS_CHECK(step_size >= 1, ConfigError, "step_size must be >= 1, got ", step_size);
+  MCOMPRESS_CHECK(gamma > 0 && gamma <= 1, ConfigError, "gamma must be in (0, 1], got ", gamma);
+  MCOMPRESS_CHECK(early_stop_patience >= 0, ConfigError,
+                  "early_stop_patience must be >= 0, got ", early_stop_patience);
+}
+
+Metrics evaluate_network(NetworkImpl& net, const Dataset& data, int64_t batch_size) {
+  torch::NoGradGuard no_grad;
+  const bool was_training = net.is_training();
+  net.eval();
+  Metrics m;
+  double loss_sum = 0;
+  int64_t correct = 0;
+  for (int64_t begin = 0; begin < data.size(); begin += batch_size) {
+    const int64_t end = std::min(begin + batch_size, data.size());
+    auto x = data.x.slice(0, begin, end);
+    auto y = data.y.slice(0, begin, end);
+    auto logits = net.forward(x);
+    loss_sum += torch::cross_entropy_loss(logits, y, {}, at::Reduction::Sum).item<double>();
+    correct += logits.argmax(1).eq(y).sum().item<int64_t>();
+  }
+  m.samples = data.size();
+  if (m.samples > 0) {
+    m.accuracy = static_cast<double>(correct) / static_cast<double>(m.samples);
+    m.loss = loss_sum / static_cast<double>(m.samples);
+  }
+  net.train(was_training);
+  return m;
+}
+
+TrainResult train(NetworkImpl& net, const Dataset& train_data, const Dataset& val,
+                  const TrainOptions& o, const TrainHooks& hooks) {
+  o.validate();
+  MCOMPRESS_CHECK(train_data.size() > 0, DataError, "training data set '", train_data.source,
+                  "' is empty");
+  const auto t0 = std::chrono::steady_clock::now();
+  torch::manual_seed(o.seed);  // dropout masks
+  auto optimizer = make_optimizer(net, o);
+  Progress progress(std::cerr, Progress::stderr_is_terminal(), o.progress);
+  const bool has_val = val.size() > 0;
+
+  TrainResult result;
+  double best_val = -1;
+  int64_t epochs_without_gain = 0;
+  std::map<std::string, torch::Tensor> best_state;
+  const int64_t n = train_data.size();
+  const int64_t batches = (n + o.batch_size - 1) / o.batch_size;
+  int64_t step = 0;
+
+  for (int64_t epoch = 0; epoch < o.epochs; ++epoch) {
+    const auto e0 = std::chrono::steady_clock::now();
+    EpochRecord record;
+    record.epoch = epoch + 1;
+    record.lr = lr_at(o, epoch);
+    set_lr(*optimizer, record.lr);
+    net.train();
+    progress.begin_epoch(epoch + 1, o.epochs, batches);
+
+    // Seeded per epoch so that resuming or re-running an epoch sees the same order.
+    const auto order = torch::tensor(
+        shuffled_indices(n, o.seed * 1000003ULL + static_cast<uint64_t>(epoch)), torch::kLong);
+    double loss_sum = 0;
+    int64_t correct = 0;
+    for (int64_t b = 0; b < batches; ++b) {
+      const auto idx = order.slice(0, b * o.batch_size, std::min(n, (b + 1) * o.batch_size));
+      const auto x = train_data.x.index_select(0, idx);
+      const auto y = train_data.y.index_select(0, idx);
+      optimizer->zero_grad();
+      const auto logits = net.forward(x);
+      const auto loss = hooks.loss ? hooks.loss(logits, x, y) : torch::cross_entropy_loss(logits, y);
+      MCOMPRESS_CHECK(std::isfinite(loss.item<double>()), Error, "training diverged at epoch ",
+                      epoch + 1, " batch ", b + 1, " (loss is not finite); lower the lr");
+      loss.backward();
+      optimizer->step();
+      ++step;
+      if (hooks.after_step) hooks.after_step(net, step);
+      loss_sum += loss.item<double>() * static_cast<double>(x.size(0));
+      correct += logits.argmax(1).eq(y).sum().item<int64_t>();
+      const double seen = static_cast<double>(std::min(n, (b + 1) * o.batch_size));
+      progress.update(b + 1, loss_sum / seen, static_cast<double>(correct) / seen);
+    }
+    record.train_loss = loss_sum / static_cast<double>(n);
+    record.train_accuracy = static_cast<double>(correct) / static_cast<double>(n);
+    if (hooks.after_epoch) hooks.after_epoch(net, epoch + 1);
+
+    std::ostringstream summary;
+    if (has_val) {
+      const auto m = evaluate_network(net, val);
+      record.val_loss = m.loss;
+      record.val_accuracy = m.accuracy;
+      summary << "val_loss " << std::fixed;
+      summary.precision(4);
+      summary << m.loss << "  val_acc " << m.accuracy;
+      if (m.accuracy > best_val) {
+        best_val = m.accuracy;
+        result.best_epoch = epoch + 1;
+        epochs_without_gain = 0;
+        if (o.restore_best) best_state = snapshot(net);
+      } else {
+        ++epochs_without_gain;
+      }
+    } else {
+      result.best_epoch = epoch + 1;
+    }
+    record.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - e0).count();
+    progress.end_epoch(summary.str());
+    result.epochs.push_back(record);
+    if (has_val && o.early_stop_patience > 0 && epochs_without_gain >= o.early_stop_patience) {
+      result.stopped_early = epoch + 1 < o.epochs;
+      break;
+    }
+  }
+  if (has_val && o.restore_best && !best_state.empty()) restore(net, best_state);
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return result;
+}
+
+TrainResult train_model(Model& model, const Dataset& train_data, const Dataset& val,
+                        const TrainOptions& options, const TrainHooks& hooks) {
+  Network net(model.spec());
+  net->load(model);
+  auto result = train(*net, train_data, val, options, hooks);
+  net->store(model);
+  return result;
+}
+
+std::string TrainResult::to_json(const TrainOptions& o) const {
+  nlohmann::json doc;
+  doc["stage"] = "train";
+  doc["options"] = {{"epochs", o.epochs},
+                    {"batch_size", o.batch_size},
+                    {"optimizer", to_string(o.optimizer)},
+                    {"lr", o.lr},
+                    {"momentum", o.momentum},
+                    {"weight_decay", o.weight_decay},
+                    {"schedule", to_string(o.schedule)},
+                    {"early_stop_patience", o.early_stop_patience},
+                    {"seed", o.seed}};
+  auto& list = doc["epochs"] = nlohmann::json::array();
+  for (const auto& e : epochs) {
+    list.push_back({{"epoch", e.epoch},
+                    {"lr", e.lr},
+                    {"train_loss", e.train_loss},
+                    {"train_accuracy", e.train_accuracy},
+                    {"val_loss", e.val_loss},
+                    {"val_accuracy", e.val_accuracy}});
+  }
+  doc["best_epoch"] = best_epoch;
+  doc["stopped_early"] = stopped_early;
+  return doc.dump();
+}
+
+}  // namespace mcompress

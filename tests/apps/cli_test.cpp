@@ -1,0 +1,151 @@
+// End-to-end tests of the mcompress binary: exit codes, the one-line error format, and a
+// tiny train → eval → inspect round trip on generated IDX data.
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <string>
+#include <sys/wait.h>
+
+#include "test_support.h"
+
+namespace {
+
+struct Result {
+  int code = -1;
+  std::string out;  // stdout and stderr together
+};
+
+Result run_cli(const std::string& args) {
+  const std::string command = std::string(MCOMPRESS_CLI) + " " + args + " 2>&1";
+  Result r;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) return r;
+  std::array<char, 4096> buffer{};
+  size_t n = 0;
+  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0) r.out.append(buffer.data(), n);
+  const int status = ::pclose(pipe);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+void write_be32(std::ofstream& out, uint32_t v) {
+  const unsigned char b[4] = {static_cast<unsigned char>(v >> 24), static_cast<unsigned char>(v >> 16),
+                              static_cast<unsigned char>(v >> 8), static_cast<unsigned char>(v)};
+  out.write(reinterpret_cast<const char*>(b), 4);
+}
+
+// Ten classes of 28x28 images, each class a bright horizontal band at its own height, so
+// even a one-epoch model learns them.
+void write_idx_split(const std::string& dir, const std::string& prefix, int n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::ofstream images(dir + "/" + prefix + "-images-idx3-ubyte", std::ios::binary);
+  std::ofstream labels(dir + "/" + prefix + "-labels-idx1-ubyte", std::ios::binary);
+  write_be32(images, 0x803);
+  write_be32(images, static_cast<uint32_t>(n));
+  write_be32(images, 28);
+  write_be32(images, 28);
+  write_be32(labels, 0x801);
+  write_be32(labels, static_cast<uint32_t>(n));
+  for (int i = 0; i < n; ++i) {
+    const int label = i % 10;
+    for (int r = 0; r < 28; ++r) {
+      for (int c = 0; c < 28; ++c) {
+        const bool band = r / 3 == label;
+        images.put(static_cast<char>(band ? 200 + rng() % 56 : rng() % 40));
+      }
+    }
+    labels.put(static_cast<char>(label));
+  }
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    write_idx_split(dir_.path().string(), "train", 300, 1);
+    write_idx_split(dir_.path().string(), "t10k", 100, 2);
+  }
+  std::string data() const { return "--data " + dir_.path().string(); }
+  mcompress::testing::TempDir dir_;
+};
+
+void expect_one_error_line(const Result& r, int code, const std::string& substr) {
+  EXPECT_EQ(r.code, code) << r.out;
+  EXPECT_NE(r.out.find("mcompress: error: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(substr), std::string::npos) << r.out;
+  // exactly one line of error output
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+}
+
+TEST(CliBasicsTest, HelpAndVersion) {
+  auto r = run_cli("--help");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("train"), std::string::npos);
+  r = run_cli("version");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("LibTorch"), std::string::npos);
+  r = run_cli("train --help");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("--epochs"), std::string::npos);
+}
+
+TEST(CliBasicsTest, ZooListsModelsWithParameterCounts) {
+  const auto r = run_cli("zoo");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("mlp"), std::string::npos);
+  EXPECT_NE(r.out.find("266610"), std::string::npos);  // LeNet-300-100
+  EXPECT_NE(r.out.find("resnet8"), std::string::npos);
+}
+
+TEST(CliErrorTest, UsageErrorsExitTwo) {
+  expect_one_error_line(run_cli("frobnicate"), 2, "unknown command 'frobnicate'");
+  expect_one_error_line(run_cli("train --arch nope --out /tmp/x.h5"), 2, "unknown zoo model 'nope'");
+  expect_one_error_line(run_cli("train --arch mlp --epochs 0 --out /tmp/x.h5"), 2,
+                        "epochs must be >= 1");
+  expect_one_error_line(run_cli("train --arch mlp"), 2, "--out");
+  expect_one_error_line(run_cli("eval --bogus 3 x.h5"), 2, "bogus");
+}
+
+TEST_F(CliTest, BadInputsExitOneWithTheCulprit) {
+  expect_one_error_line(run_cli("eval " + dir_.file("missing.h5")), 1, "missing.h5");
+  mcompress::testing::write_bytes(dir_.file("text.h5"), "not a model\n");
+  expect_one_error_line(run_cli("inspect " + dir_.file("text.h5")), 1, "text.h5");
+  expect_one_error_line(run_cli("train --arch mlp-small " + data() + " --out " +
+                                dir_.file("no/such/dir/m.h5")),
+                        1, "does not exist");
+  expect_one_error_line(run_cli("train --arch mlp-small --data " + dir_.file("nowhere") +
+                                " --out " + dir_.file("m.h5")),
+                        1, "nowhere");
+}
+
+TEST_F(CliTest, TrainEvalInspectRoundTrip) {
+  const std::string model = dir_.file("m.h5");
+  auto r = run_cli("train --arch mlp-small " + data() +
+                   " --epochs 2 --batch-size 32 --lr 0.003 --threads 1 --quiet --out " + model);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("saved"), std::string::npos);
+
+  r = run_cli("eval " + model + " " + data() + " --threads 1 --latency-batch 1 --plan");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("median_ms"), std::string::npos);
+  EXPECT_NE(r.out.find("linear+relu"), std::string::npos);
+  // The bands are trivially separable: a trained model must get well past chance (10%).
+  EXPECT_NE(r.out.find("100.00"), std::string::npos) << r.out;
+
+  r = run_cli("inspect " + model);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("1.weight"), std::string::npos);
+  EXPECT_NE(r.out.find("fp32"), std::string::npos);
+  EXPECT_NE(r.out.find("25450"), std::string::npos);  // 784*32 + 32 + 32*10 + 10 parameters
+
+  // The output exists: refusing to overwrite it without --force, and keeping it intact.
+  const auto before = mcompress::testing::read_bytes(model);
+  r = run_cli("train --arch mlp-small " + data() + " --epochs 1 --quiet --out " + model);
+  expect_one_error_line(r, 1, "--force");
+  EXPECT_EQ(mcompress::testing::read_bytes(model), before);
+}
+
+}  // namespace

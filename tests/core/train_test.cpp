@@ -1,0 +1,145 @@
+#include <torch/torch.h>
+
+#include <gtest/gtest.h>
+
+#include "mcompress/core/error.h"
+#include "mcompress/core/network.h"
+#include "mcompress/core/train.h"
+#include "mcompress/core/zoo.h"
+#include "test_support.h"
+
+namespace mcompress {
+namespace {
+
+// Four separable classes: each class lights one quadrant of a 28x28 image.
+Dataset quadrant_data(int64_t n, uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  Dataset d;
+  d.x = torch::rand({n, 1, 28, 28}, gen) * 0.3;
+  d.y = torch::arange(n, torch::kLong).remainder(10);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t label = d.y[i].item<int64_t>();
+    d.x[i][0].slice(0, (label % 5) * 5, (label % 5) * 5 + 5).slice(1, (label / 5) * 14, (label / 5) * 14 + 14) += 0.7;
+  }
+  d.source = "quadrants";
+  return d;
+}
+
+TrainOptions quick_options(uint64_t seed) {
+  TrainOptions o;
+  o.epochs = 2;
+  o.batch_size = 32;
+  o.lr = 3e-3;
+  o.seed = seed;
+  o.progress = false;
+  return o;
+}
+
+class TrainTest : public ::testing::Test {
+ protected:
+  void SetUp() override { at::set_num_threads(1); }
+};
+
+TEST_F(TrainTest, LearnsASeparableProblem) {
+  const auto data = quadrant_data(400, 1);
+  const auto val = quadrant_data(100, 2);
+  Model model = Model::initialize(zoo_spec("lenet5-small"), 0);
+  const auto result = train_model(model, data, val, quick_options(0));
+  ASSERT_EQ(result.epochs.size(), 2u);
+  EXPECT_GT(result.epochs.back().val_accuracy, 0.9);
+  EXPECT_LT(result.epochs.back().train_loss, result.epochs.front().train_loss);
+}
+
+TEST_F(TrainTest, SameSeedSameThreadsGiveBitwiseIdenticalWeights) {
+  const auto data = quadrant_data(200, 1);
+  const auto val = quadrant_data(50, 2);
+  auto run = [&](uint64_t seed) {
+    Model model = Model::initialize(zoo_spec("convnet"), seed);
+    auto o = quick_options(seed);
+    o.epochs = 1;
+    train_model(model, data.slice(0, 96), val, o);
+    return model;
+  };
+  const Model a = run(7), b = run(7), c = run(8);
+  bool any_different = false;
+  for (const auto& [name, t] : a.tensors()) {
+    EXPECT_TRUE(torch::equal(t, b.tensor(name))) << name;
+    any_different |= !torch::equal(t, c.tensor(name));
+  }
+  EXPECT_TRUE(any_different) << "a different seed must give different weights";
+}
+
+TEST_F(TrainTest, HooksSeeEveryStepAndEpoch) {
+  const auto data = quadrant_data(64, 1);
+  Model model = Model::initialize(zoo_spec("mlp-small"), 0);
+  int64_t steps = 0, epochs = 0, losses = 0;
+  TrainHooks hooks;
+  hooks.loss = [&](const at::Tensor& logits, const at::Tensor&, const at::Tensor& y) {
+    ++losses;
+    return torch::cross_entropy_loss(logits, y);
+  };
+  hooks.after_step = [&](NetworkImpl&, int64_t step) { steps = step; };
+  hooks.after_epoch = [&](NetworkImpl&, int64_t epoch) { epochs = epoch; };
+  train_model(model, data, Dataset{}, quick_options(0), hooks);
+  EXPECT_EQ(steps, 4);  // 2 epochs x 64/32 batches
+  EXPECT_EQ(losses, 4);
+  EXPECT_EQ(epochs, 2);
+}
+
+TEST_F(TrainTest, EarlyStopRestoresTheBestEpoch) {
+  const auto data = quadrant_data(64, 1);
+  const auto val = quadrant_data(64, 3);
+  Model model = Model::initialize(zoo_spec("mlp-small"), 0);
+  auto o = quick_options(0);
+  o.epochs = 30;
+  o.early_stop_patience = 2;
+  o.lr = 0.05;  // large enough that validation accuracy plateaus early
+  const auto r = train_model(model, data, val, o);
+  EXPECT_LE(r.best_epoch, static_cast<int64_t>(r.epochs.size()));
+  if (r.stopped_early) {
+    EXPECT_EQ(static_cast<int64_t>(r.epochs.size()), r.best_epoch + 2);
+  }
+  Network net(model.spec());
+  net->load(model);
+  EXPECT_DOUBLE_EQ(evaluate_network(*net, val).accuracy,
+                   r.epochs[static_cast<size_t>(r.best_epoch - 1)].val_accuracy);
+}
+
+TEST_F(TrainTest, RejectsBadOptionsAndEmptyData) {
+  Model model = Model::initialize(zoo_spec("mlp-small"), 0);
+  auto o = quick_options(0);
+  o.lr = -1;
+  ASSERT_THROWS_WITH(train_model(model, quadrant_data(8, 1), Dataset{}, o), ConfigError,
+                     "lr must be > 0");
+  Dataset empty;
+  empty.x = torch::zeros({0, 1, 28, 28});
+  empty.y = torch::zeros({0}, torch::kLong);
+  empty.source = "empty.h5";
+  ASSERT_THROWS_WITH(train_model(model, empty, Dataset{}, quick_options(0)), DataError,
+                     "'empty.h5' is empty");
+  ASSERT_THROWS_WITH(parse_optimizer("rmsprop"), ConfigError, "accepted: sgd, adam");
+}
+
+TEST(ModelTest, FromTensorsNamesTheBadTensor) {
+  Model model = Model::initialize(zoo_spec("mlp-small"), 0);
+  auto tensors = model.tensors();
+  tensors["1.weight"] = torch::zeros({3, 3});
+  ASSERT_THROWS_WITH(Model::from_tensors(model.spec(), tensors), ModelError,
+                     "tensor '1.weight' has shape [3, 3], expected [32, 784]");
+  tensors.erase("1.weight");
+  ASSERT_THROWS_WITH(Model::from_tensors(model.spec(), tensors), ModelError,
+                     "missing tensor '1.weight'");
+}
+
+TEST(ModelTest, InitializeIsSeeded) {
+  const auto a = Model::initialize(zoo_spec("lenet5"), 1);
+  const auto b = Model::initialize(zoo_spec("lenet5"), 1);
+  const auto c = Model::initialize(zoo_spec("lenet5"), 2);
+  EXPECT_TRUE(torch::equal(a.tensor("0.weight"), b.tensor("0.weight")));
+  EXPECT_FALSE(torch::equal(a.tensor("0.weight"), c.tensor("0.weight")));
+  const auto copy = a.clone();
+  EXPECT_NE(copy.tensor("0.weight").data_ptr(), a.tensor("0.weight").data_ptr());
+}
+
+}  // namespace
+}  // namespace mcompress

@@ -1,0 +1,42 @@
+#pragma once
+// Shared test helpers: error-text assertions, temporary folders, small synthetic data.
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+
+/// Asserts that `statement` throws an exception of type ExcT whose what() contains `substr`.
+#define ASSERT_THROWS_WITH(statement, ExcT, substr)                                    \
+  do {                                                                                 \
+    try {                                                                              \
+      statement;                                                                       \
+      FAIL() << "expected " #ExcT " containing '" << (substr) << "', nothing thrown";  \
+    } catch (const ExcT& e) {                                                          \
+      EXPECT_NE(std::string(e.what()).find(substr), std::string::npos)                 \
+          << "message was: " << e.what();                                              \
+    }                                                                                  \
+  } while (false)
+
+namespace mcompress::testing {
+
+/// A fresh folder under the system temp dir, removed with its content on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+/// Reads a whole file as bytes.
+std::string read_bytes(const std::string& path);
+/// Writes bytes to a file (replacing it).
+void write_bytes(const std::string& path, const std::string& bytes);
+
+}  // namespace mcompress::testing
