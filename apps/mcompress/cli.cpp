@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "mcompress/core/error.h"
+#include "mcompress/core/table.h"
 
 namespace mcompress::cli {
 
@@ -15,6 +16,7 @@ const std::vector<Command>& commands() {
       {"train", "train a model from the zoo or a spec file", run_train},
       {"eval", "accuracy, loss and latency of a model file (deployable runtime)", run_eval},
       {"inspect", "per-tensor storage table of a model file", run_inspect},
+      {"quantize", "fp16/bf16 storage, int8 dynamic or static (calibrated) quantization", run_quantize},
       {"version", "versions of mcompress, LibTorch and HDF5", run_version},
   };
   return list;
@@ -60,6 +62,19 @@ Dataset load_data(const po::variables_map& vm, Split split) {
   MCOMPRESS_CHECK(limit >= 0, ConfigError, "--limit must be >= 0, got ", limit);
   if (limit > 0 && limit < data.size()) data = data.slice(0, limit);
   return data;
+}
+
+void print_plan(std::ostream& out, const runtime::Executor& exec,
+                const runtime::ExecutorOptions& options, int threads) {
+  Table plan({"layers", "op", "kernel", "fp32_ms", "int8_ms", "note"});
+  for (const auto& s : exec.plan()) {
+    plan.add_row({s.layers, s.op, s.kernel, s.fp32_ms > 0 ? format_fixed(s.fp32_ms, 3) : "",
+                  s.int8_ms > 0 ? format_fixed(s.int8_ms, 3) : "", s.note});
+  }
+  out << "plan at batch " << options.batch_size << " (" << threads << " threads, kernel policy "
+      << to_string(options.policy) << "):\n"
+      << plan.to_text();
+  if (!exec.plan_note().empty()) out << exec.plan_note() << "\n";
 }
 
 }  // namespace mcompress::cli

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "mcompress/core/dataset.h"
+#include "mcompress/runtime/executor.h"
 
 namespace mcompress::cli {
 
@@ -26,6 +27,7 @@ int run_zoo(const Args& args);
 int run_train(const Args& args);
 int run_eval(const Args& args);
 int run_inspect(const Args& args);
+int run_quantize(const Args& args);
 int run_version(const Args& args);
 
 /// Parses `args` against `options` (plus a positional list), handling --help: returns false
@@ -41,5 +43,9 @@ int apply_threads(const po::variables_map& vm);
 /// --data (directory of IDX files or HDF5 file) and --limit (first N examples, 0 = all).
 void add_data_options(po::options_description& options);
 Dataset load_data(const po::variables_map& vm, Split split);
+
+/// The executor's per-layer plan: kernel choice, both timings of the auto policy, notes.
+void print_plan(std::ostream& out, const runtime::Executor& exec,
+                const runtime::ExecutorOptions& options, int threads);
 
 }  // namespace mcompress::cli

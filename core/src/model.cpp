@@ -7,6 +7,45 @@
 
 namespace mcompress {
 
+std::string to_string(Encoding e) {
+  switch (e) {
+    case Encoding::kFp32:
+      return "fp32";
+    case Encoding::kFp16:
+      return "fp16";
+    case Encoding::kBf16:
+      return "bf16";
+    case Encoding::kInt8:
+      return "int8";
+  }
+  return "?";
+}
+
+Encoding parse_encoding(const std::string& name) {
+  for (auto e : {Encoding::kFp32, Encoding::kFp16, Encoding::kBf16, Encoding::kInt8}) {
+    if (to_string(e) == name) return e;
+  }
+  throw FormatError("unknown encoding '" + name + "'; accepted: fp32, fp16, bf16, int8");
+}
+
+at::Tensor QuantizedTensor::dequantize() const {
+  switch (encoding) {
+    case Encoding::kFp32:
+      return values.to(at::kFloat);
+    case Encoding::kFp16:
+    case Encoding::kBf16:
+      return values.to(at::kFloat);
+    case Encoding::kInt8: {
+      auto q = values.to(at::kFloat);
+      if (axis < 0) return (q - zero_point.to(at::kFloat)) * scale;
+      std::vector<int64_t> shape(static_cast<size_t>(q.dim()), 1);
+      shape[static_cast<size_t>(axis)] = scale.numel();
+      return (q - zero_point.to(at::kFloat).reshape(shape)) * scale.reshape(shape);
+    }
+  }
+  throw ModelError("unknown encoding");
+}
+
 Model::Model(ArchSpec spec, std::map<std::string, at::Tensor> tensors)
     : spec_(std::move(spec)), infos_(spec_.tensors()), tensors_(std::move(tensors)) {}
 
@@ -57,6 +96,7 @@ Model Model::clone() const {
   for (const auto& [name, value] : tensors_) copies[name] = value.clone();
   Model copy(spec_, std::move(copies));
   copy.history = history;
+  copy.quant = quant;  // encodings are immutable once decided; sharing their tensors is fine
   copy.recipe = recipe;
   copy.seed = seed;
   return copy;

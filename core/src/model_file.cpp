@@ -22,6 +22,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -43,6 +44,8 @@ constexpr hsize_t kChunkTargetElements = hsize_t{1} << 18;
 
 const std::vector<std::string> kKnownEncodings = {"fp32", "fp16", "bf16", "int8"};
 const std::vector<std::string> kKnownLayouts = {"dense", "sparse"};
+// Values of the root attribute quant_mode; "" is a plain fp32 model.
+const std::vector<std::string> kQuantModes = {"", "fp16", "bf16", "int8-dynamic", "int8-static"};
 
 std::string join(const std::vector<std::string>& items, const char* sep = ", ") {
   std::string out;
@@ -51,6 +54,136 @@ std::string join(const std::vector<std::string>& items, const char* sep = ", ") 
     out += item;
   }
   return out;
+}
+
+// The 16-bit float types of the fp16 and bf16 encodings, as HDF5 float field positions.
+struct HalfFormat {
+  Encoding encoding;
+  const char* description;
+  size_t sign_pos, exp_pos, exp_size, mant_pos, mant_size, exp_bias;
+};
+// IEEE 754 binary16, which h5py reads as numpy float16.
+constexpr HalfFormat kFp16Format{Encoding::kFp16, "IEEE binary16 floats", 15, 10, 5, 0, 10, 15};
+// bfloat16: the upper half of an IEEE binary32 bit pattern.
+constexpr HalfFormat kBf16Format{Encoding::kBf16, "bfloat16 floats", 15, 7, 8, 0, 7, 127};
+
+const HalfFormat& half_format(Encoding encoding) {
+  return encoding == Encoding::kFp16 ? kFp16Format : kBf16Format;
+}
+
+// The ATen dtype that holds the stored values of an encoding.
+at::ScalarType value_dtype(Encoding encoding) {
+  switch (encoding) {
+    case Encoding::kFp16:
+      return at::kHalf;
+    case Encoding::kBf16:
+      return at::kBFloat16;
+    case Encoding::kInt8:
+      return at::kChar;
+    case Encoding::kFp32:
+      break;
+  }
+  return at::kFloat;
+}
+
+const char* dtype_name(Encoding encoding) {
+  switch (encoding) {
+    case Encoding::kFp16:
+      return "float16";
+    case Encoding::kBf16:
+      return "bfloat16";
+    case Encoding::kInt8:
+      return "int8";
+    case Encoding::kFp32:
+      break;
+  }
+  return "float32";
+}
+
+// Finds the first non-finite value of a float32 tensor: its flat index, or -1.
+int64_t first_non_finite(const at::Tensor& tensor, float* value) {
+  const float* data = tensor.data_ptr<float>();
+  for (int64_t i = 0; i < tensor.numel(); ++i) {
+    if (!std::isfinite(data[i])) {
+      *value = data[i];
+      return i;
+    }
+  }
+  return -1;
+}
+
+// The checks shared by saving (ErrorT = ModelError: the model is inconsistent) and loading
+// (ErrorT = FormatError: the file is). `values` etc. are CPU tensors of any dtype here.
+template <typename ErrorT>
+void check_quantized(const std::string& path, const std::string& name, const QuantizedTensor& q,
+                     const std::vector<int64_t>& shape) {
+  const std::string enc = to_string(q.encoding);
+  MCOMPRESS_CHECK(q.encoding != Encoding::kFp32, ErrorT, path, ": tensor '", name,
+                  "' is listed as quantized with encoding fp32; list only fp16, bf16 or int8 "
+                  "tensors (fp32 is the default)");
+  MCOMPRESS_CHECK(q.values.defined(), ErrorT, path, ": tensor '", name, "' (", enc,
+                  ") has no values");
+  MCOMPRESS_CHECK(q.values.scalar_type() == value_dtype(q.encoding), ErrorT, path, ": tensor '",
+                  name, "' (", enc, ") has values of dtype ", q.values.scalar_type(), ", expected ",
+                  dtype_name(q.encoding));
+  MCOMPRESS_CHECK(q.values.sizes().vec() == shape, ErrorT, path, ": tensor '", name, "' (", enc,
+                  ") has values of shape ", shape_to_string(q.values.sizes().vec()),
+                  ", expected ", shape_to_string(shape), " from the architecture");
+  if (q.encoding != Encoding::kInt8) return;
+
+  const int64_t rank = static_cast<int64_t>(shape.size());
+  MCOMPRESS_CHECK(q.axis == -1 || (q.axis >= 0 && q.axis < rank), ErrorT, path, ": tensor '", name,
+                  "' (int8) has axis ", q.axis, ", expected -1 (one scale for the tensor)",
+                  rank > 0 ? " or 0 to " + std::to_string(rank - 1) : std::string());
+  const int64_t channels = q.axis < 0 ? 1 : shape[static_cast<size_t>(q.axis)];
+  MCOMPRESS_CHECK(q.scale.defined() && q.scale.dim() == 1 && q.scale.scalar_type() == at::kFloat,
+                  ErrorT, path, ": tensor '", name,
+                  "' (int8) needs a one-dimensional float32 scale");
+  MCOMPRESS_CHECK(q.scale.numel() == channels, ErrorT, path, ": tensor '", name, "' (int8) has ",
+                  q.scale.numel(), " scales, expected ", channels,
+                  q.axis < 0 ? std::string(" (axis -1: one scale for the tensor)")
+                             : " (one per channel along axis " + std::to_string(q.axis) + ")");
+  MCOMPRESS_CHECK(q.zero_point.defined() && q.zero_point.dim() == 1 &&
+                      q.zero_point.scalar_type() == at::kInt,
+                  ErrorT, path, ": tensor '", name,
+                  "' (int8) needs a one-dimensional int32 zero_point");
+  MCOMPRESS_CHECK(q.zero_point.numel() == q.scale.numel(), ErrorT, path, ": tensor '", name,
+                  "' (int8) has ", q.zero_point.numel(), " zero points but ", q.scale.numel(),
+                  " scales; expected one zero point per scale");
+  const at::Tensor scale = q.scale.to(at::kCPU).contiguous();
+  const float* s = scale.data_ptr<float>();
+  for (int64_t i = 0; i < scale.numel(); ++i) {
+    MCOMPRESS_CHECK(std::isfinite(s[i]) && s[i] > 0.0f, ErrorT, path, ": tensor '", name,
+                    "' (int8) has scale ", s[i], " at index ", i,
+                    ", expected a finite value > 0");
+  }
+  const at::Tensor zero_point = q.zero_point.to(at::kCPU).contiguous();
+  const int32_t* z = zero_point.data_ptr<int32_t>();
+  for (int64_t i = 0; i < zero_point.numel(); ++i) {
+    MCOMPRESS_CHECK(z[i] >= -128 && z[i] <= 127, ErrorT, path, ": tensor '", name,
+                    "' (int8) has zero_point ", z[i], " at index ", i,
+                    ", expected -128 to 127 (int8)");
+  }
+}
+
+template <typename ErrorT>
+void check_quant_mode(const std::string& path, const std::string& mode) {
+  MCOMPRESS_CHECK(std::find(kQuantModes.begin(), kQuantModes.end(), mode) != kQuantModes.end(),
+                  ErrorT, path, ": unknown quant_mode '", mode,
+                  "'; accepted: \"\" (none), fp16, bf16, int8-dynamic, int8-static");
+}
+
+template <typename ErrorT>
+void check_activation(const std::string& path, const std::string& key,
+                      const ActivationQParams& params) {
+  MCOMPRESS_CHECK(!key.empty() && key.find('/') == std::string::npos && key != ".", ErrorT, path,
+                  ": activation key '", key, "' cannot be an HDF5 group name");
+  MCOMPRESS_CHECK(std::isfinite(params.scale) && params.scale > 0.0, ErrorT, path,
+                  ": activation '", key, "' has scale ", params.scale,
+                  ", expected a finite value > 0");
+  MCOMPRESS_CHECK(params.zero_point >= 0 && params.zero_point <= 255, ErrorT, path,
+                  ": activation '", key, "' has zero_point ", params.zero_point,
+                  ", expected 0 to 255 (uint8)");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -156,6 +289,41 @@ int64_t product(const std::vector<int64_t>& shape) {
 
 std::string describe_path(const std::string& name) { return "'" + name + "'"; }
 
+// The HDF5 float type of `format`, derived from `base` (H5T_IEEE_F32LE for the file type,
+// H5T_NATIVE_FLOAT for the memory type, so the two are equal on little-endian hosts and HDF5
+// copies the bits without converting).
+template <typename ErrorT>
+Handle half_float_type(const HalfFormat& format, hid_t base, const std::string& path) {
+  const std::string what = std::string("cannot create the HDF5 type of ") + format.description;
+  Handle type = checked<ErrorT>(H5Tcopy(base), H5Tclose, path, what);
+  // Fields first: HDF5 refuses to shrink a float type whose fields would not fit.
+  h5_check<ErrorT>(H5Tset_fields(type, format.sign_pos, format.exp_pos, format.exp_size,
+                                 format.mant_pos, format.mant_size),
+                   path, what);
+  h5_check<ErrorT>(H5Tset_size(type, 2), path, what);  // precision 16, offset 0
+  h5_check<ErrorT>(H5Tset_ebias(type, format.exp_bias), path, what);
+  return type;
+}
+
+// Whether a dataset's type is `format` in either byte order (HDF5 swaps bytes on read).
+bool is_half_format(hid_t type, const HalfFormat& format) {
+  if (H5Tget_class(type) != H5T_FLOAT || H5Tget_size(type) != 2 || H5Tget_precision(type) != 16 ||
+      H5Tget_offset(type) != 0 || H5Tget_norm(type) != H5T_NORM_IMPLIED) {
+    return false;
+  }
+  size_t sign_pos = 0, exp_pos = 0, exp_size = 0, mant_pos = 0, mant_size = 0;
+  if (H5Tget_fields(type, &sign_pos, &exp_pos, &exp_size, &mant_pos, &mant_size) < 0) return false;
+  return sign_pos == format.sign_pos && exp_pos == format.exp_pos &&
+         exp_size == format.exp_size && mant_pos == format.mant_pos &&
+         mant_size == format.mant_size && H5Tget_ebias(type) == format.exp_bias;
+}
+
+std::string describe_type(hid_t type) {
+  const H5T_class_t cls = H5Tget_class(type);
+  const char* kind = cls == H5T_FLOAT ? "float" : cls == H5T_INTEGER ? "integer" : "non-numeric";
+  return std::to_string(H5Tget_size(type)) + "-byte " + kind;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Writing
 
@@ -225,14 +393,59 @@ class Writer {
     }
 
     std::vector<int64_t> shape = values.sizes().vec();
-    Handle group = create_group(tensors, name);
-    shape_attr(group, shape);
-    string_attr(group, "encoding", "fp32");
-    string_attr(group, "layout", "dense");
+    Handle group = tensor_group(tensors, name, shape, Encoding::kFp32);
     write_dataset(group, "values", shape, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, data, name);
   }
 
+  // Group /tensors/<name> of an fp16/bf16/int8 tensor; `q` passed check_quantized.
+  void quantized_tensor(hid_t tensors, const std::string& name, const QuantizedTensor& q) {
+    const at::Tensor values = q.values.to(at::kCPU).contiguous();
+    const std::vector<int64_t> shape = values.sizes().vec();
+    if (q.encoding == Encoding::kFp16 || q.encoding == Encoding::kBf16) {
+      // A file mcompress writes must be one it can load again.
+      float bad = 0.0f;
+      const int64_t index = first_non_finite(values.to(at::kFloat).contiguous(), &bad);
+      MCOMPRESS_CHECK(index < 0, ModelError, path_, ": tensor '", name, "' (",
+                      to_string(q.encoding), ") has a non-finite value (", bad,
+                      ") at flat index ", index, "; refusing to save it");
+      const HalfFormat& format = half_format(q.encoding);
+      Handle file_type = half_float_type<IoError>(format, H5T_IEEE_F32LE, path_);
+      Handle mem_type = half_float_type<IoError>(format, H5T_NATIVE_FLOAT, path_);
+      Handle group = tensor_group(tensors, name, shape, q.encoding);
+      // The raw 16-bit patterns of the at::kHalf / at::kBFloat16 tensor, copied as they are.
+      write_dataset(group, "values", shape, file_type, mem_type, values.data_ptr(), name);
+      return;
+    }
+    const at::Tensor scale = q.scale.to(at::kCPU).contiguous();
+    const at::Tensor zero_point = q.zero_point.to(at::kCPU).contiguous();
+    Handle group = tensor_group(tensors, name, shape, Encoding::kInt8);
+    scalar_attr<int64_t>(group, "axis", H5T_STD_I64LE, H5T_NATIVE_INT64, q.axis);
+    write_dataset(group, "values", shape, H5T_STD_I8LE, H5T_NATIVE_INT8, values.data_ptr(), name);
+    write_dataset(group, "scale", {scale.numel()}, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT,
+                  scale.data_ptr(), name);
+    write_dataset(group, "zero_point", {zero_point.numel()}, H5T_STD_I32LE, H5T_NATIVE_INT32,
+                  zero_point.data_ptr(), name);
+  }
+
+  // Group /activations/<key> with attrs scale, zero_point, observer.
+  void activation(hid_t activations, const std::string& key, const ActivationQParams& params) {
+    Handle group = create_group(activations, key);
+    scalar_attr<double>(group, "scale", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, params.scale);
+    scalar_attr<int64_t>(group, "zero_point", H5T_STD_I64LE, H5T_NATIVE_INT64, params.zero_point);
+    string_attr(group, "observer", params.observer);
+  }
+
  private:
+  // Creates /tensors/<name> with the attributes every tensor group has.
+  Handle tensor_group(hid_t tensors, const std::string& name, const std::vector<int64_t>& shape,
+                      Encoding encoding) {
+    Handle group = create_group(tensors, name);
+    shape_attr(group, shape);
+    string_attr(group, "encoding", to_string(encoding));
+    string_attr(group, "layout", "dense");
+    return group;
+  }
+
   Handle utf8_string_type() {
     Handle type =
         checked<IoError>(H5Tcopy(H5T_C_S1), H5Tclose, path_, "cannot create a string type");
@@ -301,6 +514,7 @@ void write_model(hid_t file, const Model& model, const std::string& path) {
   writer.string_attr(root, "arch", model.spec().to_json_text());
   writer.string_attr(root, "producer", "mcompress " + version());
   writer.scalar_attr<uint64_t>(root, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, model.seed);
+  writer.string_attr(root, "quant_mode", model.quant.mode);
 
   {
     Handle tensors = writer.create_group(root, "tensors");
@@ -308,8 +522,18 @@ void write_model(hid_t file, const Model& model, const std::string& path) {
       MCOMPRESS_CHECK(
           !info.name.empty() && info.name.find('/') == std::string::npos && info.name != ".",
           ModelError, path, ": tensor name '", info.name, "' cannot be an HDF5 group name");
-      writer.dense_fp32_tensor(tensors, info.name, model.tensor(info.name));
+      auto quantized = model.quant.tensors.find(info.name);
+      if (quantized != model.quant.tensors.end()) {
+        writer.quantized_tensor(tensors, info.name, quantized->second);
+      } else {
+        writer.dense_fp32_tensor(tensors, info.name, model.tensor(info.name));
+      }
     }
+  }
+  if (!model.quant.activations.empty()) {
+    Handle activations = writer.create_group(root, "activations");
+    for (const auto& [key, params] : model.quant.activations)  // std::map: sorted, deterministic
+      writer.activation(activations, key, params);
   }
   {
     Handle history = writer.create_group(root, "history");
@@ -324,6 +548,22 @@ void write_model(hid_t file, const Model& model, const std::string& path) {
     writer.string_attr(recipe, "text", model.recipe);
     writer.scalar_attr<uint64_t>(recipe, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, model.seed);
   }
+}
+
+// Everything in model.quant that would make the file unloadable, checked before the temporary
+// file is created.
+void check_quant_state(const Model& model, const std::string& path) {
+  check_quant_mode<ModelError>(path, model.quant.mode);
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const TensorInfo& info : model.tensor_infos()) shapes.emplace(info.name, info.shape);
+  for (const auto& [name, quantized] : model.quant.tensors) {
+    auto it = shapes.find(name);
+    MCOMPRESS_CHECK(it != shapes.end(), ModelError, path, ": quantized tensor '", name,
+                    "' is not a tensor of the architecture");
+    check_quantized<ModelError>(path, name, quantized, it->second);
+  }
+  for (const auto& [key, params] : model.quant.activations)
+    check_activation<ModelError>(path, key, params);
 }
 
 void fsync_path(const std::string& path, int flags) {
@@ -554,14 +794,67 @@ class Reader {
 
   // Reads a whole dataset converted to float; a failure here means damaged chunks.
   void read_floats(hid_t dataset, float* out, const std::string& tensor) {
-    if (H5Dread(dataset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) >= 0) return;
+    read_data(dataset, H5T_NATIVE_FLOAT, out, tensor, "values");
+  }
+
+  // Reads a whole dataset of tensor `tensor` (`member`: values, scale, ...) as `mem_type`.
+  void read_data(hid_t dataset, hid_t mem_type, void* out, const std::string& tensor,
+                 const std::string& member) {
+    if (H5Dread(dataset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) >= 0) return;
     const std::string detail = hdf5_error_detail();
     const bool checksum = detail.find("Fletcher32") != std::string::npos ||
                           detail.find("checksum") != std::string::npos;
     throw FormatError(
-        path_ + ": tensor '" + tensor + "': cannot read its values; the data is corrupt (" +
+        path_ + ": tensor '" + tensor + "': cannot read its " + member + "; the data is corrupt (" +
         (checksum ? "Fletcher-32 checksum mismatch" : "checksum or decompression failure") +
         ") (HDF5: " + detail + ")");
+  }
+
+  // A scalar float attribute converted to double; nullopt if absent.
+  std::optional<double> float_attr(hid_t loc, const std::string& name, const std::string& where) {
+    Handle attr;
+    if (!open_attr(loc, name, where, attr)) return std::nullopt;
+    const std::string what = "attribute '" + name + "' of " + where;
+    Handle file_type =
+        checked<FormatError>(H5Aget_type(attr), H5Tclose, path_, "cannot read " + what);
+    MCOMPRESS_CHECK(H5Tget_class(file_type) == H5T_FLOAT, FormatError, path_, ": ", what,
+                    " is not a float");
+    require_single_value(attr, what);
+    double value = 0.0;
+    h5_check<FormatError>(H5Aread(attr, H5T_NATIVE_DOUBLE, &value), path_, "cannot read " + what);
+    return value;
+  }
+
+  // The root attribute quant_mode; "" when absent (files of plain fp32 models may omit it).
+  std::string quant_mode() {
+    std::string mode = string_attr(root_, "quant_mode", "/").value_or(std::string());
+    check_quant_mode<FormatError>(path_, mode);
+    return mode;
+  }
+
+  // /activations/<key>; empty when the group is absent.
+  std::map<std::string, ActivationQParams> activations() {
+    std::map<std::string, ActivationQParams> out;
+    if (!link_exists(root_, "activations")) return out;
+    Handle group = open_group(root_, "activations", "/activations");
+    for (const std::string& key : member_names(group, "/activations")) {
+      const std::string where = "/activations/" + key;
+      Handle member = open_group(group, key, where);
+      ActivationQParams params;
+      std::optional<double> scale = float_attr(member, "scale", where);
+      MCOMPRESS_CHECK(scale.has_value(), FormatError, path_, ": activation '", key,
+                      "' has no 'scale' attribute");
+      std::optional<int64_t> zero_point =
+          integer_attr<int64_t>(member, "zero_point", where, H5T_NATIVE_INT64);
+      MCOMPRESS_CHECK(zero_point.has_value(), FormatError, path_, ": activation '", key,
+                      "' has no 'zero_point' attribute");
+      params.scale = *scale;
+      params.zero_point = *zero_point;
+      params.observer = string_attr(member, "observer", where).value_or(std::string());
+      check_activation<FormatError>(path_, key, params);
+      out.emplace(key, std::move(params));
+    }
+    return out;
   }
 
  private:
@@ -645,7 +938,97 @@ std::string parse_layout(Reader& reader, hid_t group, const std::string& tensor)
   return layout;
 }
 
-at::Tensor read_tensor(Reader& reader, hid_t tensors, const TensorInfo& info) {
+// One tensor as loaded: the fp32 master, and the stored encoding when it is not fp32.
+struct LoadedTensor {
+  at::Tensor master;
+  std::optional<QuantizedTensor> quantized;
+};
+
+// The values dataset of an fp16/bf16 tensor, as at::kHalf / at::kBFloat16.
+QuantizedTensor read_half_values(Reader& reader, hid_t values, Encoding encoding,
+                                 const TensorInfo& info) {
+  const std::string& path = reader.path();
+  const HalfFormat& format = half_format(encoding);
+  Handle type = checked<FormatError>(H5Dget_type(values), H5Tclose, path,
+                                     "cannot read the type of /tensors/" + info.name + "/values");
+  MCOMPRESS_CHECK(is_half_format(type, format), FormatError, path, ": tensor '", info.name,
+                  "' has encoding ", to_string(encoding), " but its values are not ",
+                  format.description, " (", describe_type(type), ")");
+  QuantizedTensor q;
+  q.encoding = encoding;
+  q.values = at::empty(info.shape, value_dtype(encoding));
+  if (q.values.numel() > 0) {
+    // Memory type = the stored type (up to byte order): HDF5 copies the 16-bit patterns.
+    Handle mem_type = half_float_type<FormatError>(format, H5T_NATIVE_FLOAT, path);
+    reader.read_data(values, mem_type, q.values.data_ptr(), info.name, "values");
+  }
+  return q;
+}
+
+// The datasets and attributes of an int8 tensor besides "values".
+QuantizedTensor read_int8(Reader& reader, hid_t group, hid_t values, const TensorInfo& info) {
+  const std::string& name = info.name;
+  const std::string& path = reader.path();
+  const std::string where = "/tensors/" + name;
+  QuantizedTensor q;
+  q.encoding = Encoding::kInt8;
+
+  Handle type = checked<FormatError>(H5Dget_type(values), H5Tclose, path,
+                                     "cannot read the type of " + where + "/values");
+  MCOMPRESS_CHECK(H5Tget_class(type) == H5T_INTEGER && H5Tget_size(type) == 1 &&
+                      H5Tget_sign(type) == H5T_SGN_2,
+                  FormatError, path, ": tensor '", name,
+                  "' has encoding int8 but its values are not 8-bit signed integers (",
+                  describe_type(type), ")");
+  q.values = at::empty(info.shape, at::kChar);
+  if (q.values.numel() > 0)
+    reader.read_data(values, H5T_NATIVE_INT8, q.values.data_ptr(), name, "values");
+
+  std::optional<int64_t> axis = reader.integer_attr<int64_t>(group, "axis", where, H5T_NATIVE_INT64);
+  MCOMPRESS_CHECK(axis.has_value(), FormatError, path, ": tensor '", name,
+                  "' (int8) has no 'axis' attribute");
+  q.axis = *axis;
+
+  Handle scale = reader.open_dataset(group, "scale", where + "/scale");
+  const std::vector<int64_t> scale_shape = reader.dataset_shape(scale, where + "/scale");
+  MCOMPRESS_CHECK(scale_shape.size() == 1, FormatError, path, ": tensor '", name,
+                  "' (int8) has a scale dataset of shape ", shape_to_string(scale_shape),
+                  ", expected one dimension");
+  Handle scale_type = checked<FormatError>(H5Dget_type(scale), H5Tclose, path,
+                                           "cannot read the type of " + where + "/scale");
+  MCOMPRESS_CHECK(H5Tget_class(scale_type) == H5T_FLOAT && H5Tget_size(scale_type) == 4,
+                  FormatError, path, ": tensor '", name,
+                  "' (int8) has a scale dataset that is not 32-bit floats (",
+                  describe_type(scale_type), ")");
+  q.scale = at::empty(scale_shape, at::kFloat);
+  if (q.scale.numel() > 0)
+    reader.read_data(scale, H5T_NATIVE_FLOAT, q.scale.data_ptr(), name, "scale");
+
+  Handle zero_point = reader.open_dataset(group, "zero_point", where + "/zero_point");
+  const std::vector<int64_t> zp_shape = reader.dataset_shape(zero_point, where + "/zero_point");
+  MCOMPRESS_CHECK(zp_shape.size() == 1, FormatError, path, ": tensor '", name,
+                  "' (int8) has a zero_point dataset of shape ", shape_to_string(zp_shape),
+                  ", expected one dimension");
+  Handle zp_type = checked<FormatError>(H5Dget_type(zero_point), H5Tclose, path,
+                                        "cannot read the type of " + where + "/zero_point");
+  MCOMPRESS_CHECK(H5Tget_class(zp_type) == H5T_INTEGER, FormatError, path, ": tensor '", name,
+                  "' (int8) has a zero_point dataset that is not integers (",
+                  describe_type(zp_type), ")");
+  // Read wide, then narrow with saturation so that an out-of-range value stays out of range
+  // for check_quantized to report.
+  std::vector<int64_t> wide(static_cast<size_t>(zp_shape[0]));
+  if (!wide.empty())
+    reader.read_data(zero_point, H5T_NATIVE_INT64, wide.data(), name, "zero_point");
+  q.zero_point = at::empty(zp_shape, at::kInt);
+  int32_t* zp = q.zero_point.data_ptr<int32_t>();
+  for (size_t i = 0; i < wide.size(); ++i) {
+    zp[i] = static_cast<int32_t>(std::clamp<int64_t>(wide[i], std::numeric_limits<int32_t>::min(),
+                                                    std::numeric_limits<int32_t>::max()));
+  }
+  return q;
+}
+
+LoadedTensor read_tensor(Reader& reader, hid_t tensors, const TensorInfo& info) {
   const std::string& name = info.name;
   const std::string& path = reader.path();
   const std::string where = "/tensors/" + name;
@@ -653,11 +1036,13 @@ at::Tensor read_tensor(Reader& reader, hid_t tensors, const TensorInfo& info) {
                   "' (", shape_to_string(info.shape), ") that the architecture needs");
   Handle group = reader.open_group(tensors, name, where);
 
-  const std::string encoding = parse_encoding(reader, group, name);
+  const std::string encoding_name = parse_encoding(reader, group, name);
   const std::string layout = parse_layout(reader, group, name);
-  MCOMPRESS_CHECK(encoding == "fp32" && layout == "dense", FormatError, path, ": tensor '", name,
-                  "' is stored as ", encoding, "/", layout, ", which this mcompress (", version(),
-                  ") cannot read yet; it reads fp32/dense");
+  MCOMPRESS_CHECK(layout == "dense", FormatError, path, ": tensor '", name, "' is stored as ",
+                  encoding_name, "/", layout, ", which this mcompress (", version(),
+                  ") cannot read yet; it reads dense tensors (fp32, fp16, bf16, int8), and the "
+                  "sparse layout is reserved for a later release");
+  const Encoding encoding = mcompress::parse_encoding(encoding_name);
 
   std::optional<std::vector<int64_t>> shape = reader.integer_array_attr(group, "shape", where);
   MCOMPRESS_CHECK(shape.has_value(), FormatError, path, ": tensor '", name,
@@ -671,22 +1056,36 @@ at::Tensor read_tensor(Reader& reader, hid_t tensors, const TensorInfo& info) {
   MCOMPRESS_CHECK(stored == info.shape, FormatError, path, ": tensor '", name,
                   "' has a values dataset of shape ", shape_to_string(stored), ", expected ",
                   shape_to_string(info.shape));
-  Handle type =
-      checked<FormatError>(H5Dget_type(values), H5Tclose, path, "cannot read the type of " + where);
-  // Reading a float64 dataset as float32 would silently round; fp32 means 32-bit floats.
-  MCOMPRESS_CHECK(H5Tget_class(type) == H5T_FLOAT && H5Tget_size(type) == 4, FormatError, path,
-                  ": tensor '", name, "' has encoding fp32 but its values are not 32-bit floats (",
-                  H5Tget_size(type), "-byte ",
-                  H5Tget_class(type) == H5T_FLOAT ? "float" : "non-float", ")");
 
-  at::Tensor tensor = at::empty(info.shape, at::kFloat);
-  if (tensor.numel() > 0) reader.read_floats(values, tensor.data_ptr<float>(), name);
-  const float* data = tensor.data_ptr<float>();
-  for (int64_t i = 0; i < tensor.numel(); ++i) {
-    MCOMPRESS_CHECK(std::isfinite(data[i]), ModelError, path, ": tensor '", name,
-                    "' has a non-finite value (", data[i], ") at flat index ", i);
+  LoadedTensor out;
+  if (encoding == Encoding::kFp32) {
+    Handle type = checked<FormatError>(H5Dget_type(values), H5Tclose, path,
+                                       "cannot read the type of " + where);
+    // Reading a float64 dataset as float32 would silently round; fp32 means 32-bit floats.
+    MCOMPRESS_CHECK(H5Tget_class(type) == H5T_FLOAT && H5Tget_size(type) == 4, FormatError, path,
+                    ": tensor '", name,
+                    "' has encoding fp32 but its values are not 32-bit floats (",
+                    H5Tget_size(type), "-byte ",
+                    H5Tget_class(type) == H5T_FLOAT ? "float" : "non-float", ")");
+    out.master = at::empty(info.shape, at::kFloat);
+    if (out.master.numel() > 0) reader.read_floats(values, out.master.data_ptr<float>(), name);
+  } else {
+    QuantizedTensor q = encoding == Encoding::kInt8
+                            ? read_int8(reader, group, values, info)
+                            : read_half_values(reader, values, encoding, info);
+    check_quantized<FormatError>(path, name, q, info.shape);
+    // The model computes with the dequantized values (Model::quant's contract).
+    out.master = q.dequantize().contiguous();
+    out.quantized = std::move(q);
   }
-  return tensor;
+
+  // fp16/bf16 Inf/NaN, or an int8 scale so large that (q - zero_point)·scale overflows.
+  float bad = 0.0f;
+  const int64_t index = first_non_finite(out.master, &bad);
+  MCOMPRESS_CHECK(index < 0, ModelError, path, ": tensor '", name, "' has a non-finite value (",
+                  bad, ") at flat index ", index,
+                  encoding == Encoding::kInt8 ? " after dequantization" : "");
+  return out;
 }
 
 // Every tensor group of the file: the spec's in spec order, then any others by name.
@@ -724,9 +1123,31 @@ StoredTensorInfo inspect_tensor(Reader& reader, hid_t tensors, const std::string
   if (reader.link_exists(group, "values")) {
     Handle values = reader.open_dataset(group, "values", where + "/values");
     std::vector<int64_t> shape = reader.dataset_shape(values, where + "/values");
-    std::vector<float> data(static_cast<size_t>(product(shape)));
+    std::vector<float> data(static_cast<size_t>(product(shape)));  // any encoding, as float
     if (!data.empty()) reader.read_floats(values, data.data(), name);
-    out.nonzeros = std::count_if(data.begin(), data.end(), [](float v) { return v != 0.0f; });
+    // An int8 code equal to its channel's zero point stands for 0. Inspection is lenient: with
+    // a zero_point that does not fit the tensor, codes are compared with 0.
+    std::vector<float> zero(1, 0.0f);
+    int64_t inner = 1;  // elements per step of the channel axis
+    if (out.encoding == "int8" && out.layout == "dense" && reader.link_exists(group, "zero_point")) {
+      Handle zp = reader.open_dataset(group, "zero_point", where + "/zero_point");
+      std::vector<float> stored(static_cast<size_t>(
+          product(reader.dataset_shape(zp, where + "/zero_point"))));
+      if (!stored.empty()) reader.read_data(zp, H5T_NATIVE_FLOAT, stored.data(), name, "zero_point");
+      const int64_t axis =
+          reader.integer_attr<int64_t>(group, "axis", where, H5T_NATIVE_INT64).value_or(-1);
+      const bool per_channel = axis >= 0 && axis < static_cast<int64_t>(shape.size()) &&
+                               static_cast<int64_t>(stored.size()) == shape[static_cast<size_t>(axis)];
+      if (stored.size() == 1 || per_channel) zero = stored;
+      if (per_channel) {
+        for (size_t d = static_cast<size_t>(axis) + 1; d < shape.size(); ++d) inner *= shape[d];
+      }
+    }
+    const int64_t channels = static_cast<int64_t>(zero.size());
+    for (size_t i = 0; i < data.size(); ++i) {
+      const float z = zero[static_cast<size_t>((static_cast<int64_t>(i) / inner) % channels)];
+      if (data[i] != z) ++out.nonzeros;
+    }
   }
   return out;
 }
@@ -772,6 +1193,7 @@ void save_model(const Model& model, const std::string& path, const SaveOptions& 
     MCOMPRESS_CHECK(options.overwrite, IoError, path,
                     ": file exists; pass --force to overwrite it");
   }
+  check_quant_state(model, path);
 
   const std::string temp = temp_path_for(path);
   TempFileGuard guard(temp);
@@ -810,6 +1232,8 @@ Model load_model(const std::string& path) {
   ArchSpec spec = reader.arch();
 
   std::map<std::string, at::Tensor> tensors;
+  QuantState quant;
+  quant.mode = reader.quant_mode();
   {
     Handle group = reader.tensors_group();
     std::vector<TensorInfo> infos = spec.tensors();
@@ -820,9 +1244,13 @@ Model load_model(const std::string& path) {
       MCOMPRESS_CHECK(expected.count(name) != 0, FormatError, path, ": tensor '", name,
                       "' is stored in the file but is not a tensor of the architecture");
     }
-    for (const TensorInfo& info : infos)
-      tensors.emplace(info.name, read_tensor(reader, group, info));
+    for (const TensorInfo& info : infos) {
+      LoadedTensor loaded = read_tensor(reader, group, info);
+      tensors.emplace(info.name, std::move(loaded.master));
+      if (loaded.quantized) quant.tensors.emplace(info.name, std::move(*loaded.quantized));
+    }
   }
+  quant.activations = reader.activations();
 
   Model model = [&] {
     try {
@@ -831,6 +1259,7 @@ Model load_model(const std::string& path) {
       throw ModelError(path + ": " + e.what());
     }
   }();
+  model.quant = std::move(quant);
   model.history = reader.history();
   model.recipe = reader.recipe();
   model.seed = reader.seed();

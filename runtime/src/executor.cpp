@@ -1,6 +1,10 @@
 #include "mcompress/runtime/executor.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+#include <chrono>
 
 #include "kernels.h"
 #include "mcompress/core/error.h"
@@ -28,35 +32,130 @@ std::string layer_range(size_t first, size_t last) {
                        : std::to_string(first) + "-" + std::to_string(last);
 }
 
+const QuantizedTensor* find_int8(const Model& m, const std::string& name) {
+  auto it = m.quant.tensors.find(name);
+  return it != m.quant.tensors.end() && it->second.encoding == Encoding::kInt8 ? &it->second
+                                                                              : nullptr;
+}
+
+const ActivationQParams* find_qparams(const Model& m, const std::string& key) {
+  auto it = m.quant.activations.find(key);
+  return it == m.quant.activations.end() ? nullptr : &it->second;
+}
+
+using Clock = std::chrono::steady_clock;
+
+// Median milliseconds of f(), after warm-up, over at least 5 runs and ~20 ms.
+template <typename F>
+double median_ms(F&& f) {
+  for (int i = 0; i < 2; ++i) f();
+  std::vector<double> times;
+  const auto t0 = Clock::now();
+  while (times.size() < 5 ||
+         (times.size() < 200 && std::chrono::duration<double>(Clock::now() - t0).count() < 0.02)) {
+    const auto t = Clock::now();
+    f();
+    times.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t).count());
+  }
+  std::nth_element(times.begin(), times.begin() + static_cast<long>(times.size() / 2), times.end());
+  return times[times.size() / 2];
+}
+
+// One plan unit: a layer group with its fp32 kernel and, when the model has one, an int8 form.
+struct Unit {
+  std::string layers, op, note;
+  KernelPtr fp32;
+  KernelPtr int8;
+  std::string int8_kind;  // "int8-static" / "int8-dynamic"
+  std::string in_key;     // activation feeding the unit (static int8 quantizes with it)
+  std::string out_key;    // activation the unit produces ("" = passes its input's through)
+  bool use_int8 = false;
+  double fp32_ms = 0, int8_ms = 0;
+};
+
+// A materialised plan: kernels in order, with quantize/dequantize steps where domains change.
+struct Materialized {
+  std::vector<const Kernel*> kernels;
+  std::vector<KernelPtr> owned;  // the transition kernels
+  std::vector<PlanStep> steps;
+};
+
 }  // namespace
+
+std::string to_string(KernelPolicy p) {
+  switch (p) {
+    case KernelPolicy::kAuto:
+      return "auto";
+    case KernelPolicy::kInt8:
+      return "int8";
+    case KernelPolicy::kFp32:
+      return "fp32";
+  }
+  return "?";
+}
+
+KernelPolicy parse_kernel_policy(const std::string& name) {
+  for (auto p : {KernelPolicy::kAuto, KernelPolicy::kInt8, KernelPolicy::kFp32}) {
+    if (to_string(p) == name) return p;
+  }
+  throw ConfigError("unknown kernel policy '" + name + "'; accepted: auto, int8, fp32");
+}
 
 struct Executor::Impl {
   ArchSpec spec;
+  ExecutorOptions options;
   KernelPtr normalize;
-  std::vector<KernelPtr> kernels;
-  std::vector<PlanStep> plan;
+  std::vector<Unit> units;
+  Materialized plan;
+  std::string plan_note;
 
-  void add(size_t first, size_t last, std::string op, KernelPtr kernel, std::string note = {}) {
-    kernels.push_back(std::move(kernel));
-    plan.push_back({layer_range(first, last), std::move(op), "fp32-dense", std::move(note)});
+  // ---- building units ----
+
+  void add(size_t first, size_t last, std::string op, KernelPtr kernel, std::string out_key,
+           std::string note = {}) {
+    Unit u;
+    u.layers = layer_range(first, last);
+    u.op = std::move(op);
+    u.fp32 = std::move(kernel);
+    u.out_key = std::move(out_key);
+    u.note = std::move(note);
+    units.push_back(std::move(u));
   }
 
-  void compile(const Model& model) {
-    spec = model.spec();
-    const auto channels = static_cast<int64_t>(spec.input_shape[0]);
-    auto expand = [&](const std::vector<double>& v) {
-      auto t = at::tensor(v, at::kFloat);
-      return v.size() == 1 ? t.expand({channels}).contiguous() : t;
-    };
-    normalize = make_normalize_fp32(expand(spec.mean), expand(spec.std));
+  // The int8 form of a conv/linear unit, when the model's quantization state asks for one.
+  void attach_int8(Unit& u, const Model& m, const std::string& weight_name, const AffineWeights& w,
+                   bool conv, Conv2dGeometry g, bool relu) {
+    const auto* stored = find_int8(m, weight_name);
+    if (stored == nullptr) return;  // kept fp32 (not quantized, or excluded by the guard)
+    const bool folded = u.op.find("+bn") != std::string::npos;
+    const auto qweight = quantize_weight_for_kernel(w.weight, folded ? nullptr : stored,
+                                                    stored->axis >= 0);
+    if (m.quant.mode == "int8-dynamic") {
+      if (conv) return;  // dynamic quantization covers Linear layers, as in PyTorch
+      u.int8 = make_linear_dynamic_int8(qweight, w.bias, relu);
+      u.int8_kind = "int8-dynamic";
+    } else if (m.quant.mode == "int8-static") {
+      const auto* out = find_qparams(m, u.out_key);
+      if (out == nullptr || find_qparams(m, u.in_key) == nullptr) {
+        u.note = "no calibrated qparams: fp32";
+        return;
+      }
+      u.int8 = conv ? make_conv2d_static_int8(qweight, w.bias, g, relu, *out)
+                    : make_linear_static_int8(qweight, w.bias, relu, *out);
+      u.int8_kind = "int8-static";
+    }
+  }
 
+  void build_units(const Model& model) {
     const auto& layers = spec.layers;
+    std::string key = "input";  // the activation flowing into the next unit
     for (size_t i = 0; i < layers.size(); ++i) {
       const LayerSpec& l = layers[i];
       const std::string p = std::to_string(i) + ".";
-      // conv/linear [+ batchnorm] [+ relu] become one kernel: the batchnorm is folded into
-      // the weights and the relu runs in place on the output.
+      const size_t before = units.size();
       if (l.type == LayerType::kLinear || l.type == LayerType::kConv2d) {
+        // conv/linear [+ batchnorm] [+ relu] become one kernel: the batchnorm is folded into
+        // the weights and the relu runs on the output (fused in the int8 ops).
         const bool conv = l.type == LayerType::kConv2d;
         const int64_t out = conv ? l.out_channels : l.out_features;
         auto w = layer_weights(model, p, l.bias, out);
@@ -68,77 +167,203 @@ struct Executor::Impl {
                                                 layers[last].eps));
           op += "+bn";
         }
-        bool relu = false;
-        if (last + 1 < layers.size() && layers[last + 1].type == LayerType::kReLU) {
+        const bool relu = last + 1 < layers.size() && layers[last + 1].type == LayerType::kReLU;
+        if (relu) {
           ++last;
-          relu = true;
           op += "+relu";
         }
-        add(i, last, op,
-            conv ? make_conv2d_fp32(std::move(w), {l.stride, l.padding, l.groups}, relu)
-                 : make_linear_fp32(std::move(w), relu),
-            op.find("+bn") != std::string::npos ? "batchnorm folded" : "");
+        const Conv2dGeometry g{l.stride, l.padding, l.groups};
+        add(i, last, op, conv ? make_conv2d_fp32(w, g, relu) : make_linear_fp32(w, relu),
+            std::to_string(last), op.find("+bn") != std::string::npos ? "batchnorm folded" : "");
+        units.back().in_key = key;
+        attach_int8(units.back(), model, p + "weight", w, conv, g, relu);
         i = last;
-        continue;
-      }
-      switch (l.type) {
-        case LayerType::kBatchNorm1d:
-        case LayerType::kBatchNorm2d: {
-          const bool relu = i + 1 < layers.size() && layers[i + 1].type == LayerType::kReLU;
-          add(i, i + (relu ? 1 : 0), relu ? "batchnorm+relu" : "batchnorm",
-              make_channel_affine_fp32(batchnorm_stats(model, p, l.eps), relu));
-          if (relu) ++i;
-          break;
-        }
-        case LayerType::kReLU:
-          add(i, i, "relu", make_relu());
-          break;
-        case LayerType::kMaxPool2d:
-          add(i, i, "maxpool2d", make_max_pool2d(l.kernel_size, l.stride, l.padding));
-          break;
-        case LayerType::kAvgPool2d:
-          add(i, i, "avgpool2d", make_avg_pool2d(l.kernel_size, l.stride, l.padding));
-          break;
-        case LayerType::kAdaptiveAvgPool2d:
-          add(i, i, "adaptive_avgpool2d", make_adaptive_avg_pool2d(l.output_size));
-          break;
-        case LayerType::kFlatten:
-          add(i, i, "flatten", make_flatten());
-          break;
-        case LayerType::kDropout:
-          // Identity at inference: no kernel, but the plan says where it went.
-          plan.push_back({layer_range(i, i), "dropout", "none", "identity at inference"});
-          break;
-        case LayerType::kResidual: {
-          auto conv1 = fold_batchnorm(layer_weights(model, p + "conv1.", false, l.out_channels),
-                                      batchnorm_stats(model, p + "bn1.", 1e-5));
-          auto conv2 = fold_batchnorm(layer_weights(model, p + "conv2.", false, l.out_channels),
-                                      batchnorm_stats(model, p + "bn2.", 1e-5));
-          KernelPtr shortcut;
-          if (l.projection) {
-            shortcut = make_conv2d_fp32(
-                fold_batchnorm(layer_weights(model, p + "shortcut.0.", false, l.out_channels),
-                               batchnorm_stats(model, p + "shortcut.1.", 1e-5)),
-                {l.stride, 0, 1}, false);
+      } else {
+        switch (l.type) {
+          case LayerType::kBatchNorm1d:
+          case LayerType::kBatchNorm2d: {
+            const bool relu = i + 1 < layers.size() && layers[i + 1].type == LayerType::kReLU;
+            const size_t last = i + (relu ? 1 : 0);
+            add(i, last, relu ? "batchnorm+relu" : "batchnorm",
+                make_channel_affine_fp32(batchnorm_stats(model, p, l.eps), relu),
+                std::to_string(last));
+            i = last;
+            break;
           }
-          add(i, i, l.projection ? "residual(projection)" : "residual",
-              make_residual(make_conv2d_fp32(std::move(conv1), {l.stride, 1, 1}, true),
-                            make_conv2d_fp32(std::move(conv2), {1, 1, 1}, false),
-                            std::move(shortcut)),
-              "batchnorms folded");
-          break;
+          case LayerType::kReLU:
+            add(i, i, "relu", make_relu(), "");
+            break;
+          case LayerType::kMaxPool2d:
+            add(i, i, "maxpool2d", make_max_pool2d(l.kernel_size, l.stride, l.padding), "");
+            break;
+          case LayerType::kAvgPool2d:
+            add(i, i, "avgpool2d", make_avg_pool2d(l.kernel_size, l.stride, l.padding), "");
+            break;
+          case LayerType::kAdaptiveAvgPool2d:
+            add(i, i, "adaptive_avgpool2d", make_adaptive_avg_pool2d(l.output_size), "");
+            break;
+          case LayerType::kFlatten:
+            add(i, i, "flatten", make_flatten(), "");
+            break;
+          case LayerType::kDropout:
+            break;  // identity at inference: no kernel
+          case LayerType::kResidual:
+            build_residual(model, l, i, key);
+            break;
+          default:
+            throw ModelError("runtime: no kernel for layer " + std::to_string(i) + " (" +
+                             to_string(l.type) + ")");
         }
-        default:
-          throw ModelError("runtime: no kernel for layer " + std::to_string(i) + " (" +
-                           to_string(l.type) + ")");
       }
+      if (units.size() > before) {
+        units.back().in_key = units.back().in_key.empty() ? key : units.back().in_key;
+        if (!units.back().out_key.empty()) key = units.back().out_key;
+      }
+    }
+  }
+
+  void build_residual(const Model& model, const LayerSpec& l, size_t i, const std::string& in_key) {
+    const std::string p = std::to_string(i) + ".";
+    const std::string k = std::to_string(i);
+    auto fold = [&](const std::string& conv, const std::string& bn) {
+      return fold_batchnorm(layer_weights(model, p + conv, false, l.out_channels),
+                            batchnorm_stats(model, p + bn, 1e-5));
+    };
+    const auto w1 = fold("conv1.", "bn1."), w2 = fold("conv2.", "bn2.");
+    AffineWeights ws;
+    if (l.projection) ws = fold("shortcut.0.", "shortcut.1.");
+    const Conv2dGeometry g1{l.stride, 1, 1}, g2{1, 1, 1}, gs{l.stride, 0, 1};
+    add(i, i, l.projection ? "residual(projection)" : "residual",
+        make_residual(make_conv2d_fp32(w1, g1, true), make_conv2d_fp32(w2, g2, false),
+                      l.projection ? make_conv2d_fp32(ws, gs, false) : nullptr, k),
+        k, "batchnorms folded");
+    Unit& u = units.back();
+    u.in_key = in_key;
+    if (model.quant.mode != "int8-static" || find_int8(model, p + "conv1.weight") == nullptr) {
+      return;
+    }
+    const std::vector<std::string> keys = {in_key, k, k + ".conv1", k + ".conv2"};
+    for (const auto& key : keys) {
+      if (find_qparams(model, key) == nullptr) return;
+    }
+    if (l.projection && find_qparams(model, k + ".shortcut") == nullptr) return;
+    auto q = [&](const AffineWeights& w) { return quantize_weight_for_kernel(w.weight, nullptr, true); };
+    u.int8 = make_residual_int8(
+        make_conv2d_static_int8(q(w1), w1.bias, g1, true, *find_qparams(model, k + ".conv1")),
+        make_conv2d_static_int8(q(w2), w2.bias, g2, false, *find_qparams(model, k + ".conv2")),
+        l.projection ? make_conv2d_static_int8(q(ws), ws.bias, gs, false,
+                                               *find_qparams(model, k + ".shortcut"))
+                     : nullptr,
+        *find_qparams(model, k));
+    u.int8_kind = "int8-static";
+  }
+
+  // ---- choosing and materialising ----
+
+  Materialized materialize(const Model& model) const {
+    Materialized m;
+    bool quantized = false;
+    std::string key = "input";
+    auto transition = [&](KernelPtr k, const std::string& op, const std::string& note) {
+      m.kernels.push_back(k.get());
+      m.owned.push_back(std::move(k));
+      m.steps.push_back({"", op, "convert", note, 0, 0});
+    };
+    for (const auto& u : units) {
+      const Kernel* k = u.use_int8 ? u.int8.get() : u.fp32.get();
+      if (k->domain() == Domain::kQuant && !quantized) {
+        transition(make_quantize(*find_qparams(model, key)), "quantize", "quint8 (" + key + ")");
+        quantized = true;
+      } else if (k->domain() == Domain::kFloat && quantized) {
+        transition(make_dequantize(), "dequantize", "");
+        quantized = false;
+      }
+      m.kernels.push_back(k);
+      m.steps.push_back({u.layers, u.op, u.use_int8 ? u.int8_kind : "fp32-dense", u.note,
+                         u.fp32_ms, u.int8_ms});
+      if (!u.out_key.empty()) key = u.out_key;
+    }
+    if (quantized) transition(make_dequantize(), "dequantize", "logits");
+    return m;
+  }
+
+  at::Tensor run(const Materialized& m, const at::Tensor& input) const {
+    auto x = normalize->run(input.to(at::kFloat));
+    for (const auto* kernel : m.kernels) x = kernel->run(x);
+    return x;
+  }
+
+  // Times each unit's fp32 and int8 kernels on the activations a real batch produces there.
+  void time_units(const Model& model) {
+    std::vector<int64_t> shape{options.batch_size};
+    for (auto d : spec.input_shape) shape.push_back(d);
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(12345);
+    auto x = normalize->run(at::rand(shape, gen, at::kFloat));
+    for (auto& u : units) {
+      if (u.int8) {
+        u.fp32_ms = median_ms([&] { return u.fp32->run(x); });
+        if (u.int8->domain() == Domain::kQuant) {
+          const auto* q = find_qparams(model, u.in_key);
+          const auto xq = at::quantize_per_tensor(x, q->scale, q->zero_point, at::kQUInt8);
+          u.int8_ms = median_ms([&] { return u.int8->run(xq); });
+        } else {
+          u.int8_ms = median_ms([&] { return u.int8->run(x); });
+        }
+        u.use_int8 = u.int8_ms < u.fp32_ms;
+      }
+      x = u.fp32->run(x);
+    }
+  }
+
+  void compile(const Model& model) {
+    spec = model.spec();
+    const auto channels = static_cast<int64_t>(spec.input_shape[0]);
+    auto expand = [&](const std::vector<double>& v) {
+      auto t = at::tensor(v, at::kFloat);
+      return v.size() == 1 ? t.expand({channels}).contiguous() : t;
+    };
+    normalize = make_normalize_fp32(expand(spec.mean), expand(spec.std));
+    const bool int8_mode = model.quant.mode == "int8-static" || model.quant.mode == "int8-dynamic";
+    if (int8_mode) ensure_quantized_engine();
+    build_units(model);
+    const bool any_int8 = std::any_of(units.begin(), units.end(), [](const Unit& u) { return bool(u.int8); });
+    if (!any_int8 || options.policy == KernelPolicy::kFp32) {
+      plan = materialize(model);
+      return;
+    }
+    if (options.policy == KernelPolicy::kInt8) {
+      for (auto& u : units) u.use_int8 = bool(u.int8);
+      plan = materialize(model);
+      return;
+    }
+    // Auto: per-layer choice, then a whole-model check, so the result is never slower than
+    // fp32 at the deployment batch size (quantize/dequantize steps cost time too).
+    time_units(model);
+    Materialized mixed = materialize(model);
+    for (auto& u : units) u.use_int8 = false;
+    Materialized fp32 = materialize(model);
+    std::vector<int64_t> shape{options.batch_size};
+    for (auto d : spec.input_shape) shape.push_back(d);
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(54321);
+    const auto x = at::rand(shape, gen, at::kFloat);
+    const double t_mixed = median_ms([&] { return run(mixed, x); });
+    const double t_fp32 = median_ms([&] { return run(fp32, x); });
+    if (t_mixed < t_fp32) {
+      plan = std::move(mixed);
+      for (auto& u : units) u.use_int8 = false;  // units no longer decide; plan holds the choice
+    } else {
+      plan = std::move(fp32);
+      plan_note = "auto: int8 plan (" + std::to_string(t_mixed) + " ms) not faster than fp32 (" +
+                  std::to_string(t_fp32) + " ms) at batch " + std::to_string(options.batch_size);
     }
   }
 };
 
 Executor::Executor(const Model& model, const ExecutorOptions& options)
     : impl_(std::make_unique<Impl>()) {
-  (void)options;  // the fp32 plan does not depend on the batch size
+  MCOMPRESS_CHECK(options.batch_size >= 1, ConfigError, "deployment batch size must be >= 1, got ",
+                  options.batch_size);
+  impl_->options = options;
   impl_->compile(model);
 }
 
@@ -146,18 +371,41 @@ Executor::~Executor() = default;
 Executor::Executor(Executor&&) noexcept = default;
 Executor& Executor::operator=(Executor&&) noexcept = default;
 
-const std::vector<PlanStep>& Executor::plan() const { return impl_->plan; }
+const std::vector<PlanStep>& Executor::plan() const { return impl_->plan.steps; }
 const ArchSpec& Executor::spec() const { return impl_->spec; }
+const std::string& Executor::plan_note() const { return impl_->plan_note; }
 
-at::Tensor Executor::run(const at::Tensor& input) const {
-  const auto& shape = impl_->spec.input_shape;
+int64_t Executor::int8_layers() const {
+  int64_t n = 0;
+  for (const auto& s : impl_->plan.steps) n += s.kernel.rfind("int8", 0) == 0 ? 1 : 0;
+  return n;
+}
+
+static void check_input(const ArchSpec& spec, const at::Tensor& input) {
+  const auto& shape = spec.input_shape;
   MCOMPRESS_CHECK(input.dim() == static_cast<int64_t>(shape.size()) + 1 &&
                       input.sizes().slice(1).vec() == shape,
                   ModelError, "input has shape ", shape_to_string(input.sizes().vec()),
                   ", the model expects [N, ", shape_to_string(shape).substr(1));
+}
+
+at::Tensor Executor::run(const at::Tensor& input) const {
+  check_input(impl_->spec, input);
+  at::NoGradGuard no_grad;
+  return impl_->run(impl_->plan, input);
+}
+
+at::Tensor Executor::run_observed(
+    const at::Tensor& input,
+    const std::function<void(const std::string&, const at::Tensor&)>& sink) const {
+  check_input(impl_->spec, input);
   at::NoGradGuard no_grad;
   auto x = impl_->normalize->run(input.to(at::kFloat));
-  for (const auto& kernel : impl_->kernels) x = kernel->run(x);
+  sink("input", x);
+  for (const auto& u : impl_->units) {
+    x = u.fp32->run_observed(x, sink);
+    if (!u.out_key.empty()) sink(u.out_key, x);
+  }
   return x;
 }
 

@@ -66,23 +66,30 @@ class ChannelAffineFp32 : public Kernel {
   bool relu_;
 };
 
-class Relu : public Kernel {
+// Pools, relu and flatten run unchanged on quantized tensors (their qparams carry over).
+class AnyDomainKernel : public Kernel {
+ public:
+  Domain domain() const override { return Domain::kAny; }
+};
+
+class Relu : public AnyDomainKernel {
  public:
   at::Tensor run(const at::Tensor& x) const override { return at::relu(x); }
 };
 
-class MaxPool2d : public Kernel {
+class MaxPool2d : public AnyDomainKernel {
  public:
   MaxPool2d(int64_t k, int64_t s, int64_t p) : k_(k), s_(s), p_(p) {}
   at::Tensor run(const at::Tensor& x) const override {
-    return at::max_pool2d(x, {k_, k_}, {s_, s_}, {p_, p_});
+    // Dilation spelled out: the quantized max_pool2d rejects the defaulted one.
+    return at::max_pool2d(x, {k_, k_}, {s_, s_}, {p_, p_}, {1, 1});
   }
 
  private:
   int64_t k_, s_, p_;
 };
 
-class AvgPool2d : public Kernel {
+class AvgPool2d : public AnyDomainKernel {
  public:
   AvgPool2d(int64_t k, int64_t s, int64_t p) : k_(k), s_(s), p_(p) {}
   at::Tensor run(const at::Tensor& x) const override {
@@ -93,7 +100,7 @@ class AvgPool2d : public Kernel {
   int64_t k_, s_, p_;
 };
 
-class AdaptiveAvgPool2d : public Kernel {
+class AdaptiveAvgPool2d : public AnyDomainKernel {
  public:
   explicit AdaptiveAvgPool2d(int64_t out) : out_(out) {}
   at::Tensor run(const at::Tensor& x) const override {
@@ -104,23 +111,33 @@ class AdaptiveAvgPool2d : public Kernel {
   int64_t out_;
 };
 
-class Flatten : public Kernel {
+class Flatten : public AnyDomainKernel {
  public:
   at::Tensor run(const at::Tensor& x) const override { return x.flatten(1); }
 };
 
 class Residual : public Kernel {
  public:
-  Residual(KernelPtr main1, KernelPtr main2, KernelPtr shortcut)
-      : main1_(std::move(main1)), main2_(std::move(main2)), shortcut_(std::move(shortcut)) {}
-  at::Tensor run(const at::Tensor& x) const override {
-    auto y = main2_->run(main1_->run(x));
-    y.add_(shortcut_ ? shortcut_->run(x) : x);
+  Residual(KernelPtr main1, KernelPtr main2, KernelPtr shortcut, std::string key)
+      : main1_(std::move(main1)), main2_(std::move(main2)), shortcut_(std::move(shortcut)),
+        key_(std::move(key)) {}
+  at::Tensor run(const at::Tensor& x) const override { return run_observed(x, nullptr); }
+  at::Tensor run_observed(const at::Tensor& x, const ActivationSink& sink) const override {
+    const auto h = main1_->run(x);
+    auto y = main2_->run(h);
+    const auto s = shortcut_ ? shortcut_->run(x) : x;
+    if (sink) {
+      sink(key_ + ".conv1", h);
+      sink(key_ + ".conv2", y);
+      if (shortcut_) sink(key_ + ".shortcut", s);
+    }
+    y.add_(s);
     return y.relu_();
   }
 
  private:
   KernelPtr main1_, main2_, shortcut_;
+  std::string key_;
 };
 
 }  // namespace
@@ -157,8 +174,9 @@ KernelPtr make_adaptive_avg_pool2d(int64_t output_size) {
   return std::make_unique<AdaptiveAvgPool2d>(output_size);
 }
 KernelPtr make_flatten() { return std::make_unique<Flatten>(); }
-KernelPtr make_residual(KernelPtr main1, KernelPtr main2, KernelPtr shortcut) {
-  return std::make_unique<Residual>(std::move(main1), std::move(main2), std::move(shortcut));
+KernelPtr make_residual(KernelPtr main1, KernelPtr main2, KernelPtr shortcut, std::string key) {
+  return std::make_unique<Residual>(std::move(main1), std::move(main2), std::move(shortcut),
+                                    std::move(key));
 }
 
 }  // namespace mcompress::runtime

@@ -12,7 +12,10 @@
 #include <filesystem>
 #include <functional>
 #include <limits>
+#include <stdexcept>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "mcompress/core/error.h"
@@ -96,6 +99,132 @@ std::string read_string_attr(hid_t loc, const char* name) {
   return value;
 }
 
+// --- Quantized models -----------------------------------------------------------------------
+
+constexpr const char* kMlpSpec = R"({"name":"mlp","input_shape":[784],"num_classes":10,
+  "layers":[{"type":"linear","out_features":300},{"type":"relu"},
+    {"type":"linear","out_features":64},{"type":"relu"},{"type":"linear","out_features":10}]})";
+
+// Random-normal first-layer weights: deflate cannot shrink their float32 bits much, so stored
+// sizes compare the encodings rather than the compressor.
+Model mlp_model(uint64_t seed = 11) {
+  Model model = Model::initialize(ArchSpec::from_json_text(kMlpSpec), seed);
+  at::manual_seed(seed);
+  model.tensor("0.weight").copy_(at::randn({300, 784}) * 0.05);
+  return model;
+}
+
+// Symmetric int8 per output channel, the weight rule of docs/format.md.
+QuantizedTensor int8_per_channel(const at::Tensor& w) {
+  at::Tensor scale = w.reshape({w.size(0), -1}).abs().amax(1) / 127.0;
+  scale = at::where(scale > 0, scale, at::ones_like(scale));
+  std::vector<int64_t> view(static_cast<size_t>(w.dim()), 1);
+  view[0] = w.size(0);
+  QuantizedTensor q;
+  q.encoding = Encoding::kInt8;
+  q.values = (w / scale.reshape(view)).round().clamp(-127, 127).to(at::kChar);
+  q.scale = scale.contiguous();
+  q.zero_point = at::zeros({w.size(0)}, at::kInt);
+  q.axis = 0;
+  return q;
+}
+
+// Affine int8 with one scale for the tensor and a non-zero zero point.
+QuantizedTensor int8_per_tensor(const at::Tensor& w, int32_t zero_point) {
+  const float scale = w.abs().max().item<float>() / 100.0f;
+  QuantizedTensor q;
+  q.encoding = Encoding::kInt8;
+  q.values = (w / scale).round().add(zero_point).clamp(-128, 127).to(at::kChar);
+  q.scale = at::full({1}, scale, at::kFloat);
+  q.zero_point = at::full({1}, zero_point, at::kInt);
+  q.axis = -1;
+  return q;
+}
+
+QuantizedTensor half_precision(const at::Tensor& w, Encoding encoding) {
+  QuantizedTensor q;
+  q.encoding = encoding;
+  q.values = w.to(encoding == Encoding::kFp16 ? at::kHalf : at::kBFloat16).contiguous();
+  return q;
+}
+
+// Every encoding in one model, with the fp32 masters holding the dequantized values as
+// Model::quant's contract says.
+Model quantized_model() {
+  Model model = mlp_model();
+  QuantState& quant = model.quant;
+  quant.mode = "int8-static";
+  quant.tensors["0.weight"] = int8_per_channel(model.tensor("0.weight"));
+  quant.tensors["2.weight"] = int8_per_tensor(model.tensor("2.weight"), 3);
+  quant.tensors["2.bias"] = half_precision(model.tensor("2.bias"), Encoding::kBf16);
+  quant.tensors["4.weight"] = half_precision(model.tensor("4.weight"), Encoding::kFp16);
+  // Values a sloppy writer would change: signed zero and the smallest fp16 subnormal.
+  at::Half* h = quant.tensors["4.weight"].values.data_ptr<at::Half>();
+  h[0] = at::Half(-0.0f);
+  h[1] = at::Half(1, at::Half::from_bits());
+  for (const auto& [name, q] : quant.tensors) model.tensor(name) = q.dequantize().contiguous();
+  // The file does not check keys against the architecture; "5.conv1" checks a dotted name.
+  quant.activations["input"] = {0.0157, 128, "minmax"};
+  quant.activations["1"] = {0.031, 0, "histogram"};
+  quant.activations["5.conv1"] = {0.02, 7, "minmax"};
+  return model;
+}
+
+const StoredTensorInfo& stored(const ModelFileSummary& summary, const std::string& name) {
+  for (const StoredTensorInfo& t : summary.tensors) {
+    if (t.name == name) return t;
+  }
+  throw std::runtime_error("no tensor " + name);
+}
+
+// The type of an HDF5 dataset, checked to be a float with the given bit fields.
+void expect_float_fields(hid_t dset, size_t size, std::vector<size_t> fields, size_t ebias) {
+  hid_t type = H5Dget_type(dset);
+  EXPECT_EQ(H5Tget_class(type), H5T_FLOAT);
+  EXPECT_EQ(H5Tget_size(type), size);
+  EXPECT_EQ(H5Tget_precision(type), size * 8);
+  EXPECT_EQ(H5Tget_order(type), H5T_ORDER_LE);
+  std::vector<size_t> got(5);
+  EXPECT_GE(H5Tget_fields(type, &got[0], &got[1], &got[2], &got[3], &got[4]), 0);
+  EXPECT_EQ(got, fields);
+  EXPECT_EQ(H5Tget_ebias(type), ebias);
+  H5Tclose(type);
+}
+
+std::vector<H5Z_filter_t> filters_of(hid_t dset) {
+  hid_t dcpl = H5Dget_create_plist(dset);
+  EXPECT_EQ(H5Pget_layout(dcpl), H5D_CHUNKED);
+  std::vector<H5Z_filter_t> filters;
+  for (int i = 0; i < H5Pget_nfilters(dcpl); ++i) {
+    unsigned flags = 0;
+    size_t nelmts = 0;
+    unsigned cd_values[8];
+    unsigned config = 0;
+    filters.push_back(H5Pget_filter2(dcpl, static_cast<unsigned>(i), &flags, &nelmts, cd_values, 0,
+                                     nullptr, &config));
+  }
+  H5Pclose(dcpl);
+  return filters;
+}
+
+const std::vector<H5Z_filter_t> kFilters = {H5Z_FILTER_SHUFFLE, H5Z_FILTER_DEFLATE,
+                                            H5Z_FILTER_FLETCHER32};
+
+// Replaces a dataset with an unfiltered one of the given type and values.
+template <typename T>
+void replace_dataset(hid_t file, const std::string& name, hid_t file_type, hid_t mem_type,
+                     const std::vector<T>& values) {
+  ASSERT_GE(H5Ldelete(file, name.c_str(), H5P_DEFAULT), 0);
+  hsize_t dims[1] = {values.size()};
+  hid_t space = H5Screate_simple(1, dims, nullptr);
+  hid_t dset =
+      H5Dcreate2(file, name.c_str(), file_type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  ASSERT_GE(dset, 0);
+  ASSERT_GE(H5Dwrite(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()), 0);
+  H5Dclose(dset);
+  H5Sclose(space);
+}
+
 class ModelFileTest : public ::testing::Test {
  protected:
   TempDir dir;
@@ -116,6 +245,7 @@ TEST_F(ModelFileTest, RoundTripIsBitIdentical) {
   EXPECT_EQ(loaded.history, model.history);
   EXPECT_EQ(loaded.recipe, model.recipe);
   EXPECT_EQ(loaded.seed, model.seed);
+  EXPECT_TRUE(loaded.quant.empty());
 }
 
 TEST_F(ModelFileTest, RoundTripsZooModelWithResidualBlocks) {
@@ -320,6 +450,208 @@ TEST_F(ModelFileTest, RawHdf5ReaderSeesDocumentedLayout) {
   H5Dclose(dset);
   H5Gclose(group);
   EXPECT_EQ(H5Fclose(file), 0);
+}
+
+TEST_F(ModelFileTest, RoundTripsQuantizedTensorsBitIdentical) {
+  Model model = quantized_model();
+  const std::string path = dir.file("q.h5");
+  save_model(model, path);
+  Model loaded = load_model(path);
+
+  EXPECT_EQ(loaded.quant.mode, "int8-static");
+  ASSERT_EQ(loaded.quant.tensors.size(), model.quant.tensors.size());
+  for (const auto& [name, want] : model.quant.tensors) {
+    SCOPED_TRACE(name);
+    ASSERT_EQ(loaded.quant.tensors.count(name), 1u);
+    const QuantizedTensor& got = loaded.quant.tensors.at(name);
+    EXPECT_EQ(got.encoding, want.encoding);
+    EXPECT_TRUE(bit_identical(got.values, want.values));
+    if (want.encoding == Encoding::kInt8) {
+      EXPECT_TRUE(bit_identical(got.scale, want.scale));
+      EXPECT_TRUE(bit_identical(got.zero_point, want.zero_point));
+      EXPECT_EQ(got.axis, want.axis);
+    } else {
+      EXPECT_FALSE(got.scale.defined());
+      EXPECT_FALSE(got.zero_point.defined());
+    }
+    // The fp32 master is the dequantized stored tensor.
+    EXPECT_TRUE(bit_identical(loaded.tensor(name), got.dequantize()));
+    EXPECT_TRUE(bit_identical(loaded.tensor(name), model.tensor(name)));
+  }
+  EXPECT_TRUE(std::signbit(loaded.tensor("4.weight")[0][0].item<float>()));
+  for (const char* name : {"0.bias", "4.bias"}) {  // not quantized: fp32 as before
+    EXPECT_EQ(loaded.quant.tensors.count(name), 0u) << name;
+    EXPECT_TRUE(bit_identical(loaded.tensor(name), model.tensor(name))) << name;
+  }
+  ASSERT_EQ(loaded.quant.activations.size(), 3u);
+  for (const auto& [key, want] : model.quant.activations) {
+    ASSERT_EQ(loaded.quant.activations.count(key), 1u) << key;
+    const ActivationQParams& got = loaded.quant.activations.at(key);
+    EXPECT_EQ(got.scale, want.scale) << key;  // float64: exact
+    EXPECT_EQ(got.zero_point, want.zero_point) << key;
+    EXPECT_EQ(got.observer, want.observer) << key;
+  }
+  // A second save of the loaded model gives the same file.
+  save_model(loaded, dir.file("again.h5"));
+  EXPECT_TRUE(read_bytes(path) == read_bytes(dir.file("again.h5")));
+}
+
+TEST_F(ModelFileTest, SameQuantizedModelGivesSameBytes) {
+  Model model = quantized_model();
+  save_model(model, dir.file("a.h5"));
+  save_model(model.clone(), dir.file("b.h5"));
+  const std::string a = read_bytes(dir.file("a.h5"));
+  EXPECT_FALSE(a.empty());
+  EXPECT_TRUE(a == read_bytes(dir.file("b.h5")));
+}
+
+TEST_F(ModelFileTest, InspectShowsSmallerQuantizedTensors) {
+  Model fp32 = mlp_model();
+  Model int8 = mlp_model();
+  int8.quant.mode = "int8-dynamic";
+  int8.quant.tensors["0.weight"] = int8_per_channel(int8.tensor("0.weight"));
+  Model fp16 = mlp_model();
+  fp16.quant.mode = "fp16";
+  fp16.quant.tensors["0.weight"] = half_precision(fp16.tensor("0.weight"), Encoding::kFp16);
+  save_model(fp32, dir.file("fp32.h5"));
+  save_model(int8, dir.file("int8.h5"));
+  save_model(fp16, dir.file("fp16.h5"));
+
+  const StoredTensorInfo f = stored(inspect_model_file(dir.file("fp32.h5")), "0.weight");
+  const StoredTensorInfo i = stored(inspect_model_file(dir.file("int8.h5")), "0.weight");
+  const StoredTensorInfo h = stored(inspect_model_file(dir.file("fp16.h5")), "0.weight");
+  EXPECT_EQ(f.encoding, "fp32");
+  EXPECT_EQ(i.encoding, "int8");
+  EXPECT_EQ(h.encoding, "fp16");
+  for (const StoredTensorInfo* t : {&f, &i, &h}) {
+    EXPECT_EQ(t->layout, "dense");
+    EXPECT_EQ(t->shape, (std::vector<int64_t>{300, 784}));
+    EXPECT_EQ(t->parameters, 300 * 784);
+  }
+  // Random normal fp32 barely compresses, so the encodings' sizes show through.
+  EXPECT_GT(f.bytes_on_disk, 300 * 784 * 4 * 8 / 10);
+  EXPECT_LT(i.bytes_on_disk * 3, f.bytes_on_disk) << i.bytes_on_disk << " vs " << f.bytes_on_disk;
+  EXPECT_LT(static_cast<double>(h.bytes_on_disk) * 1.7, static_cast<double>(f.bytes_on_disk))
+      << h.bytes_on_disk << " vs " << f.bytes_on_disk;
+  // The int8 group's bytes include its scale and zero_point datasets.
+  EXPECT_GT(i.bytes_on_disk, 300 * (4 + 4) / 4);
+
+  EXPECT_EQ(f.nonzeros, fp32.tensor("0.weight").ne(0).sum().item<int64_t>());
+  EXPECT_EQ(i.nonzeros, int8.quant.tensors["0.weight"].values.ne(0).sum().item<int64_t>());
+  EXPECT_LT(i.nonzeros, f.nonzeros);  // small weights round to code 0
+  EXPECT_EQ(h.nonzeros, fp16.quant.tensors["0.weight"].values.ne(0).sum().item<int64_t>());
+
+  // Affine int8: a code equal to the zero point stands for 0.
+  Model q = quantized_model();
+  save_model(q, dir.file("q.h5"));
+  ModelFileSummary summary = inspect_model_file(dir.file("q.h5"));
+  EXPECT_EQ(stored(summary, "2.weight").encoding, "int8");
+  EXPECT_EQ(stored(summary, "2.weight").nonzeros,
+            q.quant.tensors["2.weight"].values.ne(3).sum().item<int64_t>());
+  EXPECT_EQ(stored(summary, "2.bias").encoding, "bf16");
+  EXPECT_EQ(stored(summary, "4.bias").encoding, "fp32");
+}
+
+// The quantized layout as another tool sees it, from docs/format.md alone.
+TEST_F(ModelFileTest, RawHdf5ReaderSeesQuantizedLayout) {
+  Model model = quantized_model();
+  const std::string path = dir.file("q.h5");
+  save_model(model, path);
+  hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  ASSERT_GE(file, 0);
+  EXPECT_EQ(read_string_attr(file, "quant_mode"), "int8-static");
+
+  // fp16: a true 16-bit IEEE float type; HDF5's own conversion to float32 gives the values.
+  for (const auto& [name, encoding] :
+       {std::pair<std::string, Encoding>{"4.weight", Encoding::kFp16}, {"2.bias", Encoding::kBf16}}) {
+    SCOPED_TRACE(name);
+    hid_t group = H5Gopen2(file, ("/tensors/" + name).c_str(), H5P_DEFAULT);
+    EXPECT_EQ(read_string_attr(group, "encoding"), to_string(encoding));
+    EXPECT_EQ(read_string_attr(group, "layout"), "dense");
+    hid_t dset = H5Dopen2(group, "values", H5P_DEFAULT);
+    if (encoding == Encoding::kFp16) {
+      expect_float_fields(dset, 2, {15, 10, 5, 0, 10}, 15);
+    } else {
+      expect_float_fields(dset, 2, {15, 7, 8, 0, 7}, 127);
+    }
+    EXPECT_EQ(filters_of(dset), kFilters);
+    const at::Tensor want = model.quant.tensors[name].values.to(at::kFloat).contiguous();
+    std::vector<float> got(static_cast<size_t>(want.numel()));
+    ASSERT_GE(H5Dread(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, got.data()), 0);
+    EXPECT_EQ(std::memcmp(got.data(), want.data_ptr<float>(), got.size() * sizeof(float)), 0);
+    H5Dclose(dset);
+    H5Gclose(group);
+  }
+
+  // int8 per channel: int8 values, float32 scale and int32 zero_point per row, int64 axis 0.
+  for (const auto& [name, channels, axis] :
+       {std::tuple<std::string, hsize_t, int64_t>{"0.weight", 300, 0}, {"2.weight", 1, -1}}) {
+    SCOPED_TRACE(name);
+    hid_t group = H5Gopen2(file, ("/tensors/" + name).c_str(), H5P_DEFAULT);
+    EXPECT_EQ(read_string_attr(group, "encoding"), "int8");
+    hid_t attr = H5Aopen(group, "axis", H5P_DEFAULT);
+    hid_t attr_type = H5Aget_type(attr);
+    EXPECT_TRUE(H5Tequal(attr_type, H5T_STD_I64LE) > 0);
+    int64_t stored_axis = 99;
+    ASSERT_GE(H5Aread(attr, H5T_NATIVE_INT64, &stored_axis), 0);
+    EXPECT_EQ(stored_axis, axis);
+    H5Tclose(attr_type);
+    H5Aclose(attr);
+
+    hid_t values = H5Dopen2(group, "values", H5P_DEFAULT);
+    hid_t type = H5Dget_type(values);
+    EXPECT_EQ(H5Tget_class(type), H5T_INTEGER);
+    EXPECT_EQ(H5Tget_size(type), 1u);
+    EXPECT_TRUE(H5Tequal(type, H5T_STD_I8LE) > 0);
+    H5Tclose(type);
+    EXPECT_EQ(filters_of(values), kFilters);
+    H5Dclose(values);
+    for (const auto& [member, file_type] :
+         {std::pair<const char*, hid_t>{"scale", H5T_IEEE_F32LE}, {"zero_point", H5T_STD_I32LE}}) {
+      hid_t dset = H5Dopen2(group, member, H5P_DEFAULT);
+      ASSERT_GE(dset, 0) << member;
+      hid_t dtype = H5Dget_type(dset);
+      EXPECT_TRUE(H5Tequal(dtype, file_type) > 0) << member;
+      H5Tclose(dtype);
+      hid_t space = H5Dget_space(dset);
+      hsize_t dims[2] = {};
+      EXPECT_EQ(H5Sget_simple_extent_dims(space, dims, nullptr), 1) << member;
+      EXPECT_EQ(dims[0], channels) << member;
+      H5Sclose(space);
+      EXPECT_EQ(filters_of(dset), kFilters) << member;
+      H5Dclose(dset);
+    }
+    H5Gclose(group);
+  }
+
+  hid_t act = H5Gopen2(file, "/activations/5.conv1", H5P_DEFAULT);
+  ASSERT_GE(act, 0);
+  double scale = 0;
+  int64_t zero_point = 0;
+  hid_t attr = H5Aopen(act, "scale", H5P_DEFAULT);
+  hid_t attr_type = H5Aget_type(attr);
+  EXPECT_TRUE(H5Tequal(attr_type, H5T_IEEE_F64LE) > 0);
+  ASSERT_GE(H5Aread(attr, H5T_NATIVE_DOUBLE, &scale), 0);
+  H5Tclose(attr_type);
+  H5Aclose(attr);
+  attr = H5Aopen(act, "zero_point", H5P_DEFAULT);
+  attr_type = H5Aget_type(attr);
+  EXPECT_TRUE(H5Tequal(attr_type, H5T_STD_I64LE) > 0);
+  ASSERT_GE(H5Aread(attr, H5T_NATIVE_INT64, &zero_point), 0);
+  H5Tclose(attr_type);
+  H5Aclose(attr);
+  EXPECT_EQ(scale, 0.02);
+  EXPECT_EQ(zero_point, 7);
+  EXPECT_EQ(read_string_attr(act, "observer"), "minmax");
+  H5Gclose(act);
+  EXPECT_EQ(H5Fclose(file), 0);
+
+  // A plain fp32 model stores quant_mode "" and no /activations group.
+  save_model(tiny_model(), dir.file("fp32.h5"));
+  file = H5Fopen(dir.file("fp32.h5").c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  EXPECT_EQ(read_string_attr(file, "quant_mode"), "");
+  EXPECT_EQ(H5Lexists(file, "activations", H5P_DEFAULT), 0);
+  H5Fclose(file);
 }
 
 TEST_F(ModelFileTest, IgnoresUnknownAttributes) {
@@ -548,14 +880,182 @@ TEST_F(ModelFileErrorTest, UnknownLayout) {
                      "unknown layout 'coo'; accepted: dense, sparse");
 }
 
-TEST_F(ModelFileErrorTest, ReservedEncodingNotReadableYet) {
+TEST_F(ModelFileErrorTest, SparseLayoutNotReadableYet) {
+  save_tiny();
+  edit_file(path, [](hid_t file) {
+    hid_t group = H5Gopen2(file, "/tensors/0.weight", H5P_DEFAULT);
+    replace_string_attr(group, "layout", "sparse");
+    H5Gclose(group);
+  });
+  ASSERT_THROWS_WITH(load_model(path), FormatError,
+                     "tensor '0.weight' is stored as fp32/sparse, which this mcompress");
+  ASSERT_THROWS_WITH(load_model(path), FormatError, "sparse layout is reserved for a later release");
+}
+
+TEST_F(ModelFileErrorTest, Fp16EncodingOnFp32Values) {
   save_tiny();
   edit_file(path, [](hid_t file) {
     hid_t group = H5Gopen2(file, "/tensors/0.weight", H5P_DEFAULT);
     replace_string_attr(group, "encoding", "fp16");
     H5Gclose(group);
   });
-  ASSERT_THROWS_WITH(load_model(path), FormatError, "stored as fp16/dense, which this mcompress");
+  ASSERT_THROWS_WITH(load_model(path), FormatError,
+                     "tensor '0.weight' has encoding fp16 but its values are not IEEE binary16 "
+                     "floats (4-byte float)");
+}
+
+TEST_F(ModelFileErrorTest, Int8ScaleLengthMismatch) {
+  Model model = quantized_model();
+  model.quant.tensors["0.weight"].scale = at::full({299}, 0.01f);
+  ASSERT_THROWS_WITH(save_model(model, path), ModelError,
+                     "tensor '0.weight' (int8) has 299 scales, expected 300 (one per channel "
+                     "along axis 0)");
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
+
+  save_model(quantized_model(), path);
+  edit_file(path, [](hid_t file) {
+    replace_dataset(file, "/tensors/0.weight/scale", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT,
+                    std::vector<float>(5, 0.01f));
+  });
+  ASSERT_THROWS_WITH(load_model(path), FormatError,
+                     "tensor '0.weight' (int8) has 5 scales, expected 300 (one per channel "
+                     "along axis 0)");
+}
+
+TEST_F(ModelFileErrorTest, Int8PerTensorNeedsOneScale) {
+  save_model(quantized_model(), path);
+  edit_file(path, [](hid_t file) {
+    replace_dataset(file, "/tensors/2.weight/scale", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT,
+                    std::vector<float>(64, 0.01f));
+    replace_dataset(file, "/tensors/2.weight/zero_point", H5T_STD_I32LE, H5T_NATIVE_INT32,
+                    std::vector<int32_t>(64, 0));
+  });
+  ASSERT_THROWS_WITH(load_model(path), FormatError,
+                     "tensor '2.weight' (int8) has 64 scales, expected 1 (axis -1: one scale for "
+                     "the tensor)");
+}
+
+TEST_F(ModelFileErrorTest, NegativeInt8Scale) {
+  save_model(quantized_model(), path);
+  edit_file(path, [](hid_t file) {
+    hid_t dset = H5Dopen2(file, "/tensors/0.weight/scale", H5P_DEFAULT);
+    std::vector<float> scale(300);
+    ASSERT_GE(H5Dread(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, scale.data()), 0);
+    scale[2] = -0.5f;
+    ASSERT_GE(H5Dwrite(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, scale.data()), 0);
+    H5Dclose(dset);
+  });
+  ASSERT_THROWS_WITH(load_model(path), FormatError,
+                     "tensor '0.weight' (int8) has scale -0.5 at index 2, expected a finite "
+                     "value > 0");
+}
+
+TEST_F(ModelFileErrorTest, Int8AxisOutOfRange) {
+  save_model(quantized_model(), path);
+  edit_file(path, [](hid_t file) {
+    hid_t group = H5Gopen2(file, "/tensors/0.weight", H5P_DEFAULT);
+    hid_t attr = H5Aopen(group, "axis", H5P_DEFAULT);
+    int64_t axis = 2;
+    ASSERT_GE(H5Awrite(attr, H5T_NATIVE_INT64, &axis), 0);
+    H5Aclose(attr);
+    H5Gclose(group);
+  });
+  ASSERT_THROWS_WITH(load_model(path), FormatError,
+                     "tensor '0.weight' (int8) has axis 2, expected -1 (one scale for the "
+                     "tensor) or 0 to 1");
+}
+
+TEST_F(ModelFileErrorTest, Int8ZeroPointSizeMismatch) {
+  save_model(quantized_model(), path);
+  edit_file(path, [](hid_t file) {
+    replace_dataset(file, "/tensors/0.weight/zero_point", H5T_STD_I32LE, H5T_NATIVE_INT32,
+                    std::vector<int32_t>(3, 0));
+  });
+  ASSERT_THROWS_WITH(load_model(path), FormatError,
+                     "tensor '0.weight' (int8) has 3 zero points but 300 scales");
+}
+
+TEST_F(ModelFileErrorTest, Int8ValuesOfWrongShape) {
+  Model model = quantized_model();
+  model.quant.tensors["0.weight"].values = at::zeros({784, 300}, at::kChar);
+  ASSERT_THROWS_WITH(save_model(model, path), ModelError,
+                     "tensor '0.weight' (int8) has values of shape [784, 300], expected [300, 784]");
+}
+
+TEST_F(ModelFileErrorTest, Fp16InfRefused) {
+  Model model = quantized_model();
+  model.quant.tensors["4.weight"].values.data_ptr<at::Half>()[5] =
+      at::Half(std::numeric_limits<float>::infinity());
+  ASSERT_THROWS_WITH(save_model(model, path), ModelError,
+                     "tensor '4.weight' (fp16) has a non-finite value (inf) at flat index 5; "
+                     "refusing to save it");
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
+
+  save_model(quantized_model(), path);
+  edit_file(path, [](hid_t file) {
+    hid_t dset = H5Dopen2(file, "/tensors/4.weight/values", H5P_DEFAULT);
+    hid_t type = H5Dget_type(dset);  // the stored 16-bit type: raw bit patterns in and out
+    std::vector<uint16_t> bits(10 * 64);
+    ASSERT_GE(H5Dread(dset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, bits.data()), 0);
+    bits[5] = 0x7C00;  // +Inf in IEEE binary16
+    ASSERT_GE(H5Dwrite(dset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, bits.data()), 0);
+    H5Tclose(type);
+    H5Dclose(dset);
+  });
+  ASSERT_THROWS_WITH(load_model(path), ModelError,
+                     "tensor '4.weight' has a non-finite value (inf) at flat index 5");
+}
+
+TEST_F(ModelFileErrorTest, ActivationZeroPointOutOfRange) {
+  Model model = quantized_model();
+  model.quant.activations["5.conv1"].zero_point = 300;
+  ASSERT_THROWS_WITH(save_model(model, path), ModelError,
+                     "activation '5.conv1' has zero_point 300, expected 0 to 255 (uint8)");
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
+
+  save_model(quantized_model(), path);
+  edit_file(path, [](hid_t file) {
+    hid_t group = H5Gopen2(file, "/activations/5.conv1", H5P_DEFAULT);
+    hid_t attr = H5Aopen(group, "zero_point", H5P_DEFAULT);
+    int64_t zero_point = 300;
+    ASSERT_GE(H5Awrite(attr, H5T_NATIVE_INT64, &zero_point), 0);
+    H5Aclose(attr);
+    H5Gclose(group);
+  });
+  ASSERT_THROWS_WITH(load_model(path), FormatError,
+                     "activation '5.conv1' has zero_point 300, expected 0 to 255 (uint8)");
+}
+
+TEST_F(ModelFileErrorTest, ActivationScaleNotPositive) {
+  save_model(quantized_model(), path);
+  edit_file(path, [](hid_t file) {
+    hid_t group = H5Gopen2(file, "/activations/input", H5P_DEFAULT);
+    hid_t attr = H5Aopen(group, "scale", H5P_DEFAULT);
+    double scale = 0.0;
+    ASSERT_GE(H5Awrite(attr, H5T_NATIVE_DOUBLE, &scale), 0);
+    H5Aclose(attr);
+    H5Gclose(group);
+  });
+  ASSERT_THROWS_WITH(load_model(path), FormatError,
+                     "activation 'input' has scale 0, expected a finite value > 0");
+}
+
+TEST_F(ModelFileErrorTest, UnknownQuantMode) {
+  Model model = quantized_model();
+  model.quant.mode = "int4";
+  ASSERT_THROWS_WITH(save_model(model, path), ModelError, "unknown quant_mode 'int4'");
+  save_model(quantized_model(), path);
+  edit_file(path, [](hid_t file) { replace_string_attr(file, "quant_mode", "int4"); });
+  ASSERT_THROWS_WITH(load_model(path), FormatError,
+                     "unknown quant_mode 'int4'; accepted: \"\" (none), fp16, bf16, int8-dynamic, "
+                     "int8-static");
+}
+
+TEST_F(ModelFileErrorTest, QuantizedTensorNotInArchitecture) {
+  Model model = quantized_model();
+  model.quant.tensors["9.weight"] = model.quant.tensors["4.weight"];
+  ASSERT_THROWS_WITH(save_model(model, path), ModelError,
+                     "quantized tensor '9.weight' is not a tensor of the architecture");
 }
 
 TEST_F(ModelFileErrorTest, NanWeight) {

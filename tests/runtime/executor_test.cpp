@@ -67,9 +67,7 @@ TEST(ExecutorTest, FoldsBatchnormAndFusesRelu) {
   EXPECT_EQ(plan[0].op, "conv2d+bn+relu");
   EXPECT_EQ(plan[0].layers, "0-2");
   EXPECT_EQ(plan[0].kernel, "fp32-dense");
-  bool saw_dropout = false;
-  for (const auto& step : plan) saw_dropout |= step.op == "dropout";
-  EXPECT_TRUE(saw_dropout);
+  for (const auto& step : plan) EXPECT_NE(step.op, "dropout");  // identity at inference
 }
 
 TEST(ExecutorTest, RejectsInputOfWrongShape) {

@@ -13,6 +13,47 @@
 
 namespace mcompress {
 
+/// How a tensor is stored in the model file and, for int8, deployed. The names are the file's
+/// `encoding` attribute values.
+enum class Encoding { kFp32, kFp16, kBf16, kInt8 };
+std::string to_string(Encoding encoding);
+Encoding parse_encoding(const std::string& name);  // FormatError listing the accepted names
+
+/// A tensor in a reduced-precision encoding, decided by a quantization stage.
+/// int8: w ≈ (q − zero_point[c]) · scale[c] along `axis` (-1: one scale for the tensor);
+///       symmetric weights have zero_point 0 and q in [−127, 127].
+/// fp16/bf16: `values` holds the half-precision tensor; scale/zero_point are undefined.
+struct QuantizedTensor {
+  Encoding encoding = Encoding::kFp32;
+  at::Tensor values;      // int8 (kChar) codes, or kHalf / kBFloat16 values
+  at::Tensor scale;       // float32 [channels] or [1]   (int8 only)
+  at::Tensor zero_point;  // int32, same size as scale    (int8 only)
+  int64_t axis = 0;       // channel axis of scale, or -1 for per-tensor
+
+  /// The fp32 tensor this encoding represents.
+  at::Tensor dequantize() const;
+};
+
+/// Affine uint8 quantization parameters of one activation: x ≈ (q − zero_point) · scale.
+struct ActivationQParams {
+  double scale = 1.0;
+  int64_t zero_point = 0;
+  std::string observer;  // which observer chose them (provenance)
+};
+
+/// What quantization decided. Empty when the model is plain fp32.
+struct QuantState {
+  /// "" (none), "fp16", "bf16", "int8-dynamic", "int8-static"; the runtime picks kernels by it.
+  std::string mode;
+  /// Tensors stored in a reduced encoding, by tensor name. Tensors not listed are fp32.
+  std::map<std::string, QuantizedTensor> tensors;
+  /// int8-static: qparams of activations, by key: "input" (the normalised network input)
+  /// or the index of the spec layer that produces the activation ("2", "5.conv1", ...).
+  std::map<std::string, ActivationQParams> activations;
+
+  bool empty() const { return mode.empty() && tensors.empty() && activations.empty(); }
+};
+
 class Model {
  public:
   /// A model whose tensors are initialised as PyTorch initialises the same layers, from `seed`.
@@ -28,6 +69,10 @@ class Model {
   at::Tensor& tensor(const std::string& name);
   bool has_tensor(const std::string& name) const { return tensors_.count(name) != 0; }
   const std::map<std::string, at::Tensor>& tensors() const noexcept { return tensors_; }
+
+  /// Reduced-precision encodings decided by quantization. The fp32 tensors above always hold
+  /// the values the model computes with (for int8/fp16 tensors: the dequantized values).
+  QuantState quant;
 
   /// One JSON document per stage applied (train, quantize, ...), oldest first.
   std::vector<std::string> history;

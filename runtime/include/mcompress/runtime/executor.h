@@ -6,6 +6,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,14 +19,26 @@ namespace mcompress::runtime {
 /// One step of the compiled plan, as `eval` and reports show it.
 struct PlanStep {
   std::string layers;  // spec layer indices it covers, e.g. "0-2"
-  std::string op;      // "conv2d+bn+relu", "linear", "maxpool2d", ...
-  std::string kernel;  // "fp32-dense", ...
+  std::string op;      // "conv2d+bn+relu", "linear", "maxpool2d", "quantize", ...
+  std::string kernel;  // "fp32-dense", "int8-static", "int8-dynamic", ...
   std::string note;    // why this kernel, folded layers, ...
+  double fp32_ms = 0;  // per-layer timings of the auto policy (0 when not timed)
+  double int8_ms = 0;
 };
 
+/// Which kernel a layer with an int8 form runs.
+enum class KernelPolicy {
+  kAuto,  // time both at the deployment batch size, keep the faster (never slower than fp32)
+  kInt8,  // int8 wherever the model has an int8 form
+  kFp32,  // fp32 everywhere (the baseline)
+};
+std::string to_string(KernelPolicy policy);
+KernelPolicy parse_kernel_policy(const std::string& name);  // ConfigError listing names
+
 struct ExecutorOptions {
-  /// The batch size the model will be deployed at; kernel choices may depend on it.
+  /// The batch size the model will be deployed at; the auto policy times kernels at it.
   int64_t batch_size = 64;
+  KernelPolicy policy = KernelPolicy::kAuto;
 };
 
 /// Example:
@@ -42,8 +55,19 @@ class Executor {
   /// calls (the plan is immutable). ModelError for an input of the wrong shape.
   at::Tensor run(const at::Tensor& input) const;
 
+  /// Runs the fp32 form of the plan, passing every named activation to `sink`: "input"
+  /// (normalised input), then each conv/linear/batchnorm/residual output by the key of its
+  /// last spec layer, and residual internals ("5.conv1", "5.conv2", "5.shortcut").
+  /// Calibration observes these to choose int8-static activation qparams.
+  at::Tensor run_observed(const at::Tensor& input,
+                          const std::function<void(const std::string&, const at::Tensor&)>& sink) const;
+
   const std::vector<PlanStep>& plan() const;
   const ArchSpec& spec() const;
+  /// Why the auto policy kept fp32 everywhere, or "" when it did not have to.
+  const std::string& plan_note() const;
+  /// Number of conv/linear layers that run int8 kernels in the chosen plan.
+  int64_t int8_layers() const;
 
  private:
   struct Impl;

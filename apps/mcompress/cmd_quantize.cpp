@@ -1,0 +1,112 @@
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <iostream>
+#include <sstream>
+
+#include "cli.h"
+#include "mcompress/core/error.h"
+#include "mcompress/core/model_file.h"
+#include "mcompress/core/table.h"
+#include "mcompress/quant/quantize.h"
+#include "mcompress/runtime/executor.h"
+
+namespace mcompress::cli {
+
+int run_quantize(const Args& args) {
+  quant::QuantizeOptions q;
+  po::options_description options("quantize options");
+  options.add_options()
+      ("model", po::value<std::string>()->required(), "fp32 model file (.h5)")
+      ("out,o", po::value<std::string>()->required(), "output model file (.h5)")
+      ("force", po::bool_switch(), "overwrite an existing output file")
+      ("mode", po::value<std::string>()->default_value("int8-static"),
+       "fp16, bf16, int8-dynamic, int8-static")
+      ("observer", po::value<std::string>()->default_value("minmax"),
+       "int8-static activation ranges: minmax, moving-average-minmax, percentile, entropy, mse, "
+       "or compare (try all, keep the best on the validation split)")
+      ("percentile", po::value<double>(&q.observer.percentile)->default_value(q.observer.percentile),
+       "percentile observer: percentage of values kept in range")
+      ("calib-batches", po::value<int64_t>(&q.calib_batches)->default_value(q.calib_batches),
+       "int8-static: calibration batches")
+      ("calib-batch-size", po::value<int64_t>(&q.calib_batch_size)->default_value(q.calib_batch_size),
+       "int8-static: calibration batch size")
+      ("per-tensor", po::bool_switch(), "int8 weights: one scale per tensor (default per channel)")
+      ("fp16-fallback", po::value<std::string>()->default_value("fp32"),
+       "fp16: what out-of-range tensors are kept in: fp32 or bf16")
+      ("deploy-batch", po::value<int64_t>()->default_value(64),
+       "batch size the runtime tunes its kernel choice for")
+      ("seed", po::value<uint64_t>()->default_value(0), "seed of the calibration sample");
+  add_data_options(options);
+  add_threads_option(options);
+  po::positional_options_description positional;
+  positional.add("model", 1);
+  po::variables_map vm;
+  if (!parse("quantize", "MODEL --out FILE [options]", args, options, vm, &positional)) return 0;
+
+  q.mode = quant::parse_quant_mode(vm["mode"].as<std::string>());
+  const auto observer = vm["observer"].as<std::string>();
+  q.compare_observers = observer == "compare";
+  if (!q.compare_observers) q.observer.kind = quant::parse_observer(observer);
+  q.granularity = vm["per-tensor"].as<bool>() ? quant::Granularity::kPerTensor
+                                               : quant::Granularity::kPerChannel;
+  const auto fallback = vm["fp16-fallback"].as<std::string>();
+  MCOMPRESS_CHECK(fallback == "fp32" || fallback == "bf16", ConfigError,
+                  "--fp16-fallback must be fp32 or bf16, got '", fallback, "'");
+  q.half_fallback_bf16 = fallback == "bf16";
+  q.validate();
+  const auto in = vm["model"].as<std::string>();
+  const auto out = vm["out"].as<std::string>();
+  MCOMPRESS_CHECK(std::filesystem::absolute(in) != std::filesystem::absolute(out), ConfigError,
+                  "--out must differ from the input model '", in, "'");
+  runtime::ExecutorOptions deploy;
+  deploy.batch_size = vm["deploy-batch"].as<int64_t>();
+  const int threads = apply_threads(vm);
+  const uint64_t seed = vm["seed"].as<uint64_t>();
+
+  Model model = load_model(in);
+  const Model original = model.clone();
+  const Dataset train = load_data(vm, Split::kTrain);
+  const auto [calib_pool, val] = split_train_val(train, 0.1, seed);
+  const auto order = shuffled_indices(calib_pool.size(), seed);
+  const int64_t n_calib = std::min<int64_t>(calib_pool.size(), q.calib_batches * q.calib_batch_size);
+  const Dataset calib = calib_pool.subset(std::vector<int64_t>(order.begin(), order.begin() + n_calib));
+  const Dataset test = load_data(vm, Split::kTest);
+
+  const auto report = quant::quantize_model(model, q, calib, val);
+  runtime::ExecutorOptions fp32_options = deploy;
+  fp32_options.policy = runtime::KernelPolicy::kFp32;
+  const auto before = runtime::evaluate(runtime::Executor(original, fp32_options), test);
+  runtime::Executor exec(model, deploy);
+  const auto after = runtime::evaluate(exec, test);
+
+  auto record = nlohmann::json::parse(report.to_json());
+  record["metrics"] = {{"test_accuracy_before", before.accuracy},
+                       {"test_accuracy_after", after.accuracy},
+                       {"int8_layers", exec.int8_layers()}};
+  model.history.push_back(record.dump());
+  SaveOptions save;
+  save.overwrite = vm["force"].as<bool>();
+  save_model(model, out, save);
+
+  if (!report.comparison.empty()) {
+    Table cmp({"observer", "val_accuracy"});
+    for (const auto& s : report.comparison) cmp.add_row({s.observer, format_fixed(s.val_accuracy * 100, 2)});
+    std::cout << cmp.to_text() << "kept: " << report.observer << "\n\n";
+  }
+  print_plan(std::cout, exec, deploy, threads);
+  for (const auto& w : report.warnings) std::cout << "warning: " << w << "\n";
+
+  const auto in_bytes = static_cast<double>(std::filesystem::file_size(in));
+  const auto out_bytes = static_cast<double>(std::filesystem::file_size(out));
+  Table summary({"", "accuracy", "loss", "file_size"});
+  summary.add_row({"before (fp32)", format_fixed(before.accuracy * 100, 2), format_fixed(before.loss, 4),
+                   format_bytes(in_bytes)});
+  summary.add_row({"after (" + report.mode + ")", format_fixed(after.accuracy * 100, 2),
+                   format_fixed(after.loss, 4), format_bytes(out_bytes)});
+  std::cout << "\n" << summary.to_text() << "size ratio " << format_fixed(in_bytes / out_bytes, 2)
+            << "x; saved " << out << std::endl;
+  return 0;
+}
+
+}  // namespace mcompress::cli

@@ -1,0 +1,52 @@
+#pragma once
+// Calibration observers: watch activations batch by batch and choose uint8 affine
+// quantization parameters for them (PyTorch's observers, TensorRT's entropy calibration).
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "mcompress/core/model.h"
+
+namespace mcompress::quant {
+
+enum class ObserverKind { kMinMax, kMovingAverageMinMax, kPercentile, kEntropy, kMse };
+
+/// "minmax", "moving-average-minmax", "percentile", "entropy", "mse".
+std::string to_string(ObserverKind kind);
+/// ConfigError listing the accepted names.
+ObserverKind parse_observer(const std::string& name);
+
+/// Example: ObserverOptions().kind(ObserverKind::kPercentile).percentile(99.99)
+struct ObserverOptions {
+  ObserverKind kind = ObserverKind::kMinMax;
+  double percentile = 99.99;          // kPercentile: hi = p-th percentile, lo = (100 − p)-th
+  double averaging_constant = 0.01;   // kMovingAverageMinMax: weight of each new batch
+  int64_t bins = 2048;                // histogram observers (percentile, entropy, mse)
+  void validate() const;              // ConfigError naming the option
+};
+
+/// Observes activations and produces qparams for quint8 (q in [0, 255]).
+/// The chosen range always contains 0 (so zero is exact, as padding and ReLU need) and the
+/// scale is finite and > 0 even for constant or all-zero inputs.
+class Observer {
+ public:
+  explicit Observer(const ObserverOptions& options);
+  ~Observer();
+  Observer(Observer&&) noexcept;
+  Observer& operator=(Observer&&) noexcept;
+
+  /// Adds one batch of values (any shape, float32). NaN values are a ModelError.
+  void observe(const at::Tensor& x);
+  /// The qparams for everything observed so far; ModelError if nothing was observed.
+  ActivationQParams qparams() const;
+  const ObserverOptions& options() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mcompress::quant

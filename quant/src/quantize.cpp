@@ -1,0 +1,193 @@
+#include "mcompress/quant/quantize.h"
+
+#include <ATen/ATen.h>
+
+#include <nlohmann/json.hpp>
+
+#include <map>
+
+#include "mcompress/core/error.h"
+#include "mcompress/runtime/executor.h"
+
+namespace mcompress::quant {
+namespace {
+
+// Weights of conv/linear layers (including inside residual blocks): what int8 quantizes.
+bool is_int8_candidate(const ArchSpec& spec, const TensorInfo& info, bool linear_only) {
+  if (info.role != TensorRole::kWeight) return false;
+  const auto& layer = spec.layers[static_cast<size_t>(info.layer)];
+  if (layer.type == LayerType::kLinear) return true;
+  if (linear_only) return false;
+  if (layer.type == LayerType::kConv2d) return true;
+  // residual block convolutions (not its batchnorm weights)
+  return layer.type == LayerType::kResidual && info.shape.size() == 4;
+}
+
+void apply_half(Model& model, const QuantizeOptions& o, QuantizeReport& report) {
+  const Encoding wanted = o.mode == QuantMode::kFp16 ? Encoding::kFp16 : Encoding::kBf16;
+  for (const auto& info : model.tensor_infos()) {
+    const auto& w = model.tensor(info.name);
+    Encoding enc = wanted;
+    std::string note;
+    auto check = check_half_range(w, enc);
+    if (!check.safe() && wanted == Encoding::kFp16 && o.half_fallback_bf16) {
+      note = "fp16 unsafe (" + check.describe() + "): bf16";
+      enc = Encoding::kBf16;
+      check = check_half_range(w, enc);
+    }
+    if (!check.safe()) {
+      note = "kept fp32: " + check.describe();
+      report.warnings.push_back(info.name + ": " + note);
+      report.tensors.push_back({info.name, "fp32", note});
+      continue;
+    }
+    auto q = to_half(w, enc);
+    model.tensor(info.name).copy_(q.dequantize());
+    model.quant.tensors[info.name] = std::move(q);
+    report.tensors.push_back({info.name, to_string(enc), note});
+  }
+}
+
+void apply_int8_weights(Model& model, const QuantizeOptions& o, bool linear_only,
+                        QuantizeReport& report) {
+  for (const auto& info : model.tensor_infos()) {
+    if (!is_int8_candidate(model.spec(), info, linear_only)) continue;
+    auto q = quantize_weight_int8(model.tensor(info.name), o.granularity);
+    model.tensor(info.name).copy_(q.dequantize());
+    model.quant.tensors[info.name] = std::move(q);
+    report.tensors.push_back(
+        {info.name, "int8",
+         o.granularity == Granularity::kPerChannel ? "per-channel symmetric" : "per-tensor symmetric"});
+  }
+}
+
+double int8_accuracy(const Model& model, const Dataset& val) {
+  runtime::ExecutorOptions eo;
+  eo.policy = runtime::KernelPolicy::kInt8;  // judge the int8 kernels themselves
+  runtime::Executor exec(model, eo);
+  return runtime::evaluate(exec, val).accuracy;
+}
+
+}  // namespace
+
+std::string to_string(QuantMode mode) {
+  switch (mode) {
+    case QuantMode::kFp16:
+      return "fp16";
+    case QuantMode::kBf16:
+      return "bf16";
+    case QuantMode::kInt8Dynamic:
+      return "int8-dynamic";
+    case QuantMode::kInt8Static:
+      return "int8-static";
+  }
+  return "?";
+}
+
+QuantMode parse_quant_mode(const std::string& name) {
+  for (auto m : {QuantMode::kFp16, QuantMode::kBf16, QuantMode::kInt8Dynamic,
+                 QuantMode::kInt8Static}) {
+    if (to_string(m) == name) return m;
+  }
+  throw ConfigError("unknown quantization mode '" + name +
+                    "'; accepted: fp16, bf16, int8-dynamic, int8-static");
+}
+
+void QuantizeOptions::validate() const {
+  MCOMPRESS_CHECK(calib_batches >= 1, ConfigError, "calib_batches must be >= 1, got ",
+                  calib_batches);
+  MCOMPRESS_CHECK(calib_batch_size >= 1, ConfigError, "calib_batch_size must be >= 1, got ",
+                  calib_batch_size);
+  observer.validate();
+}
+
+std::map<std::string, ActivationQParams> calibrate(const Model& model, const Dataset& data,
+                                                   const ObserverOptions& observer,
+                                                   int64_t batches, int64_t batch_size) {
+  check_dataset(data, model.spec().input_shape, model.spec().num_classes, "calibration");
+  runtime::ExecutorOptions eo;
+  eo.policy = runtime::KernelPolicy::kFp32;
+  runtime::Executor exec(model, eo);
+  std::map<std::string, Observer> observers;
+  const int64_t n = std::min(data.size(), batches * batch_size);
+  for (int64_t begin = 0; begin < n; begin += batch_size) {
+    exec.run_observed(data.x.slice(0, begin, std::min(n, begin + batch_size)),
+                      [&](const std::string& key, const at::Tensor& value) {
+                        auto it = observers.find(key);
+                        if (it == observers.end()) it = observers.emplace(key, Observer(observer)).first;
+                        it->second.observe(value);
+                      });
+  }
+  std::map<std::string, ActivationQParams> out;
+  for (const auto& [key, obs] : observers) {
+    out[key] = obs.qparams();
+    out[key].observer = to_string(observer.kind);
+  }
+  return out;
+}
+
+QuantizeReport quantize_model(Model& model, const QuantizeOptions& o, const Dataset& calib,
+                              const Dataset& val) {
+  o.validate();
+  MCOMPRESS_CHECK(model.quant.empty(), ConfigError, "the model is already quantized (",
+                  model.quant.mode, "); quantize its fp32 original instead");
+  QuantizeReport report;
+  report.mode = to_string(o.mode);
+  switch (o.mode) {
+    case QuantMode::kFp16:
+    case QuantMode::kBf16:
+      apply_half(model, o, report);
+      model.quant.mode = report.mode;
+      break;
+    case QuantMode::kInt8Dynamic:
+      apply_int8_weights(model, o, /*linear_only=*/true, report);
+      model.quant.mode = report.mode;
+      break;
+    case QuantMode::kInt8Static: {
+      MCOMPRESS_CHECK(calib.size() > 0, DataError, "int8-static needs calibration data, but '",
+                      calib.source, "' is empty");
+      apply_int8_weights(model, o, /*linear_only=*/false, report);
+      model.quant.mode = report.mode;
+      // Ranges are observed on the model with its int8-rounded weights, as it will run.
+      if (!o.compare_observers) {
+        model.quant.activations = calibrate(model, calib, o.observer, o.calib_batches, o.calib_batch_size);
+        report.observer = to_string(o.observer.kind);
+        break;
+      }
+      MCOMPRESS_CHECK(val.size() > 0, DataError,
+                      "observer: compare needs a validation set, but it is empty");
+      double best = -1;
+      std::map<std::string, ActivationQParams> best_ranges;
+      for (auto kind : {ObserverKind::kMinMax, ObserverKind::kMovingAverageMinMax,
+                        ObserverKind::kPercentile, ObserverKind::kEntropy, ObserverKind::kMse}) {
+        ObserverOptions obs = o.observer;
+        obs.kind = kind;
+        model.quant.activations = calibrate(model, calib, obs, o.calib_batches, o.calib_batch_size);
+        const double acc = int8_accuracy(model, val);
+        report.comparison.push_back({to_string(kind), acc});
+        if (acc > best) {
+          best = acc;
+          best_ranges = model.quant.activations;
+          report.observer = to_string(kind);
+        }
+      }
+      model.quant.activations = std::move(best_ranges);
+      break;
+    }
+  }
+  return report;
+}
+
+std::string QuantizeReport::to_json() const {
+  nlohmann::json doc;
+  doc["stage"] = "quantize";
+  doc["options"] = {{"mode", mode}, {"observer", observer}};
+  auto& t = doc["tensors"] = nlohmann::json::array();
+  for (const auto& d : tensors) t.push_back({{"tensor", d.tensor}, {"encoding", d.encoding}, {"note", d.note}});
+  auto& c = doc["observer_comparison"] = nlohmann::json::array();
+  for (const auto& s : comparison) c.push_back({{"observer", s.observer}, {"val_accuracy", s.val_accuracy}});
+  doc["warnings"] = warnings;
+  return doc.dump();
+}
+
+}  // namespace mcompress::quant

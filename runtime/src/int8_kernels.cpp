@@ -1,0 +1,173 @@
+// int8 kernels: LibTorch's quantized operators on the oneDNN engine, reached through the
+// dispatcher (they have no C++ API in 1.13). Weights are packed once at plan time.
+
+#include <ATen/core/dispatch/Dispatcher.h>
+
+#include <mutex>
+
+#include "kernels.h"
+#include "mcompress/core/error.h"
+
+namespace mcompress::runtime {
+namespace {
+
+c10::OperatorHandle op(const char* name, const char* overload) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, overload);
+}
+
+c10::IValue call(const c10::OperatorHandle& handle, std::vector<c10::IValue> args) {
+  torch::jit::Stack stack(std::make_move_iterator(args.begin()),
+                          std::make_move_iterator(args.end()));
+  handle.callBoxed(&stack);
+  return std::move(stack.at(0));
+}
+
+c10::IValue pack_linear(const at::Tensor& qweight, const at::Tensor& bias) {
+  return call(op("quantized::linear_prepack", ""), {qweight, c10::optional<at::Tensor>(bias)});
+}
+
+class LinearDynamicInt8 : public Kernel {
+ public:
+  LinearDynamicInt8(const at::Tensor& qweight, const at::Tensor& bias, bool relu)
+      : packed_(pack_linear(qweight, bias)),
+        op_(op("quantized::linear_dynamic", "")), relu_(relu) {}
+  at::Tensor run(const at::Tensor& x) const override {
+    // reduce_range=false: oneDNN's u8s8 kernels do not need the 7-bit trick FBGEMM uses.
+    auto y = call(op_, {x, packed_, false}).toTensor();
+    return relu_ ? y.relu_() : y;
+  }
+
+ private:
+  c10::IValue packed_;
+  c10::OperatorHandle op_;
+  bool relu_;
+};
+
+class LinearStaticInt8 : public Kernel {
+ public:
+  LinearStaticInt8(const at::Tensor& qweight, const at::Tensor& bias, bool relu,
+                   ActivationQParams out)
+      : packed_(pack_linear(qweight, bias)),
+        op_(op(relu ? "quantized::linear_relu" : "quantized::linear", "")),
+        out_(std::move(out)) {}
+  Domain domain() const override { return Domain::kQuant; }
+  at::Tensor run(const at::Tensor& x) const override {
+    return call(op_, {x, packed_, out_.scale, out_.zero_point}).toTensor();
+  }
+
+ private:
+  c10::IValue packed_;
+  c10::OperatorHandle op_;
+  ActivationQParams out_;
+};
+
+class Conv2dStaticInt8 : public Kernel {
+ public:
+  Conv2dStaticInt8(const at::Tensor& qweight, const at::Tensor& bias, Conv2dGeometry g, bool relu,
+                   ActivationQParams out)
+      : packed_(call(op("quantized::conv2d_prepack", ""),
+                     {qweight, c10::optional<at::Tensor>(bias), std::vector<int64_t>{g.stride, g.stride},
+                      std::vector<int64_t>{g.padding, g.padding}, std::vector<int64_t>{1, 1},
+                      g.groups})),
+        op_(op(relu ? "quantized::conv2d_relu" : "quantized::conv2d", "new")),
+        out_(std::move(out)) {}
+  Domain domain() const override { return Domain::kQuant; }
+  at::Tensor run(const at::Tensor& x) const override {
+    return call(op_, {x, packed_, out_.scale, out_.zero_point}).toTensor();
+  }
+
+ private:
+  c10::IValue packed_;
+  c10::OperatorHandle op_;
+  ActivationQParams out_;
+};
+
+class ResidualInt8 : public Kernel {
+ public:
+  ResidualInt8(KernelPtr main1, KernelPtr main2, KernelPtr shortcut, ActivationQParams out)
+      : main1_(std::move(main1)), main2_(std::move(main2)), shortcut_(std::move(shortcut)),
+        add_relu_(op("quantized::add_relu", "")), out_(std::move(out)) {}
+  Domain domain() const override { return Domain::kQuant; }
+  at::Tensor run(const at::Tensor& x) const override {
+    auto y = main2_->run(main1_->run(x));
+    auto s = shortcut_ ? shortcut_->run(x) : x;
+    return call(add_relu_, {y, s, out_.scale, out_.zero_point}).toTensor();
+  }
+
+ private:
+  KernelPtr main1_, main2_, shortcut_;
+  c10::OperatorHandle add_relu_;
+  ActivationQParams out_;
+};
+
+class Quantize : public Kernel {
+ public:
+  explicit Quantize(ActivationQParams q) : q_(std::move(q)) {}
+  at::Tensor run(const at::Tensor& x) const override {
+    return at::quantize_per_tensor(x, q_.scale, q_.zero_point, at::kQUInt8);
+  }
+
+ private:
+  ActivationQParams q_;
+};
+
+class Dequantize : public Kernel {
+ public:
+  Domain domain() const override { return Domain::kQuant; }
+  at::Tensor run(const at::Tensor& x) const override { return x.dequantize(); }
+};
+
+}  // namespace
+
+void ensure_quantized_engine() {
+  static std::once_flag once;
+  std::call_once(once, [] { at::globalContext().setQEngine(at::QEngine::ONEDNN); });
+}
+
+at::Tensor quantize_weight_for_kernel(const at::Tensor& weight, const QuantizedTensor* stored,
+                                      bool per_channel) {
+  if (stored != nullptr && stored->encoding == Encoding::kInt8 &&
+      stored->values.sizes() == weight.sizes()) {
+    // Codes decided by the quantization stage; reuse them so deployment sees exactly them.
+    if (stored->axis == 0) {
+      return at::_make_per_channel_quantized_tensor(stored->values, stored->scale.to(at::kDouble),
+                                                    stored->zero_point.to(at::kLong), 0);
+    }
+    return at::_make_per_tensor_quantized_tensor(stored->values, stored->scale.item<double>(),
+                                                 stored->zero_point.item<int64_t>());
+  }
+  // A folded (batchnorm-scaled) weight: symmetric per-channel codes of the folded values.
+  const auto flat = weight.reshape({weight.size(0), -1});
+  if (per_channel) {
+    auto scale = flat.abs().amax(1).to(at::kDouble) / 127.0;
+    scale = at::where(scale > 0, scale, at::ones_like(scale));
+    return at::quantize_per_channel(weight, scale, at::zeros({weight.size(0)}, at::kLong), 0,
+                                    at::kQInt8);
+  }
+  double scale = flat.abs().max().item<double>() / 127.0;
+  if (!(scale > 0)) scale = 1.0;
+  return at::quantize_per_tensor(weight, scale, 0, at::kQInt8);
+}
+
+KernelPtr make_linear_dynamic_int8(const at::Tensor& qweight, const at::Tensor& bias, bool relu) {
+  return std::make_unique<LinearDynamicInt8>(qweight, bias, relu);
+}
+KernelPtr make_linear_static_int8(const at::Tensor& qweight, const at::Tensor& bias, bool relu,
+                                  ActivationQParams out) {
+  return std::make_unique<LinearStaticInt8>(qweight, bias, relu, std::move(out));
+}
+KernelPtr make_conv2d_static_int8(const at::Tensor& qweight, const at::Tensor& bias,
+                                  Conv2dGeometry geometry, bool relu, ActivationQParams out) {
+  return std::make_unique<Conv2dStaticInt8>(qweight, bias, geometry, relu, std::move(out));
+}
+KernelPtr make_residual_int8(KernelPtr main1, KernelPtr main2, KernelPtr shortcut,
+                             ActivationQParams out) {
+  return std::make_unique<ResidualInt8>(std::move(main1), std::move(main2), std::move(shortcut),
+                                        std::move(out));
+}
+KernelPtr make_quantize(ActivationQParams qparams) {
+  return std::make_unique<Quantize>(std::move(qparams));
+}
+KernelPtr make_dequantize() { return std::make_unique<Dequantize>(); }
+
+}  // namespace mcompress::runtime
