@@ -8,7 +8,7 @@ packages=(
   libtorch-dev libhdf5-dev hdf5-tools libboost-program-options-dev libeigen3-dev
   libgtest-dev libgmock-dev libbenchmark-dev libyaml-cpp-dev nlohmann-json3-dev zlib1g-dev
   libopenblas0-pthread libopenblas-pthread-dev
-  dataset-fashion-mnist
+  dataset-fashion-mnist python3
 )
 
 missing=()

@@ -2,6 +2,8 @@
 
 #include <ATen/Parallel.h>
 
+#include <dlfcn.h>
+
 #include <iostream>
 #include <thread>
 
@@ -47,6 +49,12 @@ int apply_threads(const po::variables_map& vm) {
   MCOMPRESS_CHECK(threads >= 0, ConfigError, "--threads must be >= 0, got ", threads);
   if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   at::set_num_threads(threads);
+  // OpenBLAS (LibTorch's fp32 GEMM here) keeps its own thread pool; left at its default it
+  // competes with LibTorch's threads and makes fp32 timings erratic.
+  using SetThreads = void (*)(int);
+  if (auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
+    set(threads);
+  }
   return threads;
 }
 

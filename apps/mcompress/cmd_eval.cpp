@@ -1,3 +1,6 @@
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
 #include <iostream>
 
 #include "cli.h"
@@ -20,7 +23,8 @@ int run_eval(const Args& args) {
        "kernel policy for layers with an int8 form: auto, int8, fp32")
       ("deploy-batch", po::value<int64_t>()->default_value(64),
        "batch size the auto policy tunes for (accuracy run)")
-      ("plan", po::bool_switch(), "print the runtime's per-layer kernel plan");
+      ("plan", po::bool_switch(), "print the runtime's per-layer kernel plan")
+      ("json", po::bool_switch(), "print one JSON object instead of tables (for scripts)");
   add_data_options(options);
   add_threads_option(options);
   po::positional_options_description positional;
@@ -42,11 +46,21 @@ int run_eval(const Args& args) {
   runtime::Executor exec(model, eo);
   const auto r = runtime::evaluate(exec, data, batch);
 
+  const bool json = vm["json"].as<bool>();
+  nlohmann::json doc = {{"model", vm["model"].as<std::string>()},
+                        {"arch", model.spec().name},
+                        {"quant_mode", model.quant.mode},
+                        {"samples", r.samples},
+                        {"accuracy", r.accuracy},
+                        {"loss", r.loss},
+                        {"threads", threads},
+                        {"file_bytes", std::filesystem::file_size(vm["model"].as<std::string>())},
+                        {"latency", nlohmann::json::array()}};
   Table table({"model", "samples", "accuracy", "loss", "eval_time", "threads"});
   table.add_row({model.spec().name, std::to_string(r.samples), format_fixed(r.accuracy * 100, 2),
                  format_fixed(r.loss, 4), format_fixed(r.seconds, 2) + "s",
                  std::to_string(threads)});
-  std::cout << table.to_text();
+  if (!json) std::cout << table.to_text();
 
   const auto latency_batches = vm["latency-batch"].as<std::vector<int64_t>>();
   if (!latency_batches.empty()) {
@@ -64,8 +78,17 @@ int run_eval(const Args& args) {
                        format_fixed(base.median_ms, 3),
                        format_fixed(base.median_ms / l.median_ms, 2) + "x",
                        std::to_string(at_b.int8_layers())});
+      doc["latency"].push_back({{"batch", b},
+                                {"median_ms", l.median_ms},
+                                {"fp32_median_ms", base.median_ms},
+                                {"speedup", base.median_ms / l.median_ms},
+                                {"int8_layers", at_b.int8_layers()}});
     }
-    std::cout << "\n" << latency.to_text();
+    if (!json) std::cout << "\n" << latency.to_text();
+  }
+  if (json) {
+    std::cout << doc.dump() << std::endl;
+    return 0;
   }
   if (vm["plan"].as<bool>()) {
     std::cout << "\n";

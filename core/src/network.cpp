@@ -61,32 +61,98 @@ torch::Tensor per_channel(const std::vector<double>& values, const std::vector<i
 
 }  // namespace
 
-ResidualBlockImpl::ResidualBlockImpl(const LayerSpec& l) {
+ResidualBlockImpl::ResidualBlockImpl(const LayerSpec& l, const std::string& key)
+    : stride_(l.stride),
+      conv1_weight_(key + ".conv1.weight"),
+      conv2_weight_(key + ".conv2.weight"),
+      shortcut_weight_(key + ".shortcut.0.weight"),
+      conv1_key_(key + ".conv1"),
+      conv2_key_(key + ".conv2"),
+      shortcut_key_(key + ".shortcut") {
   conv1 = register_module("conv1", make_conv(l.in_channels, l.out_channels, 3, l.stride, 1, 1,
                                              false));
   bn1 = register_module("bn1", make_bn2d(l.out_channels));
   conv2 = register_module("conv2", make_conv(l.out_channels, l.out_channels, 3, 1, 1, 1, false));
   bn2 = register_module("bn2", make_bn2d(l.out_channels));
   if (l.projection) {
-    shortcut = register_module(
-        "shortcut",
-        torch::nn::Sequential(make_conv(l.in_channels, l.out_channels, 1, l.stride, 0, 1, false),
-                              make_bn2d(l.out_channels)));
+    shortcut_conv_ = make_conv(l.in_channels, l.out_channels, 1, l.stride, 0, 1, false);
+    shortcut_bn_ = make_bn2d(l.out_channels);
+    shortcut = register_module("shortcut", torch::nn::Sequential(shortcut_conv_, shortcut_bn_));
   }
 }
 
-torch::Tensor ResidualBlockImpl::forward(const torch::Tensor& x) {
-  auto y = torch::relu(bn1(conv1(x)));
-  y = bn2(conv2(y));
-  return torch::relu(y + (shortcut ? shortcut->forward(x) : x));
+torch::Tensor ResidualBlockImpl::forward(const torch::Tensor& x) { return forward_hooked(x, nullptr); }
+
+torch::Tensor ResidualBlockImpl::forward_hooked(const torch::Tensor& x, const ForwardHooks* hooks) {
+  // Functional convolutions on the registered weights (what Conv2dImpl::forward computes for
+  // zero padding), so that a hook can substitute the weight.
+  auto conv = [hooks](const torch::nn::Conv2d& c, const std::string& name, const torch::Tensor& in,
+                      int64_t stride, int64_t padding) {
+    const torch::Tensor w = hooks != nullptr && hooks->weight ? hooks->weight(name, c->weight)
+                                                              : c->weight;
+    return torch::conv2d(in, w, c->bias, {stride, stride}, {padding, padding});
+  };
+  auto tap = [hooks](const std::string& key, torch::Tensor t) {
+    return hooks != nullptr && hooks->activation ? hooks->activation(key, t) : t;
+  };
+  auto y = tap(conv1_key_, torch::relu(bn1(conv(conv1, conv1_weight_, x, stride_, 1))));
+  y = tap(conv2_key_, bn2(conv(conv2, conv2_weight_, y, 1, 1)));
+  torch::Tensor s = x;
+  if (shortcut) {
+    s = tap(shortcut_key_, shortcut_bn_(conv(shortcut_conv_, shortcut_weight_, x, stride_, 0)));
+  }
+  return torch::relu(y + s);
 }
 
 NetworkImpl::NetworkImpl(const ArchSpec& spec) : spec_(spec.resolved()) {
   mean_ = per_channel(spec_.mean, spec_.input_shape);
   std_ = per_channel(spec_.std, spec_.input_shape);
   layers_ = register_module("layers", torch::nn::Sequential());
-  for (size_t i = 0; i < spec_.layers.size(); ++i) {
-    layers_->push_back(std::to_string(i), make_layer(spec_.layers[i]));
+  const auto& layers = spec_.layers;
+  steps_.resize(layers.size());
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const LayerSpec& l = layers[i];
+    Step& s = steps_[i];
+    if (l.type == LayerType::kResidual) {
+      s.kind = Step::Kind::kResidual;
+      s.residual = ResidualBlock(l, std::to_string(i));
+      layers_->push_back(std::to_string(i), s.residual);
+    } else {
+      auto module = make_layer(l);
+      layers_->push_back(std::to_string(i), module);
+      s.module = module;
+      if (l.type == LayerType::kLinear) {
+        s.kind = Step::Kind::kLinear;
+        s.linear = torch::nn::Linear(module.ptr<torch::nn::LinearImpl>());
+      } else if (l.type == LayerType::kConv2d) {
+        s.kind = Step::Kind::kConv2d;
+        s.conv = torch::nn::Conv2d(module.ptr<torch::nn::Conv2dImpl>());
+        s.stride = l.stride;
+        s.padding = l.padding;
+        s.groups = l.groups;
+      }
+      if (s.kind != Step::Kind::kModule) s.weight_name = std::to_string(i) + ".weight";
+    }
+  }
+  // Activation keys, grouped as runtime::Executor groups layers: conv/linear [+ batchnorm]
+  // [+ relu] and batchnorm [+ relu] name their output by their last layer; a residual block by
+  // its own index; relu (after anything else), pools, flatten and dropout name nothing.
+  auto is_bn = [](LayerType t) {
+    return t == LayerType::kBatchNorm1d || t == LayerType::kBatchNorm2d;
+  };
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const LayerType t = layers[i].type;
+    size_t last = i;
+    if (t == LayerType::kLinear || t == LayerType::kConv2d) {
+      if (last + 1 < layers.size() && is_bn(layers[last + 1].type)) ++last;
+      if (last + 1 < layers.size() && layers[last + 1].type == LayerType::kReLU) ++last;
+    } else if (is_bn(t)) {
+      if (last + 1 < layers.size() && layers[last + 1].type == LayerType::kReLU) ++last;
+    } else if (t != LayerType::kResidual) {
+      continue;
+    }
+    steps_[last].key = std::to_string(last);
+    i = last;
   }
 }
 
@@ -94,8 +160,40 @@ torch::Tensor NetworkImpl::normalize(const torch::Tensor& x) const {
   return (x - mean_) / std_;
 }
 
-torch::Tensor NetworkImpl::forward(const torch::Tensor& x) {
-  return layers_->forward(normalize(x));
+torch::Tensor NetworkImpl::forward(const torch::Tensor& input) {
+  static const std::string kInputKey = "input";
+  const ForwardHooks* hooks = hooks_.empty() ? nullptr : &hooks_;
+  const bool tap = hooks != nullptr && hooks->activation;
+  const bool hook_weights = hooks != nullptr && hooks->weight;
+  auto x = normalize(input);
+  if (tap) x = hooks->activation(kInputKey, x);
+  for (Step& s : steps_) {
+    switch (s.kind) {
+      case Step::Kind::kLinear:
+        // = LinearImpl::forward
+        x = torch::linear(x,
+                          hook_weights ? hooks->weight(s.weight_name, s.linear->weight)
+                                       : s.linear->weight,
+                          s.linear->bias);
+        break;
+      case Step::Kind::kConv2d:
+        // = Conv2dImpl::forward with zero padding and dilation 1
+        x = torch::conv2d(x,
+                          hook_weights ? hooks->weight(s.weight_name, s.conv->weight)
+                                       : s.conv->weight,
+                          s.conv->bias, {s.stride, s.stride}, {s.padding, s.padding}, {1, 1},
+                          s.groups);
+        break;
+      case Step::Kind::kResidual:
+        x = s.residual->forward_hooked(x, hooks);
+        break;
+      case Step::Kind::kModule:
+        x = s.module.forward(x);
+        break;
+    }
+    if (tap && !s.key.empty()) x = hooks->activation(s.key, x);
+  }
+  return x;
 }
 
 std::map<std::string, torch::Tensor> NetworkImpl::state() const {

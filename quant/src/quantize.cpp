@@ -4,7 +4,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
+#include <cstdio>
 #include <map>
+#include <optional>
 
 #include "mcompress/core/error.h"
 #include "mcompress/runtime/executor.h"
@@ -68,6 +71,39 @@ double int8_accuracy(const Model& model, const Dataset& val) {
   return runtime::evaluate(exec, val).accuracy;
 }
 
+// Runs the accuracy guard and records its decisions in the report.
+void apply_guard(Model& model, const Model& fp32_original, const Dataset& val, double budget,
+                 QuantizeReport& report) {
+  const auto g = apply_accuracy_guard(model, fp32_original, val, budget);
+  report.max_accuracy_drop = budget;
+  report.val_accuracy_fp32 = g.fp32_accuracy;
+  report.val_accuracy_int8_all = g.accuracy_before;
+  report.val_accuracy_quantized = g.accuracy_after;
+  report.accuracy_budget_met = g.budget_met;
+  report.kept_fp32 = g.kept_fp32;
+  report.sensitivity = g.sensitivity;
+  for (const auto& name : g.kept_fp32) {
+    std::string note = "kept fp32 by the accuracy guard";
+    for (const auto& s : g.sensitivity) {
+      if (s.tensor != name) continue;
+      char buf[96];
+      std::snprintf(buf, sizeof buf, " (int8 alone costs %.2f points)", s.drop_points);
+      note += buf;
+    }
+    for (auto& d : report.tensors) {
+      if (d.tensor == name) d = {name, "fp32", note};
+    }
+  }
+  if (!g.budget_met) {
+    char buf[192];
+    std::snprintf(buf, sizeof buf,
+                  "accuracy guard: the drop is still %.2f points after keeping %zu layers in fp32, "
+                  "above the budget of %.2f",
+                  g.drop_after_points(), g.kept_fp32.size(), budget);
+    report.warnings.emplace_back(buf);
+  }
+}
+
 }  // namespace
 
 std::string to_string(QuantMode mode) {
@@ -98,6 +134,9 @@ void QuantizeOptions::validate() const {
                   calib_batches);
   MCOMPRESS_CHECK(calib_batch_size >= 1, ConfigError, "calib_batch_size must be >= 1, got ",
                   calib_batch_size);
+  MCOMPRESS_CHECK(!std::isnan(max_accuracy_drop) && !std::isinf(max_accuracy_drop), ConfigError,
+                  "max_accuracy_drop must be a number of accuracy points (< 0 = off), got ",
+                  max_accuracy_drop);
   observer.validate();
 }
 
@@ -133,6 +172,18 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& o, const Data
                   model.quant.mode, "); quantize its fp32 original instead");
   QuantizeReport report;
   report.mode = to_string(o.mode);
+  const bool int8 = o.mode == QuantMode::kInt8Dynamic || o.mode == QuantMode::kInt8Static;
+  std::optional<Model> fp32_original;  // the guard's reference
+  if (o.max_accuracy_drop >= 0) {
+    if (int8) {
+      MCOMPRESS_CHECK(val.size() > 0, DataError,
+                      "max_accuracy_drop needs a validation set, but it is empty");
+      fp32_original = model.clone();
+    } else {
+      report.warnings.push_back("max_accuracy_drop applies to int8 modes; ignored for " +
+                                report.mode);
+    }
+  }
   switch (o.mode) {
     case QuantMode::kFp16:
     case QuantMode::kBf16:
@@ -175,18 +226,32 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& o, const Data
       break;
     }
   }
+  if (fp32_original) apply_guard(model, *fp32_original, val, o.max_accuracy_drop, report);
   return report;
 }
 
 std::string QuantizeReport::to_json() const {
   nlohmann::json doc;
   doc["stage"] = "quantize";
-  doc["options"] = {{"mode", mode}, {"observer", observer}};
+  doc["options"] = {{"mode", mode}, {"observer", observer}, {"max_accuracy_drop", max_accuracy_drop}};
   auto& t = doc["tensors"] = nlohmann::json::array();
   for (const auto& d : tensors) t.push_back({{"tensor", d.tensor}, {"encoding", d.encoding}, {"note", d.note}});
   auto& c = doc["observer_comparison"] = nlohmann::json::array();
   for (const auto& s : comparison) c.push_back({{"observer", s.observer}, {"val_accuracy", s.val_accuracy}});
   doc["warnings"] = warnings;
+  if (max_accuracy_drop >= 0) {
+    auto& g = doc["accuracy_guard"];
+    g["max_accuracy_drop"] = max_accuracy_drop;
+    g["val_accuracy_fp32"] = val_accuracy_fp32;
+    g["val_accuracy_int8_all"] = val_accuracy_int8_all;
+    g["val_accuracy_quantized"] = val_accuracy_quantized;
+    g["budget_met"] = accuracy_budget_met;
+    g["kept_fp32"] = kept_fp32;
+    auto& ss = g["sensitivity"] = nlohmann::json::array();
+    for (const auto& s : sensitivity) {
+      ss.push_back({{"tensor", s.tensor}, {"val_accuracy", s.accuracy}, {"drop_points", s.drop_points}});
+    }
+  }
   return doc.dump();
 }
 

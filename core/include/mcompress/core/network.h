@@ -4,20 +4,50 @@
 
 #include <torch/torch.h>
 
+#include <functional>
+#include <string>
+#include <vector>
+
 #include "mcompress/core/arch_spec.h"
 #include "mcompress/core/model.h"
 
 namespace mcompress {
 
+/// Optional taps into NetworkImpl::forward, e.g. the fake quantization of QAT. Either may be
+/// empty. Both return the tensor the forward pass continues with (the argument, to observe only).
+struct ForwardHooks {
+  /// Every conv/linear weight (residual convolutions included) just before it is used, by
+  /// tensor name: "3.weight", "5.conv1.weight", "5.conv2.weight", "5.shortcut.0.weight".
+  std::function<torch::Tensor(const std::string& tensor_name, const torch::Tensor& w)> weight;
+  /// Every activation the runtime names (runtime::Executor::run_observed), in the same order:
+  /// "input" (after normalisation), each conv/linear[+bn][+relu] group's and standalone
+  /// batchnorm[+relu]'s output by the index of its last spec layer, and for residual block i
+  /// "i.conv1" (after its relu), "i.conv2" (after bn2), "i.shortcut" (projection only) and "i".
+  std::function<torch::Tensor(const std::string& key, const torch::Tensor& x)> activation;
+
+  bool empty() const { return !weight && !activation; }
+};
+
 /// Two 3x3 conv-bn(-relu) with an identity or 1x1 conv-bn projection shortcut (He et al.).
 class ResidualBlockImpl : public torch::nn::Module {
  public:
-  explicit ResidualBlockImpl(const LayerSpec& spec);
+  /// `key`: the block's activation key (its spec layer index) for hook names.
+  explicit ResidualBlockImpl(const LayerSpec& spec, const std::string& key = "");
   torch::Tensor forward(const torch::Tensor& x);
+  /// forward() with hooks (nullptr: none).
+  torch::Tensor forward_hooked(const torch::Tensor& x, const ForwardHooks* hooks);
 
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
   torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
   torch::nn::Sequential shortcut{nullptr};  // empty holder for identity
+
+ private:
+  int64_t stride_ = 1;
+  torch::nn::Conv2d shortcut_conv_{nullptr};     // the modules of `shortcut`, for the hooks
+  torch::nn::BatchNorm2d shortcut_bn_{nullptr};
+  // Hook names, built once.
+  std::string conv1_weight_, conv2_weight_, shortcut_weight_;
+  std::string conv1_key_, conv2_key_, shortcut_key_;
 };
 TORCH_MODULE(ResidualBlock);
 
@@ -31,9 +61,17 @@ class NetworkImpl : public torch::nn::Module {
   explicit NetworkImpl(const ArchSpec& spec);
 
   /// Raw input (as the data set stores it) → logits; normalisation is applied here.
+  /// Conv/linear layers run functionally on their registered parameters, so that hooks can
+  /// replace the weight; without hooks the result is that of the plain module calls.
   torch::Tensor forward(const torch::Tensor& x);
   /// Normalised input of the first layer.
   torch::Tensor normalize(const torch::Tensor& x) const;
+
+  /// Hooks applied by every later forward (replacing any set before). The hooks must stay
+  /// valid (what they capture) until cleared.
+  void set_hooks(ForwardHooks hooks) { hooks_ = std::move(hooks); }
+  void clear_hooks() { hooks_ = ForwardHooks{}; }
+  const ForwardHooks& hooks() const { return hooks_; }
 
   /// Copies the model's tensors into this network's parameters and buffers.
   void load(const Model& model);
@@ -46,9 +84,23 @@ class NetworkImpl : public torch::nn::Module {
   torch::nn::Sequential& layers() { return layers_; }
 
  private:
+  // One spec layer as forward() runs it.
+  struct Step {
+    enum class Kind { kModule, kLinear, kConv2d, kResidual } kind = Kind::kModule;
+    torch::nn::AnyModule module;                 // kModule (batchnorm, relu, pools, ...)
+    torch::nn::Linear linear{nullptr};           // kLinear
+    torch::nn::Conv2d conv{nullptr};             // kConv2d
+    ResidualBlock residual{nullptr};             // kResidual
+    int64_t stride = 1, padding = 0, groups = 1;  // kConv2d
+    std::string weight_name;  // "<i>.weight" for conv/linear
+    std::string key;          // activation key produced after this layer, "" for none
+  };
+
   ArchSpec spec_;
   torch::Tensor mean_, std_;  // [1, C, 1, 1] or [1, D]; not state: they come from the spec
   torch::nn::Sequential layers_{nullptr};
+  std::vector<Step> steps_;
+  ForwardHooks hooks_;
 };
 TORCH_MODULE(Network);
 

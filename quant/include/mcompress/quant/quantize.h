@@ -9,6 +9,7 @@
 #include "mcompress/core/dataset.h"
 #include "mcompress/core/model.h"
 #include "mcompress/quant/observer.h"
+#include "mcompress/quant/sensitivity.h"
 #include "mcompress/quant/tensor_quant.h"
 
 namespace mcompress::quant {
@@ -27,6 +28,9 @@ struct QuantizeOptions {
   int64_t calib_batches = 32;      // int8-static: calibration batches ...
   int64_t calib_batch_size = 64;   // ... of this size
   bool half_fallback_bf16 = false; // fp16: keep out-of-range tensors in bf16 instead of fp32
+  /// int8 modes: the most accuracy (points on `val`) quantization may cost; the most sensitive
+  /// layers are kept in fp32 until the model is within it (apply_accuracy_guard).
+  double max_accuracy_drop = -1;   // points; < 0 = off
   void validate() const;           // ConfigError naming the option
 };
 
@@ -48,12 +52,21 @@ struct QuantizeReport {
   std::vector<TensorDecision> tensors;
   std::vector<ObserverScore> comparison;  // with compare_observers
   std::vector<std::string> warnings;
+  // With max_accuracy_drop >= 0 (int8 modes); accuracies are fractions, -1 = not measured.
+  double max_accuracy_drop = -1;          // the budget, points
+  double val_accuracy_fp32 = -1;          // the model before quantization
+  double val_accuracy_int8_all = -1;      // every candidate layer int8
+  double val_accuracy_quantized = -1;     // the final mix
+  bool accuracy_budget_met = true;
+  std::vector<std::string> kept_fp32;     // layers the guard moved back to fp32, in order
+  std::vector<LayerSensitivity> sensitivity;  // the guard's ranking (empty if not needed)
   /// The report as a JSON document for Model::history.
   std::string to_json() const;
 };
 
 /// Quantizes `model` in place. `calib` feeds int8-static calibration (DataError when it has
-/// fewer examples than one batch... or none at all); `val` scores observers when comparing.
+/// fewer examples than one batch... or none at all); `val` scores observers when comparing
+/// and judges max_accuracy_drop (DataError when one of those needs it and it is empty).
 QuantizeReport quantize_model(Model& model, const QuantizeOptions& options, const Dataset& calib,
                               const Dataset& val);
 
