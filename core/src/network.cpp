@@ -81,7 +81,9 @@ ResidualBlockImpl::ResidualBlockImpl(const LayerSpec& l, const std::string& key)
   }
 }
 
-torch::Tensor ResidualBlockImpl::forward(const torch::Tensor& x) { return forward_hooked(x, nullptr); }
+torch::Tensor ResidualBlockImpl::forward(const torch::Tensor& x) {
+  return forward_hooked(x, nullptr);
+}
 
 torch::Tensor ResidualBlockImpl::forward_hooked(const torch::Tensor& x, const ForwardHooks* hooks) {
   // Functional convolutions on the registered weights (what Conv2dImpl::forward computes for

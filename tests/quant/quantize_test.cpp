@@ -401,13 +401,63 @@ TEST_F(QuantizeStageTest, AccuracyGuardWithZeroBudgetEndsWithinBudget) {
     EXPECT_EQ(m.quant.tensors.count(name), 0u) << name;
     EXPECT_TRUE(torch::equal(m.tensor(name), trained_->tensor(name))) << name;
     for (const auto& d : report.tensors) {
-      if (d.tensor == name) EXPECT_EQ(d.encoding, "fp32") << name;
+      if (d.tensor == name) {
+        EXPECT_EQ(d.encoding, "fp32") << name;
+      }
     }
   }
   if (report.val_accuracy_int8_all < report.val_accuracy_fp32) {
     EXPECT_FALSE(report.kept_fp32.empty());
     EXPECT_FALSE(report.sensitivity.empty());
   }
+}
+
+// One outlier weight makes a per-tensor int8 scale so coarse that every other code of the
+// layer is 0. The outlier is negative on non-negative inputs (post-ReLU/pool features), so the
+// unit it feeds is always 0 after its ReLU and the fp32 model does not mind it.
+Model with_outlier(const Model& trained, const std::string& name) {
+  Model m = trained.clone();
+  auto& w = m.tensor(name);
+  w[0][0].fill_(-500 * w.abs().max().item<double>());
+  return m;
+}
+
+TEST_F(QuantizeStageTest, AccuracyGuardKeepsTheLayerAPerTensorScaleRuinsInFp32) {
+  const Model original = with_outlier(*trained_, "7.weight");
+  Model m = original.clone();
+  auto o = static_options();
+  o.granularity = Granularity::kPerTensor;
+  o.max_accuracy_drop = 1.0;
+  const auto report = quantize_model(m, o, *train_, *val_);
+  EXPECT_GT((report.val_accuracy_fp32 - report.val_accuracy_int8_all) * 100, 20.0);
+  EXPECT_TRUE(report.accuracy_budget_met);
+  EXPECT_LE((report.val_accuracy_fp32 - report.val_accuracy_quantized) * 100, 1.0 + 1e-9);
+  ASSERT_FALSE(report.kept_fp32.empty());
+  EXPECT_EQ(report.kept_fp32[0], "7.weight");
+  ASSERT_EQ(report.sensitivity.size(), 4u);
+  EXPECT_EQ(report.sensitivity[0].tensor, "7.weight");
+  EXPECT_EQ(m.quant.tensors.count("7.weight"), 0u);
+  EXPECT_TRUE(torch::equal(m.tensor("7.weight"), original.tensor("7.weight")));
+  EXPECT_EQ(m.quant.tensors.size(), 4u - report.kept_fp32.size());
+  EXPECT_EQ(int8_executor(m).int8_layers(), static_cast<int64_t>(4 - report.kept_fp32.size()));
+  bool noted = false;
+  for (const auto& d : report.tensors) {
+    if (d.tensor != "7.weight") continue;
+    EXPECT_EQ(d.encoding, "fp32");
+    noted = d.note.find("kept fp32 by the accuracy guard") != std::string::npos;
+  }
+  EXPECT_TRUE(noted);
+  const auto doc = nlohmann::json::parse(report.to_json());
+  EXPECT_EQ(doc.at("accuracy_guard").at("kept_fp32")[0], "7.weight");
+  EXPECT_EQ(doc.at("accuracy_guard").at("sensitivity").size(), 4u);
+
+  // Per-channel scales confine the outlier to its own (dead) unit: nothing to keep.
+  Model pc = original.clone();
+  o.granularity = Granularity::kPerChannel;
+  const auto report_pc = quantize_model(pc, o, *train_, *val_);
+  EXPECT_TRUE(report_pc.accuracy_budget_met);
+  EXPECT_TRUE(report_pc.kept_fp32.empty());
+  EXPECT_EQ(pc.quant.tensors.size(), 4u);
 }
 
 TEST_F(QuantizeStageTest, ReportToJsonIsValidJsonWithTheFields) {

@@ -45,10 +45,12 @@ double accuracy(const Model& m, const Dataset& val, runtime::KernelPolicy policy
   return runtime::evaluate(runtime::Executor(m, o), val).accuracy;
 }
 
-// Replaces a quantized tensor's int8 form by a per-tensor one with a scale so coarse that
-// almost every code is 0 (and the master tensor by its dequantized values, as the stage keeps
-// them): the layer's int8 form then throws away most of what it computes.
-void damage(Model& m, const std::string& name, double coarseness = 1.0) {
+// Replaces a quantized tensor's int8 form by a per-tensor one whose scale is `coarseness` times
+// max|W| (and the master tensor by its dequantized values, as the stage keeps them). From 2 up
+// every code is 0: the layer's int8 form computes nothing but its bias, and the model's
+// predictions become constant (10% on the ten balanced classes). A trained lenet5-small shrugs
+// off milder damage (codes in {-1, 0, 1} keep 100% on this easy problem), hence 3.
+void damage(Model& m, const std::string& name, double coarseness = 3.0) {
   const at::Tensor w = m.tensor(name);
   const double scale = coarseness * w.abs().max().item<double>();
   QuantizedTensor q;
@@ -113,7 +115,9 @@ TEST_F(SensitivityTest, OneRowPerInt8TensorSortedByDrop) {
   for (size_t i = 0; i < rows.size(); ++i) {
     names.insert(rows[i].tensor);
     EXPECT_NEAR(rows[i].drop_points, (fp32 - rows[i].accuracy) * 100, 1e-9);
-    if (i > 0) EXPECT_GE(rows[i - 1].drop_points, rows[i].drop_points);
+    if (i > 0) {
+      EXPECT_GE(rows[i - 1].drop_points, rows[i].drop_points);
+    }
     // Every layer of a sound int8 model costs little on its own.
     EXPECT_LT(rows[i].drop_points, 5.0) << rows[i].tensor;
   }
@@ -127,7 +131,9 @@ TEST_F(SensitivityTest, ProbesRunOnlyTheProbedLayerInt8) {
   const auto rows = sensitivity(*fp32_, damaged, *val_);
   ASSERT_EQ(rows.size(), 4u);
   for (const auto& r : rows) {
-    if (r.tensor != kDamaged) EXPECT_LT(r.drop_points, 5.0) << r.tensor;
+    if (r.tensor != kDamaged) {
+      EXPECT_LT(r.drop_points, 5.0) << r.tensor;
+    }
   }
   // The probe of one layer equals a model built by hand with only that layer int8.
   Model only = damaged.clone();
@@ -218,7 +224,7 @@ TEST_F(SensitivityTest, ZeroBudgetOnALossyModelEndsWithinBudget) {
 
 TEST_F(SensitivityTest, EveryLayerDamagedEndsAllFp32AtTheFp32Accuracy) {
   Model m = int8_->clone();
-  for (const auto& name : {"0.weight", "3.weight", "7.weight", "9.weight"}) damage(m, name, 4.0);
+  for (const auto& name : {"0.weight", "3.weight", "7.weight", "9.weight"}) damage(m, name);
   const auto g = apply_accuracy_guard(m, *fp32_, *val_, 0.0);
   EXPECT_TRUE(g.budget_met);
   EXPECT_EQ(g.kept_fp32.size(), 4u);
