@@ -8,6 +8,7 @@
 #include "mcompress/core/error.h"
 #include "mcompress/core/model_file.h"
 #include "mcompress/core/table.h"
+#include "mcompress/quant/qat.h"
 #include "mcompress/quant/quantize.h"
 #include "mcompress/runtime/executor.h"
 
@@ -21,7 +22,8 @@ int run_quantize(const Args& args) {
       ("out,o", po::value<std::string>()->required(), "output model file (.h5)")
       ("force", po::bool_switch(), "overwrite an existing output file")
       ("mode", po::value<std::string>()->default_value("int8-static"),
-       "fp16, bf16, int8-dynamic, int8-static")
+       "fp16, bf16, int8-dynamic, int8-static, qat (quantization-aware fine-tuning, then "
+       "int8-static)")
       ("observer", po::value<std::string>()->default_value("minmax"),
        "int8-static activation ranges: minmax, moving-average-minmax, percentile, entropy, mse, "
        "or compare (try all, keep the best on the validation split)")
@@ -34,6 +36,12 @@ int run_quantize(const Args& args) {
       ("per-tensor", po::bool_switch(), "int8 weights: one scale per tensor (default per channel)")
       ("fp16-fallback", po::value<std::string>()->default_value("fp32"),
        "fp16: what out-of-range tensors are kept in: fp32 or bf16")
+      ("max-accuracy-drop", po::value<double>(&q.max_accuracy_drop)->default_value(-1),
+       "int8: keep the most sensitive layers fp32 until the validation accuracy drop is within "
+       "this many points (< 0: off)")
+      ("epochs", po::value<int64_t>()->default_value(2), "qat: fine-tuning epochs")
+      ("lr", po::value<double>()->default_value(1e-4), "qat: learning rate (Adam, cosine)")
+      ("batch-size", po::value<int64_t>()->default_value(128), "qat: batch size")
       ("deploy-batch", po::value<int64_t>()->default_value(64),
        "batch size the runtime tunes its kernel choice for")
       ("seed", po::value<uint64_t>()->default_value(0), "seed of the calibration sample");
@@ -44,7 +52,14 @@ int run_quantize(const Args& args) {
   po::variables_map vm;
   if (!parse("quantize", "MODEL --out FILE [options]", args, options, vm, &positional)) return 0;
 
-  q.mode = quant::parse_quant_mode(vm["mode"].as<std::string>());
+  const bool qat = vm["mode"].as<std::string>() == "qat";
+  q.mode = qat ? quant::QuantMode::kInt8Static : quant::parse_quant_mode(vm["mode"].as<std::string>());
+  quant::QatOptions qo;
+  qo.train.epochs = vm["epochs"].as<int64_t>();
+  qo.train.lr = vm["lr"].as<double>();
+  qo.train.batch_size = vm["batch-size"].as<int64_t>();
+  qo.train.progress = false;
+  if (qat) qo.validate();
   const auto observer = vm["observer"].as<std::string>();
   q.compare_observers = observer == "compare";
   if (!q.compare_observers) q.observer.kind = quant::parse_observer(observer);
@@ -73,7 +88,10 @@ int run_quantize(const Args& args) {
   const Dataset calib = calib_pool.subset(std::vector<int64_t>(order.begin(), order.begin() + n_calib));
   const Dataset test = load_data(vm, Split::kTest);
 
-  const auto report = quant::quantize_model(model, q, calib, val);
+  qo.train.seed = seed;
+  qo.granularity = q.granularity;
+  const auto report = qat ? quant::qat_model(model, qo, calib_pool, val)
+                          : quant::quantize_model(model, q, calib, val);
   runtime::ExecutorOptions fp32_options = deploy;
   fp32_options.policy = runtime::KernelPolicy::kFp32;
   const auto before = runtime::evaluate(runtime::Executor(original, fp32_options), test);
