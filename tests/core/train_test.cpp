@@ -11,19 +11,6 @@
 namespace mcompress {
 namespace {
 
-// Four separable classes: each class lights one quadrant of a 28x28 image.
-Dataset quadrant_data(int64_t n, uint64_t seed) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  Dataset d;
-  d.x = torch::rand({n, 1, 28, 28}, gen) * 0.3;
-  d.y = torch::arange(n, torch::kLong).remainder(10);
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t label = d.y[i].item<int64_t>();
-    d.x[i][0].slice(0, (label % 5) * 5, (label % 5) * 5 + 5).slice(1, (label / 5) * 14, (label / 5) * 14 + 14) += 0.7;
-  }
-  d.source = "quadrants";
-  return d;
-}
 
 TrainOptions quick_options(uint64_t seed) {
   TrainOptions o;
@@ -41,8 +28,8 @@ class TrainTest : public ::testing::Test {
 };
 
 TEST_F(TrainTest, LearnsASeparableProblem) {
-  const auto data = quadrant_data(400, 1);
-  const auto val = quadrant_data(100, 2);
+  const auto data = testing::block_images(400, 1);
+  const auto val = testing::block_images(100, 2);
   Model model = Model::initialize(zoo_spec("lenet5-small"), 0);
   const auto result = train_model(model, data, val, quick_options(0));
   ASSERT_EQ(result.epochs.size(), 2u);
@@ -51,8 +38,8 @@ TEST_F(TrainTest, LearnsASeparableProblem) {
 }
 
 TEST_F(TrainTest, SameSeedSameThreadsGiveBitwiseIdenticalWeights) {
-  const auto data = quadrant_data(200, 1);
-  const auto val = quadrant_data(50, 2);
+  const auto data = testing::block_images(200, 1);
+  const auto val = testing::block_images(50, 2);
   auto run = [&](uint64_t seed) {
     Model model = Model::initialize(zoo_spec("convnet"), seed);
     auto o = quick_options(seed);
@@ -70,7 +57,7 @@ TEST_F(TrainTest, SameSeedSameThreadsGiveBitwiseIdenticalWeights) {
 }
 
 TEST_F(TrainTest, HooksSeeEveryStepAndEpoch) {
-  const auto data = quadrant_data(64, 1);
+  const auto data = testing::block_images(64, 1);
   Model model = Model::initialize(zoo_spec("mlp-small"), 0);
   int64_t steps = 0, epochs = 0, losses = 0;
   TrainHooks hooks;
@@ -87,8 +74,8 @@ TEST_F(TrainTest, HooksSeeEveryStepAndEpoch) {
 }
 
 TEST_F(TrainTest, EarlyStopRestoresTheBestEpoch) {
-  const auto data = quadrant_data(64, 1);
-  const auto val = quadrant_data(64, 3);
+  const auto data = testing::block_images(64, 1);
+  const auto val = testing::block_images(64, 3);
   Model model = Model::initialize(zoo_spec("mlp-small"), 0);
   auto o = quick_options(0);
   o.epochs = 30;
@@ -109,7 +96,7 @@ TEST_F(TrainTest, RejectsBadOptionsAndEmptyData) {
   Model model = Model::initialize(zoo_spec("mlp-small"), 0);
   auto o = quick_options(0);
   o.lr = -1;
-  ASSERT_THROWS_WITH(train_model(model, quadrant_data(8, 1), Dataset{}, o), ConfigError,
+  ASSERT_THROWS_WITH(train_model(model, testing::block_images(8, 1), Dataset{}, o), ConfigError,
                      "lr must be > 0");
   Dataset empty;
   empty.x = torch::zeros({0, 1, 28, 28});

@@ -22,21 +22,6 @@
 namespace mcompress::quant {
 namespace {
 
-// Ten separable classes: each class lights one block of a 28x28 image.
-Dataset block_data(int64_t n, uint64_t seed) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  Dataset d;
-  d.x = torch::rand({n, 1, 28, 28}, gen) * 0.3;
-  d.y = torch::arange(n, torch::kLong).remainder(10);
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t label = d.y[i].item<int64_t>();
-    d.x[i][0]
-        .slice(0, (label % 5) * 5, (label % 5) * 5 + 5)
-        .slice(1, (label / 5) * 14, (label / 5) * 14 + 14) += 0.7;
-  }
-  d.source = "blocks";
-  return d;
-}
 
 Dataset empty_data() {
   Dataset d;
@@ -96,8 +81,8 @@ class QuantizeStageTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     at::set_num_threads(1);
-    train_ = std::make_unique<Dataset>(block_data(300, 1));
-    val_ = std::make_unique<Dataset>(block_data(100, 2));
+    train_ = std::make_unique<Dataset>(testing::block_images(300, 1));
+    val_ = std::make_unique<Dataset>(testing::block_images(100, 2));
     trained_ = std::make_unique<Model>(Model::initialize(zoo_spec("lenet5-small"), 0));
     TrainOptions o;
     o.epochs = 2;
@@ -235,7 +220,7 @@ TEST_F(QuantizeStageTest, Int8PerTensorGranularityUsesOneScale) {
 TEST_F(QuantizeStageTest, Int8StaticCalibratesEveryKeyTheRuntimeUses) {
   at::manual_seed(0);
   Model m = Model::initialize(zoo_spec("resnet8"), 3);  // residual internals and a projection
-  const auto calib = block_data(64, 5);
+  const auto calib = testing::block_images(64, 5);
   const auto report = quantize_model(m, static_options(), calib, empty_data());
   EXPECT_EQ(m.quant.mode, "int8-static");
   EXPECT_EQ(report.observer, "minmax");

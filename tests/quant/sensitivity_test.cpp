@@ -23,21 +23,6 @@
 namespace mcompress::quant {
 namespace {
 
-// Ten separable classes: each class lights one block of a 28x28 image.
-Dataset block_data(int64_t n, uint64_t seed) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  Dataset d;
-  d.x = torch::rand({n, 1, 28, 28}, gen) * 0.3;
-  d.y = torch::arange(n, torch::kLong).remainder(10);
-  for (int64_t i = 0; i < n; ++i) {
-    const int64_t label = d.y[i].item<int64_t>();
-    d.x[i][0]
-        .slice(0, (label % 5) * 5, (label % 5) * 5 + 5)
-        .slice(1, (label / 5) * 14, (label / 5) * 14 + 14) += 0.7;
-  }
-  d.source = "blocks";
-  return d;
-}
 
 double accuracy(const Model& m, const Dataset& val, runtime::KernelPolicy policy) {
   runtime::ExecutorOptions o;
@@ -67,8 +52,8 @@ class SensitivityTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     at::set_num_threads(1);
-    const auto train_data = block_data(300, 11);
-    val_ = std::make_unique<Dataset>(block_data(120, 12));
+    const auto train_data = testing::block_images(300, 11);
+    val_ = std::make_unique<Dataset>(testing::block_images(120, 12));
     fp32_ = std::make_unique<Model>(Model::initialize(zoo_spec("lenet5-small"), 4));
     TrainOptions o;
     o.epochs = 2;

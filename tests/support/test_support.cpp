@@ -1,5 +1,8 @@
 #include "test_support.h"
 
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -39,6 +42,21 @@ std::string read_bytes(const std::string& path) {
 void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+Dataset block_images(int64_t n, uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  Dataset d;
+  d.x = at::rand({n, 1, 28, 28}, gen, at::kFloat) * 0.3;
+  d.y = at::arange(n, at::kLong).remainder(10);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t label = d.y[i].item<int64_t>();
+    d.x[i][0]
+        .slice(0, (label % 5) * 5, (label % 5) * 5 + 5)
+        .slice(1, (label / 5) * 14, (label / 5) * 14 + 14) += 0.7;
+  }
+  d.source = "blocks";
+  return d;
 }
 
 }  // namespace mcompress::testing

@@ -3,8 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
+
+#include "mcompress/core/dataset.h"
 
 /// Asserts that `statement` throws an exception of type ExcT whose what() contains `substr`.
 #define ASSERT_THROWS_WITH(statement, ExcT, substr)                                    \
@@ -38,5 +41,10 @@ class TempDir {
 std::string read_bytes(const std::string& path);
 /// Writes bytes to a file (replacing it).
 void write_bytes(const std::string& path, const std::string& bytes);
+
+/// Ten separable classes of 28x28 images in [0,1]: class c lights block (c % 5, c / 5) of a
+/// 5x2 grid (5 rows x 14 columns each) over uniform noise in [0, 0.3). Even one epoch of a tiny
+/// model learns them, so tests that need a trained model stay fast.
+Dataset block_images(int64_t n, uint64_t seed);
 
 }  // namespace mcompress::testing
