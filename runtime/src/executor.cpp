@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <iomanip>
+#include <sstream>
 
 #include "kernels.h"
 #include "mcompress/core/error.h"
@@ -342,26 +344,52 @@ struct Executor::Impl {
       plan = materialize(model);
       return;
     }
-    // Auto: per-layer choice, then a whole-model check, so the result is never slower than
-    // fp32 at the deployment batch size (quantize/dequantize steps cost time too).
+    // Auto: per-layer choice, then a whole-model check of three candidates (the per-layer
+    // mix, all int8, all fp32): quantize/dequantize steps cost time too, so the fastest whole
+    // plan wins and the result is never slower than fp32 at the deployment batch size.
     time_units(model);
-    Materialized mixed = materialize(model);
-    for (auto& u : units) u.use_int8 = false;
-    Materialized fp32 = materialize(model);
+    const std::vector<bool> per_layer = choices();
+    std::vector<bool> all_int8;
+    for (const auto& u : units) all_int8.push_back(bool(u.int8));
+    const std::vector<bool> all_fp32(units.size(), false);
     std::vector<int64_t> shape{options.batch_size};
     for (auto d : spec.input_shape) shape.push_back(d);
     auto gen = at::make_generator<at::CPUGeneratorImpl>(54321);
     const auto x = at::rand(shape, gen, at::kFloat);
-    const double t_mixed = best_ms([&] { return run(mixed, x); });
-    const double t_fp32 = best_ms([&] { return run(fp32, x); });
-    if (t_mixed < t_fp32) {
-      plan = std::move(mixed);
-      for (auto& u : units) u.use_int8 = false;  // units no longer decide; plan holds the choice
-    } else {
+    auto time_plan = [&](const std::vector<bool>& choice) {
+      set_choices(choice);
+      Materialized m = materialize(model);
+      const double ms = best_ms([&] { return run(m, x); });
+      return std::make_pair(ms, std::move(m));
+    };
+    auto [t_mixed, mixed] = time_plan(per_layer);
+    auto [t_int8, int8] = time_plan(all_int8);
+    auto [t_fp32, fp32] = time_plan(all_fp32);
+    if (t_fp32 <= std::min(t_mixed, t_int8)) {
       plan = std::move(fp32);
-      plan_note = "auto: int8 plan (" + std::to_string(t_mixed) + " ms) not faster than fp32 (" +
-                  std::to_string(t_fp32) + " ms) at batch " + std::to_string(options.batch_size);
+      plan_note = "auto: fp32 everywhere; int8 plans (" + format_ms(std::min(t_mixed, t_int8)) +
+                  ") not faster than fp32 (" + format_ms(t_fp32) + ") at batch " +
+                  std::to_string(options.batch_size);
+    } else {
+      plan = t_int8 < t_mixed ? std::move(int8) : std::move(mixed);
+      plan_note = "auto: " + std::string(t_int8 < t_mixed ? "all-int8" : "per-layer") +
+                  " plan " + format_ms(std::min(t_mixed, t_int8)) + " vs fp32 " +
+                  format_ms(t_fp32) + " at batch " + std::to_string(options.batch_size);
     }
+  }
+
+  std::vector<bool> choices() const {
+    std::vector<bool> out;
+    for (const auto& u : units) out.push_back(u.use_int8);
+    return out;
+  }
+  void set_choices(const std::vector<bool>& choice) {
+    for (size_t i = 0; i < units.size(); ++i) units[i].use_int8 = choice[i];
+  }
+  static std::string format_ms(double ms) {
+    std::ostringstream s;
+    s << std::fixed << std::setprecision(3) << ms << " ms";
+    return s.str();
   }
 };
 

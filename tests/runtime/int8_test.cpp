@@ -119,9 +119,8 @@ TEST(Int8PolicyTest, Fp32PolicyAndAutoPolicy) {
   // Whatever auto chose, every int8 candidate was timed both ways and the output is sound.
   int timed = 0;
   for (const auto& s : exec.plan()) timed += s.fp32_ms > 0 && s.int8_ms > 0;
-  if (exec.plan_note().empty()) {
-    EXPECT_GT(timed, 0);
-  }
+  EXPECT_GT(timed, 0);
+  EXPECT_NE(exec.plan_note().find("at batch 8"), std::string::npos) << exec.plan_note();
   EXPECT_LT(nmse(exec.run(x), run_with(m, runtime::KernelPolicy::kFp32, x)), kMaxNmseInt8Logits);
   ASSERT_THROWS_WITH(runtime::parse_kernel_policy("fastest"), ConfigError, "accepted: auto, int8, fp32");
 }

@@ -64,7 +64,7 @@ class Executor {
 
   const std::vector<PlanStep>& plan() const;
   const ArchSpec& spec() const;
-  /// Why the auto policy kept fp32 everywhere, or "" when it did not have to.
+  /// What the auto policy chose and the whole-plan timings it chose by ("" for other policies).
   const std::string& plan_note() const;
   /// Number of conv/linear layers that run int8 kernels in the chosen plan.
   int64_t int8_layers() const;
