@@ -16,7 +16,7 @@ int run_eval(const Args& args) {
   options.add_options()
       ("model", po::value<std::string>()->required(), "model file (.h5)")
       ("batch", po::value<int64_t>()->default_value(256), "evaluation batch size")
-      ("latency-batch", po::value<std::vector<int64_t>>()->multitoken()->default_value({1, 64}, "1 64"),
+      ("latency-batch", po::value<std::vector<int64_t>>()->multitoken()->zero_tokens()->default_value({1, 64}, "1 64"),
        "batch sizes to measure latency at (empty: skip)")
       ("split", po::value<std::string>()->default_value("test"), "train or test")
       ("policy", po::value<std::string>()->default_value("auto"),

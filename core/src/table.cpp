@@ -1,15 +1,25 @@
 #include "mcompress/core/table.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <iomanip>
 #include <sstream>
 #include <stdexcept>
 
 namespace mcompress {
 namespace {
+// A number with at most a known unit suffix ("0.91", "3.27x", "12.3s", "1.5 KiB"), not a
+// name that merely starts with a digit ("0.weight").
 bool looks_numeric(const std::string& s) {
-  return !s.empty() && (std::isdigit(static_cast<unsigned char>(s[0])) || s[0] == '-' ||
-                        s[0] == '+' || s[0] == '.');
+  if (s.empty()) return false;
+  char* end = nullptr;
+  std::strtod(s.c_str(), &end);
+  const size_t parsed = static_cast<size_t>(end - s.c_str());
+  if (parsed == 0) return false;
+  static const char* const kUnits[] = {"", "x", "s", "%", "ms", " ms", " B", " KiB", " MiB", " GiB"};
+  const std::string suffix = s.substr(parsed);
+  return std::any_of(std::begin(kUnits), std::end(kUnits),
+                     [&](const char* unit) { return suffix == unit; });
 }
 }  // namespace
 

@@ -150,6 +150,13 @@ TrainResult train(NetworkImpl& net, const Dataset& train_data, const Dataset& va
     record.lr = lr_at(o, epoch);
     set_lr(*optimizer, record.lr);
     net.train();
+    if (o.freeze_batchnorm) {
+      for (auto& module : net.modules(/*include_self=*/false)) {
+        if (module->as<torch::nn::BatchNorm1d>() || module->as<torch::nn::BatchNorm2d>()) {
+          module->eval();
+        }
+      }
+    }
     progress.begin_epoch(epoch + 1, o.epochs, batches);
 
     // Seeded per epoch so that resuming or re-running an epoch sees the same order.
@@ -231,6 +238,7 @@ std::string TrainResult::to_json(const TrainOptions& o) const {
                     {"weight_decay", o.weight_decay},
                     {"schedule", to_string(o.schedule)},
                     {"early_stop_patience", o.early_stop_patience},
+                    {"freeze_batchnorm", o.freeze_batchnorm},
                     {"seed", o.seed}};
   auto& list = doc["epochs"] = nlohmann::json::array();
   for (const auto& e : epochs) {

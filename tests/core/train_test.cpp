@@ -92,6 +92,25 @@ TEST_F(TrainTest, EarlyStopRestoresTheBestEpoch) {
                    r.epochs[static_cast<size_t>(r.best_epoch - 1)].val_accuracy);
 }
 
+TEST_F(TrainTest, FrozenBatchnormKeepsRunningStatistics) {
+  const auto data = testing::block_images(64, 1);
+  auto run = [&](bool freeze) {
+    Model model = Model::initialize(zoo_spec("convnet"), 0);
+    auto o = quick_options(0);
+    o.epochs = 1;
+    o.freeze_batchnorm = freeze;
+    train_model(model, data, Dataset{}, o);
+    return model;
+  };
+  const Model frozen = run(true), free = run(false);
+  // "1" is the convnet's first batchnorm; freshly initialised stats are mean 0, var 1.
+  EXPECT_TRUE(torch::equal(frozen.tensor("1.running_mean"), torch::zeros({32})));
+  EXPECT_TRUE(torch::equal(frozen.tensor("1.running_var"), torch::ones({32})));
+  EXPECT_FALSE(torch::equal(free.tensor("1.running_mean"), torch::zeros({32})));
+  // The affine parameters still train.
+  EXPECT_FALSE(torch::equal(frozen.tensor("1.weight"), torch::ones({32})));
+}
+
 TEST_F(TrainTest, RejectsBadOptionsAndEmptyData) {
   Model model = Model::initialize(zoo_spec("mlp-small"), 0);
   auto o = quick_options(0);

@@ -15,7 +15,7 @@ class Table {
   explicit Table(std::vector<std::string> header);
   /// ConfigError-free: a row with fewer cells is padded, more cells is a logic error.
   void add_row(std::vector<std::string> row);
-  /// Columns aligned with spaces; numbers (cells starting with a digit, '-' or '+') right-aligned.
+  /// Columns aligned with spaces; numbers (optionally with a short unit) right-aligned.
   std::string to_text() const;
   /// A GitHub-flavoured Markdown table.
   std::string to_markdown() const;

@@ -35,6 +35,10 @@ struct TrainOptions {
   double gamma = 0.1;
   int64_t early_stop_patience = 0;  // stop after this many epochs without a better val accuracy; 0 = off
   bool restore_best = true;      // with a validation set: end with the best-validation weights
+  /// Batchnorm layers normalise with their running statistics and stop updating them (as
+  /// torch.ao's freeze_bn_stats): fine-tuning then sees the same normalisation the runtime
+  /// folds into the weights. QAT sets it.
+  bool freeze_batchnorm = false;
   uint64_t seed = 0;             // data order and dropout
   bool progress = true;          // progress bar / per-epoch lines on stderr
 

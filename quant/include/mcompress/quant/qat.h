@@ -21,13 +21,17 @@ namespace mcompress::quant {
 
 /// Example: QatOptions o; o.train.epochs = 3; o.granularity = Granularity::kPerTensor;
 struct QatOptions {
-  /// The fine-tuning run: by default 2 epochs of Adam at lr 1e-4 with a cosine schedule.
+  /// The fine-tuning run: by default 2 epochs of Adam at lr 1e-4 with a cosine schedule and
+  /// batchnorm statistics frozen.
   TrainOptions train = [] {
     TrainOptions t;
     t.epochs = 2;
     t.lr = 1e-4;
     t.optimizer = OptimizerKind::kAdam;
     t.schedule = LrSchedule::kCosine;
+    // The runtime folds batchnorm with its running statistics; QAT must train against that
+    // same folded form, not against batch statistics that shift under fake quantization.
+    t.freeze_batchnorm = true;
     return t;
   }();
   /// Activations: the initial calibration uses this observer; during training every range is a
