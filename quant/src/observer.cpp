@@ -18,22 +18,8 @@ constexpr int64_t kQMax = 255;
 /// PyTorch's observers floor the scale at float32 epsilon (torch.finfo(torch.float32).eps).
 constexpr double kMinScale = static_cast<double>(std::numeric_limits<float>::epsilon());
 
-/// The qparams rule every observer shares (PyTorch's MinMaxObserver, quint8, affine):
-///   lo = min(lo, 0), hi = max(hi, 0)            (0 must be exactly representable)
-///   scale = (hi − lo) / 255, floored at float32 epsilon (so constant or all-zero data still
-///           gets a finite scale > 0)
-///   zero_point = clamp(round_half_even(−lo / scale), 0, 255)
-/// computed in double precision.
 ActivationQParams qparams_from_range(double lo, double hi, ObserverKind kind) {
-  lo = std::min(lo, 0.0);
-  hi = std::max(hi, 0.0);
-  double scale = (hi - lo) / static_cast<double>(kQMax - kQMin);
-  if (!std::isfinite(scale) || scale < kMinScale) scale = kMinScale;
-  const double zp = std::nearbyint(static_cast<double>(kQMin) - lo / scale);
-  ActivationQParams q;
-  q.scale = scale;
-  q.zero_point =
-      static_cast<int64_t>(std::clamp(zp, static_cast<double>(kQMin), static_cast<double>(kQMax)));
+  ActivationQParams q = affine_qparams(lo, hi);
   q.observer = to_string(kind);
   return q;
 }
@@ -330,6 +316,19 @@ double minimise_extent(double x_max, F f) {
 }
 
 }  // namespace
+
+ActivationQParams affine_qparams(double lo, double hi) {
+  lo = std::min(lo, 0.0);
+  hi = std::max(hi, 0.0);
+  double scale = (hi - lo) / static_cast<double>(kQMax - kQMin);
+  if (!std::isfinite(scale) || scale < kMinScale) scale = kMinScale;
+  const double zp = std::nearbyint(static_cast<double>(kQMin) - lo / scale);
+  ActivationQParams q;
+  q.scale = scale;
+  q.zero_point =
+      static_cast<int64_t>(std::clamp(zp, static_cast<double>(kQMin), static_cast<double>(kQMax)));
+  return q;
+}
 
 std::string to_string(ObserverKind kind) {
   switch (kind) {

@@ -18,27 +18,11 @@ constexpr const char* kQatObserver = "qat-moving-average";
 constexpr int64_t kActQMin = 0, kActQMax = 255;      // quint8 activations
 constexpr int64_t kWeightQMax = 127;                 // symmetric int8 weights: [-127, 127]
 
-// The qparams rule of the calibration observers (observer.cpp; PyTorch's MinMaxObserver for
-// quint8, affine): the range is widened to contain 0, scale = (hi − lo) / 255 floored at float32
-// epsilon, zero_point = clamp(round_half_even(−lo / scale), 0, 255), in double precision.
+// The observers' qparams rule (observer.h), applied to a moving-average range.
 void set_qparams(QatFakeQuant::Range& r) {
-  const double lo = std::min(r.lo, 0.0), hi = std::max(r.hi, 0.0);
-  const double min_scale = static_cast<double>(std::numeric_limits<float>::epsilon());
-  double scale = (hi - lo) / static_cast<double>(kActQMax - kActQMin);
-  if (!std::isfinite(scale) || scale < min_scale) scale = min_scale;
-  const double zp = std::nearbyint(static_cast<double>(kActQMin) - lo / scale);
-  r.scale = scale;
-  r.zero_point = static_cast<int64_t>(
-      std::clamp(zp, static_cast<double>(kActQMin), static_cast<double>(kActQMax)));
-}
-
-// Weights of conv/linear layers (including residual convolutions): what int8 quantizes, and
-// what the network's weight hook sees.
-bool is_int8_candidate(const ArchSpec& spec, const TensorInfo& info) {
-  if (info.role != TensorRole::kWeight) return false;
-  const auto& layer = spec.layers[static_cast<size_t>(info.layer)];
-  if (layer.type == LayerType::kLinear || layer.type == LayerType::kConv2d) return true;
-  return layer.type == LayerType::kResidual && info.shape.size() == 4;
+  const ActivationQParams q = affine_qparams(r.lo, r.hi);
+  r.scale = q.scale;
+  r.zero_point = q.zero_point;
 }
 
 std::string granularity_note(Granularity g) {
@@ -206,7 +190,7 @@ QuantizeReport qat_model(Model& model, const QatOptions& o, const Dataset& train
 
   // (c) Convert: the int8-static form quantize_model produces, with the QAT ranges.
   for (const auto& info : model.tensor_infos()) {
-    if (!is_int8_candidate(spec, info)) continue;
+    if (!is_int8_weight(spec, info)) continue;
     auto q = quantize_weight_int8(model.tensor(info.name), o.granularity);
     model.tensor(info.name).copy_(q.dequantize());
     model.quant.tensors[info.name] = std::move(q);

@@ -15,17 +15,6 @@
 namespace mcompress::quant {
 namespace {
 
-// Weights of conv/linear layers (including inside residual blocks): what int8 quantizes.
-bool is_int8_candidate(const ArchSpec& spec, const TensorInfo& info, bool linear_only) {
-  if (info.role != TensorRole::kWeight) return false;
-  const auto& layer = spec.layers[static_cast<size_t>(info.layer)];
-  if (layer.type == LayerType::kLinear) return true;
-  if (linear_only) return false;
-  if (layer.type == LayerType::kConv2d) return true;
-  // residual block convolutions (not its batchnorm weights)
-  return layer.type == LayerType::kResidual && info.shape.size() == 4;
-}
-
 void apply_half(Model& model, const QuantizeOptions& o, QuantizeReport& report) {
   const Encoding wanted = o.mode == QuantMode::kFp16 ? Encoding::kFp16 : Encoding::kBf16;
   for (const auto& info : model.tensor_infos()) {
@@ -54,7 +43,7 @@ void apply_half(Model& model, const QuantizeOptions& o, QuantizeReport& report) 
 void apply_int8_weights(Model& model, const QuantizeOptions& o, bool linear_only,
                         QuantizeReport& report) {
   for (const auto& info : model.tensor_infos()) {
-    if (!is_int8_candidate(model.spec(), info, linear_only)) continue;
+    if (!is_int8_weight(model.spec(), info, linear_only)) continue;
     auto q = quantize_weight_int8(model.tensor(info.name), o.granularity);
     model.tensor(info.name).copy_(q.dequantize());
     model.quant.tensors[info.name] = std::move(q);

@@ -60,6 +60,15 @@ std::string format_percent(double fraction) {
 
 }  // namespace
 
+bool is_int8_weight(const ArchSpec& spec, const TensorInfo& info, bool linear_only) {
+  if (info.role != TensorRole::kWeight) return false;
+  const auto& layer = spec.layers[static_cast<size_t>(info.layer)];
+  if (layer.type == LayerType::kLinear) return true;
+  if (linear_only) return false;
+  if (layer.type == LayerType::kConv2d) return true;
+  return layer.type == LayerType::kResidual && info.shape.size() == 4;  // not its batchnorms
+}
+
 QuantizedTensor quantize_weight_int8(const at::Tensor& weight, Granularity granularity) {
   at::Tensor w = as_float_cpu(weight, "int8 quantization");
   MCOMPRESS_CHECK(at::isfinite(w).all().item<bool>(), ModelError,

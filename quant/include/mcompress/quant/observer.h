@@ -28,6 +28,12 @@ struct ObserverOptions {
   void validate() const;              // ConfigError naming the option
 };
 
+/// The qparams rule every observer (and QAT) shares, PyTorch's MinMaxObserver for quint8:
+/// the range is widened to contain 0, scale = (hi − lo) / 255 floored at float32 epsilon,
+/// zero_point = clamp(round_half_even(−lo / scale), 0, 255), in double precision.
+/// `observer` is left empty.
+ActivationQParams affine_qparams(double lo, double hi);
+
 /// Observes activations and produces qparams for quint8 (q in [0, 255]).
 /// The chosen range always contains 0 (so zero is exact, as padding and ReLU need) and the
 /// scale is finite and > 0 even for constant or all-zero inputs.

@@ -13,6 +13,11 @@ namespace mcompress::quant {
 
 enum class Granularity { kPerChannel, kPerTensor };
 
+/// Whether int8 modes quantize this tensor: the weights of conv2d and linear layers and the
+/// convolutions inside residual blocks (biases and batchnorm stay fp32). `linear_only` is
+/// int8-dynamic's scope.
+bool is_int8_weight(const ArchSpec& spec, const TensorInfo& info, bool linear_only = false);
+
 /// Symmetric int8: scale[c] = max|W[c,...]| / 127, q = clamp(round_half_even(W / scale), −127,
 /// 127), zero_point 0; an all-zero channel gets scale 1 and codes 0. Per channel along axis 0.
 QuantizedTensor quantize_weight_int8(const at::Tensor& weight, Granularity granularity);
