@@ -2,6 +2,7 @@
 // to exit codes: 2 for a usage or configuration error, 1 for anything else.
 
 #include <c10/util/Exception.h>
+#include <malloc.h>
 
 #include <iostream>
 
@@ -29,6 +30,13 @@ int fail(const std::string& message, int code) {
 
 int main(int argc, char** argv) {
   using namespace mcompress;
+  // Training allocates and frees the same multi-megabyte activation buffers every step. With
+  // glibc's dynamic mmap threshold those land on fresh mmap'd pages or not depending on heap
+  // history (even on the length of argv strings), and the page faults cost up to 30% of an
+  // epoch (resnet8: 45 s vs 34 s). Serving them from a heap that keeps freed memory makes
+  // the speed stable; the cost is up to 1 GiB of freed memory kept for reuse.
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
   if (argc < 2) {
     print_usage(std::cerr);
     return 2;
