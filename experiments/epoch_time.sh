@@ -2,7 +2,7 @@
 # One training epoch (54000 Fashion-MNIST images, batch 128, Adam) of each zoo model in
 # `mcompress train` and in PyTorch's Python front end (experiments/pytorch_epoch.py, Debian's
 # python3-torch), same thread count, interleaved (ours, theirs, ours, theirs) on the same machine,
-# best of two each: on a shared VM the same run varies by up to 30% from minute to minute.
+# best of two each.
 # usage: experiments/epoch_time.sh [THREADS] [MODELS...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
