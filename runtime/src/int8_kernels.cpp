@@ -43,34 +43,11 @@ class LinearDynamicInt8 : public Kernel {
   bool relu_;
 };
 
-class LinearStaticInt8 : public Kernel {
+// quint8 in, quint8 out: a prepacked quantized linear or conv2d op writing the output's qparams.
+class PackedStaticInt8 : public Kernel {
  public:
-  LinearStaticInt8(const at::Tensor& qweight, const at::Tensor& bias, bool relu,
-                   ActivationQParams out)
-      : packed_(pack_linear(qweight, bias)),
-        op_(op(relu ? "quantized::linear_relu" : "quantized::linear", "")),
-        out_(std::move(out)) {}
-  Domain domain() const override { return Domain::kQuant; }
-  at::Tensor run(const at::Tensor& x) const override {
-    return call(op_, {x, packed_, out_.scale, out_.zero_point}).toTensor();
-  }
-
- private:
-  c10::IValue packed_;
-  c10::OperatorHandle op_;
-  ActivationQParams out_;
-};
-
-class Conv2dStaticInt8 : public Kernel {
- public:
-  Conv2dStaticInt8(const at::Tensor& qweight, const at::Tensor& bias, Conv2dGeometry g, bool relu,
-                   ActivationQParams out)
-      : packed_(call(op("quantized::conv2d_prepack", ""),
-                     {qweight, c10::optional<at::Tensor>(bias), std::vector<int64_t>{g.stride, g.stride},
-                      std::vector<int64_t>{g.padding, g.padding}, std::vector<int64_t>{1, 1},
-                      g.groups})),
-        op_(op(relu ? "quantized::conv2d_relu" : "quantized::conv2d", "new")),
-        out_(std::move(out)) {}
+  PackedStaticInt8(c10::IValue packed, c10::OperatorHandle op, ActivationQParams out)
+      : packed_(std::move(packed)), op_(std::move(op)), out_(std::move(out)) {}
   Domain domain() const override { return Domain::kQuant; }
   at::Tensor run(const at::Tensor& x) const override {
     return call(op_, {x, packed_, out_.scale, out_.zero_point}).toTensor();
@@ -154,11 +131,21 @@ KernelPtr make_linear_dynamic_int8(const at::Tensor& qweight, const at::Tensor& 
 }
 KernelPtr make_linear_static_int8(const at::Tensor& qweight, const at::Tensor& bias, bool relu,
                                   ActivationQParams out) {
-  return std::make_unique<LinearStaticInt8>(qweight, bias, relu, std::move(out));
+  return std::make_unique<PackedStaticInt8>(
+      pack_linear(qweight, bias), op(relu ? "quantized::linear_relu" : "quantized::linear", ""),
+      std::move(out));
 }
 KernelPtr make_conv2d_static_int8(const at::Tensor& qweight, const at::Tensor& bias,
                                   Conv2dGeometry geometry, bool relu, ActivationQParams out) {
-  return std::make_unique<Conv2dStaticInt8>(qweight, bias, geometry, relu, std::move(out));
+  const Conv2dGeometry& g = geometry;
+  auto packed = call(op("quantized::conv2d_prepack", ""),
+                     {qweight, c10::optional<at::Tensor>(bias),
+                      std::vector<int64_t>{g.stride, g.stride},
+                      std::vector<int64_t>{g.padding, g.padding}, std::vector<int64_t>{1, 1},
+                      g.groups});
+  return std::make_unique<PackedStaticInt8>(
+      std::move(packed), op(relu ? "quantized::conv2d_relu" : "quantized::conv2d", "new"),
+      std::move(out));
 }
 KernelPtr make_residual_int8(KernelPtr main1, KernelPtr main2, KernelPtr shortcut,
                              ActivationQParams out) {
