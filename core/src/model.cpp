@@ -91,12 +91,22 @@ at::Tensor& Model::tensor(const std::string& name) {
   return it->second;
 }
 
+void Model::set_mask(const std::string& name, const at::Tensor& mask) {
+  at::Tensor& t = tensor(name);
+  MCOMPRESS_CHECK(mask.defined() && mask.sizes() == t.sizes(), ModelError, "mask for '", name,
+                  "' must have the tensor's shape ", shape_to_string(t.sizes().vec()));
+  const auto keep = mask.to(at::kBool).contiguous();
+  t.masked_fill_(keep.logical_not(), 0.0f);
+  masks[name] = keep;
+}
+
 Model Model::clone() const {
   std::map<std::string, at::Tensor> copies;
   for (const auto& [name, value] : tensors_) copies[name] = value.clone();
   Model copy(spec_, std::move(copies));
   copy.history = history;
-  copy.quant = quant;  // encodings are immutable once decided; sharing their tensors is fine
+  copy.quant = quant;
+  for (const auto& [name, mask] : masks) copy.masks[name] = mask.clone();  // encodings are immutable once decided; sharing their tensors is fine
   copy.recipe = recipe;
   copy.seed = seed;
   return copy;

@@ -218,6 +218,29 @@ void NetworkImpl::load(const Model& model) {
     MCOMPRESS_CHECK(it != mine.end(), ModelError, "network has no tensor '", info.name, "'");
     it->second.copy_(model.tensor(info.name));
   }
+  masks_.clear();
+  masked_params_.clear();
+  for (const auto& [name, mask] : model.masks) set_mask(name, mask);
+}
+
+void NetworkImpl::set_mask(const std::string& name, const torch::Tensor& mask) {
+  auto mine = state();
+  auto it = mine.find(name);
+  MCOMPRESS_CHECK(it != mine.end(), ModelError, "network has no tensor '", name, "' to mask");
+  MCOMPRESS_CHECK(mask.defined() && mask.sizes() == it->second.sizes(), ModelError, "mask for '",
+                  name, "' must have the tensor's shape ", shape_to_string(it->second.sizes().vec()));
+  masks_[name] = mask.to(torch::kBool).contiguous();
+  masked_params_[name] = it->second;
+  torch::NoGradGuard no_grad;
+  it->second.masked_fill_(masks_[name].logical_not(), 0.0f);
+}
+
+void NetworkImpl::apply_masks() {
+  if (masks_.empty()) return;
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, mask] : masks_) {
+    masked_params_.at(name).masked_fill_(mask.logical_not(), 0.0f);
+  }
 }
 
 void NetworkImpl::store(Model& model) const {

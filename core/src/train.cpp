@@ -175,6 +175,7 @@ TrainResult train(NetworkImpl& net, const Dataset& train_data, const Dataset& va
                       epoch + 1, " batch ", b + 1, " (loss is not finite); lower the lr");
       loss.backward();
       optimizer->step();
+      net.apply_masks();
       ++step;
       if (hooks.after_step) hooks.after_step(net, step);
       loss_sum += loss.item<double>() * static_cast<double>(x.size(0));

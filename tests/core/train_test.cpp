@@ -111,6 +111,35 @@ TEST_F(TrainTest, FrozenBatchnormKeepsRunningStatistics) {
   EXPECT_FALSE(torch::equal(frozen.tensor("1.weight"), torch::ones({32})));
 }
 
+// A pruned weight must stay exactly zero through every optimizer the loop offers: SGD momentum
+// and Adam's moments would otherwise move it off zero, and weight decay pulls on it too.
+TEST_F(TrainTest, PruningMasksKeepWeightsExactlyZero) {
+  const auto data = testing::block_images(96, 1);
+  for (const auto kind : {OptimizerKind::kSgd, OptimizerKind::kAdam}) {
+    Model model = Model::initialize(zoo_spec("lenet5-small"), 3);
+    const std::string name = model.tensor_infos().front().name;  // first conv weight
+    torch::manual_seed(1);
+    const auto mask = torch::rand(model.tensor(name).sizes()) > 0.5;
+    model.set_mask(name, mask);
+    ASSERT_EQ(model.tensor(name).masked_select(mask.logical_not()).abs().sum().item<float>(), 0);
+    auto o = quick_options(3);
+    o.optimizer = kind;
+    o.momentum = 0.9;
+    o.weight_decay = 1e-2;
+    o.epochs = 2;
+    const auto before = model.tensor(name).clone();
+    train_model(model, data, Dataset{}, o);
+    const auto& w = model.tensor(name);
+    EXPECT_EQ(w.masked_select(mask.logical_not()).abs().max().item<float>(), 0.0f)
+        << to_string(kind);
+    EXPECT_FALSE(torch::equal(w.masked_select(mask), before.masked_select(mask)))
+        << "the kept weights must still train";
+  }
+  Model model = Model::initialize(zoo_spec("lenet5-small"), 3);
+  ASSERT_THROWS_WITH(model.set_mask("0.weight", torch::ones({2, 2}, torch::kBool)), ModelError,
+                     "mask for '0.weight'");
+}
+
 TEST_F(TrainTest, RejectsBadOptionsAndEmptyData) {
   Model model = Model::initialize(zoo_spec("mlp-small"), 0);
   auto o = quick_options(0);

@@ -74,6 +74,14 @@ class Model {
   /// the values the model computes with (for int8/fp16 tensors: the dequantized values).
   QuantState quant;
 
+  /// Pruning masks by tensor name (bool, the tensor's shape; true = kept). The tensor holds
+  /// zeros where its mask is false, and every later training run (fine-tuning, QAT,
+  /// distillation) keeps them exactly zero. Set by the pruning stage; empty when unpruned.
+  std::map<std::string, at::Tensor> masks;
+  /// Sets masks[name] = mask and zeroes the masked-out entries of the tensor. ModelError for an
+  /// unknown tensor or a mask of another shape.
+  void set_mask(const std::string& name, const at::Tensor& mask);
+
   /// One JSON document per stage applied (train, quantize, ...), oldest first.
   std::vector<std::string> history;
   /// The recipe or command line that produced the model, and its seed (provenance).

@@ -73,8 +73,17 @@ class NetworkImpl : public torch::nn::Module {
   void clear_hooks() { hooks_ = ForwardHooks{}; }
   const ForwardHooks& hooks() const { return hooks_; }
 
-  /// Copies the model's tensors into this network's parameters and buffers.
+  /// Copies the model's tensors into this network's parameters and buffers, and takes its
+  /// pruning masks (model.masks).
   void load(const Model& model);
+  /// Pruning masks enforced by apply_masks(), by tensor name (bool, true = kept).
+  const std::map<std::string, torch::Tensor>& masks() const { return masks_; }
+  /// Replaces the mask of one tensor (and zeroes what it removes), e.g. during gradual pruning.
+  void set_mask(const std::string& name, const torch::Tensor& mask);
+  void clear_masks() { masks_.clear(); }
+  /// Zeroes every masked-out entry; the training loop calls it after every optimizer step, so
+  /// pruned weights stay exactly zero whatever the optimizer's momentum or weight decay do.
+  void apply_masks();
   /// Copies this network's parameters and buffers into the model's tensors.
   void store(Model& model) const;
   /// The network's tensors by name (parameters and running statistics, no counters).
@@ -101,6 +110,8 @@ class NetworkImpl : public torch::nn::Module {
   torch::nn::Sequential layers_{nullptr};
   std::vector<Step> steps_;
   ForwardHooks hooks_;
+  std::map<std::string, torch::Tensor> masks_;
+  std::map<std::string, torch::Tensor> masked_params_;  // the parameter each mask applies to
 };
 TORCH_MODULE(Network);
 
