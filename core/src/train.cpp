@@ -142,6 +142,11 @@ TrainResult train(NetworkImpl& net, const Dataset& train_data, const Dataset& va
   const int64_t n = train_data.size();
   const int64_t batches = (n + o.batch_size - 1) / o.batch_size;
   int64_t step = 0;
+  if (has_val && o.validate_start) {
+    best_val = evaluate_network(net, val).accuracy;
+    result.best_epoch = 0;
+    if (o.restore_best) best_state = snapshot(net);
+  }
 
   for (int64_t epoch = 0; epoch < o.epochs; ++epoch) {
     const auto e0 = std::chrono::steady_clock::now();
@@ -240,6 +245,7 @@ std::string TrainResult::to_json(const TrainOptions& o) const {
                     {"schedule", to_string(o.schedule)},
                     {"early_stop_patience", o.early_stop_patience},
                     {"freeze_batchnorm", o.freeze_batchnorm},
+                    {"validate_start", o.validate_start},
                     {"seed", o.seed}};
   auto& list = doc["epochs"] = nlohmann::json::array();
   for (const auto& e : epochs) {

@@ -160,10 +160,9 @@ QuantizeReport qat_model(Model& model, const QatOptions& o, const Dataset& train
   fake_quant.set_frozen(o.freeze_observers_epoch == 0);
 
   // (b) Fine-tune through fake quantization. Batchnorm stays unfolded here, while the runtime
-  // folds it into the conv weight and quantizes the folded weight; fake-quantizing the
-  // unfolded weight is an approximation of what deploys (the int8 grids differ by the
-  // per-channel batchnorm scale), accepted for simplicity; the activation ranges, which
-  // matter most, are those the runtime sees.
+  // folds it into the conv weight and quantizes the folded weight. Per channel that is the
+  // same grid (scaling channel c by s_c scales its symmetric int8 grid by |s_c|); per tensor
+  // it is an approximation. The activation ranges are exactly those the runtime sees.
   Network net(spec);
   net->load(model);
   net->set_hooks(fake_quant.hooks(*net));
@@ -174,6 +173,7 @@ QuantizeReport qat_model(Model& model, const QatOptions& o, const Dataset& train
   // Ranges as each epoch left them, so that the ranges match the weights train() keeps
   // (restore_best may return to an earlier epoch's weights).
   std::map<int64_t, QatFakeQuant::Ranges> ranges_after;
+  ranges_after[0] = fake_quant.ranges();  // epoch 0: the calibrated start (validate_start)
   TrainHooks hooks;
   hooks.after_epoch = [&](NetworkImpl&, int64_t epoch) {
     ranges_after[epoch] = fake_quant.ranges();
@@ -184,6 +184,10 @@ QuantizeReport qat_model(Model& model, const QatOptions& o, const Dataset& train
   const TrainResult result = train(*net, train_data, val, o.train, hooks);
   if (auto it = ranges_after.find(result.best_epoch); it != ranges_after.end()) {
     fake_quant.set_ranges(it->second);
+  }
+  if (val.size() > 0 && o.train.restore_best && result.best_epoch == 0) {
+    report.warnings.push_back(
+        "no QAT epoch beat the calibrated starting point on validation; kept the starting point");
   }
   net->clear_hooks();
   net->store(model);

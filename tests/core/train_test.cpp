@@ -140,6 +140,27 @@ TEST_F(TrainTest, PruningMasksKeepWeightsExactlyZero) {
                      "mask for '0.weight'");
 }
 
+// A fine-tuning run that only makes things worse (a learning rate far too high) must hand back
+// the weights it started from when the start competes on validation.
+TEST_F(TrainTest, ValidateStartKeepsTheStartingWeightsWhenNoEpochBeatsThem) {
+  const auto data = testing::block_images(200, 1);
+  const auto val = testing::block_images(100, 2);
+  Model model = Model::initialize(zoo_spec("lenet5-small"), 0);
+  train_model(model, data, val, quick_options(0));
+  const Model start = model.clone();
+  auto o = quick_options(0);
+  o.optimizer = OptimizerKind::kSgd;
+  o.lr = 50.0;
+  o.validate_start = true;
+  const auto result = train_model(model, data, val, o);
+  ASSERT_EQ(result.best_epoch, 0);
+  for (const auto& [name, t] : start.tensors()) EXPECT_TRUE(torch::equal(t, model.tensor(name))) << name;
+  // Without it, the loop ends with one of its own epochs.
+  o.validate_start = false;
+  Model again = start.clone();
+  EXPECT_GE(train_model(again, data, val, o).best_epoch, 1);
+}
+
 TEST_F(TrainTest, RejectsBadOptionsAndEmptyData) {
   Model model = Model::initialize(zoo_spec("mlp-small"), 0);
   auto o = quick_options(0);

@@ -35,6 +35,9 @@ struct TrainOptions {
   double gamma = 0.1;
   int64_t early_stop_patience = 0;  // stop after this many epochs without a better val accuracy; 0 = off
   bool restore_best = true;      // with a validation set: end with the best-validation weights
+  /// With a validation set: the starting weights are validated too and compete as epoch 0, so
+  /// that fine-tuning with restore_best never ends worse on validation than it began.
+  bool validate_start = false;
   /// Batchnorm layers normalise with their running statistics and stop updating them (as
   /// torch.ao's freeze_bn_stats): fine-tuning then sees the same normalisation the runtime
   /// folds into the weights. QAT sets it.
