@@ -19,6 +19,8 @@ const std::vector<Command>& commands() {
       {"eval", "accuracy, loss and latency of a model file (deployable runtime)", run_eval},
       {"inspect", "per-tensor storage table of a model file", run_inspect},
       {"quantize", "fp16/bf16 storage, int8 dynamic or static (calibrated) quantization", run_quantize},
+      {"compress", "run a compression recipe (YAML): stages in order, reports, checkpoints", run_compress},
+      {"stages", "list the stages a recipe can use, with their options and defaults", run_stages},
       {"version", "versions of mcompress, LibTorch and HDF5", run_version},
   };
   return list;

@@ -29,6 +29,8 @@ int run_eval(const Args& args);
 int run_inspect(const Args& args);
 int run_quantize(const Args& args);
 int run_version(const Args& args);
+int run_compress(const Args& args);
+int run_stages(const Args& args);
 
 /// Parses `args` against `options` (plus a positional list), handling --help: returns false
 /// when help was printed and the command should exit 0.

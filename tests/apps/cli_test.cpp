@@ -149,3 +149,31 @@ TEST_F(CliTest, TrainEvalInspectRoundTrip) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(CliTest, CompressRunsARecipeAndRejectsABadOne) {
+  const std::string recipe = dir_.file("r.yaml");
+  mcompress::testing::write_bytes(
+      recipe, "model: {arch: lenet5-small, train: {epochs: 1, batch_size: 32}}\n"
+              "data: {path: " + dir_.path().string() + ", calib_batches: 1}\n"
+              "stages:\n  - quantize: {mode: int8-dynamic}\n"
+              "output: " + dir_.file("c.h5") + "\n");
+  auto r = run_cli("compress " + recipe + " --threads 1");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("stages[0].quantize"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("c.report.md"), std::string::npos) << r.out;
+  r = run_cli("inspect " + dir_.file("c.h5"));
+  EXPECT_EQ(r.code, 0) << r.out;
+
+  expect_one_error_line(run_cli("compress " + recipe + " --set stages[0].quantize.mode=int4"), 2,
+                        "stages[0].quantize.mode (--set): must be one of");
+  mcompress::testing::write_bytes(recipe, "model: m.h5\nstages:\n  - sharpen: {amount: 2}\noutput: o.h5\n");
+  expect_one_error_line(run_cli("compress " + recipe), 2, "stages[0] (line 3): unknown stage");
+  expect_one_error_line(run_cli("compress " + dir_.file("none.yaml")), 1, "none.yaml");
+  r = run_cli("stages");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("quantize:"), std::string::npos) << r.out;
+}
+
+}  // namespace

@@ -59,4 +59,35 @@ Dataset block_images(int64_t n, uint64_t seed) {
   return d;
 }
 
+namespace {
+
+void put_be32(std::ofstream& out, uint32_t v) {
+  const char b[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16),
+                     static_cast<char>(v >> 8), static_cast<char>(v)};
+  out.write(b, 4);
+}
+
+void write_idx_split(const std::string& dir, const std::string& prefix, const Dataset& d) {
+  std::ofstream images(dir + "/" + prefix + "-images-idx3-ubyte", std::ios::binary);
+  std::ofstream labels(dir + "/" + prefix + "-labels-idx1-ubyte", std::ios::binary);
+  const auto n = static_cast<uint32_t>(d.size());
+  put_be32(images, 0x803);
+  put_be32(images, n);
+  put_be32(images, 28);
+  put_be32(images, 28);
+  put_be32(labels, 0x801);
+  put_be32(labels, n);
+  const auto bytes = (d.x.reshape({d.size(), 28 * 28}).clamp(0, 1) * 255).round().to(at::kByte).contiguous();
+  images.write(reinterpret_cast<const char*>(bytes.data_ptr<uint8_t>()), bytes.numel());
+  const auto y = d.y.to(at::kByte).contiguous();
+  labels.write(reinterpret_cast<const char*>(y.data_ptr<uint8_t>()), y.numel());
+}
+
+}  // namespace
+
+void write_idx_folder(const std::string& dir, const Dataset& train, const Dataset& test) {
+  write_idx_split(dir, "train", train);
+  write_idx_split(dir, "t10k", test);
+}
+
 }  // namespace mcompress::testing

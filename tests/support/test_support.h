@@ -47,4 +47,8 @@ void write_bytes(const std::string& path, const std::string& bytes);
 /// model learns them, so tests that need a trained model stay fast.
 Dataset block_images(int64_t n, uint64_t seed);
 
+/// Writes `train` and `test` (images in [0, 1], 28x28) as Fashion-MNIST's four IDX files in
+/// `dir`, so that anything taking a data folder can read them.
+void write_idx_folder(const std::string& dir, const Dataset& train, const Dataset& test);
+
 }  // namespace mcompress::testing

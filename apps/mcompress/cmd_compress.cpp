@@ -1,0 +1,64 @@
+#include <iostream>
+
+#include "cli.h"
+#include "mcompress/pipeline/recipe.h"
+#include "mcompress/pipeline/registry.h"
+#include "mcompress/pipeline/runner.h"
+
+namespace mcompress::cli {
+
+int run_compress(const Args& args) {
+  po::options_description options("compress options");
+  options.add_options()
+      ("recipe,r", po::value<std::string>()->required(), "recipe file (YAML)")
+      ("set", po::value<std::vector<std::string>>()->composing(),
+       "override a recipe value, e.g. --set stages[1].prune.target=0.95 (repeatable)")
+      ("resume", po::bool_switch(), "continue after the last completed stage of the checkpoint")
+      ("force", po::bool_switch(), "overwrite an existing output file")
+      ("check", po::bool_switch(), "validate the recipe and exit");
+  add_threads_option(options);
+  po::positional_options_description positional;
+  positional.add("recipe", 1);
+  po::variables_map vm;
+  if (!parse("compress", "--recipe FILE [--set PATH=VALUE]... [options]", args, options, vm,
+             &positional)) {
+    return 0;
+  }
+  const auto sets = vm.count("set") ? vm["set"].as<std::vector<std::string>>()
+                                    : std::vector<std::string>{};
+  const auto recipe =
+      pipeline::load_recipe(vm["recipe"].as<std::string>(), pipeline::default_registry(), sets);
+  if (vm["check"].as<bool>()) {
+    std::cout << recipe.source << ": valid (" << recipe.stages.size() << " stages)\n";
+    return 0;
+  }
+  pipeline::RunOptions run;
+  run.threads = apply_threads(vm);
+  run.resume = vm["resume"].as<bool>();
+  run.overwrite = vm["force"].as<bool>();
+  run.log = &std::cout;
+  std::cout << "recipe " << recipe.source << ", seed " << recipe.seed << ", " << run.threads
+            << " thread(s)\n";
+  const auto result = pipeline::run_recipe(recipe, run);
+  std::cout << "saved " << result.output << "\nreports:";
+  for (const auto& r : result.reports) std::cout << " " << r;
+  std::cout << std::endl;
+  return 0;
+}
+
+int run_stages(const Args& args) {
+  po::options_description options("stages options");
+  po::variables_map vm;
+  if (!parse("stages", "", args, options, vm)) return 0;
+  for (const auto& s : pipeline::default_registry().stages()) {
+    std::cout << s.name << ": " << s.summary << "\n";
+    for (const auto& o : s.options) {
+      std::cout << "  " << o.name << " (default: " << (o.default_value.empty() ? "required" : o.default_value)
+                << ")  " << o.help << "\n";
+    }
+    std::cout << "\n";
+  }
+  return 0;
+}
+
+}  // namespace mcompress::cli
