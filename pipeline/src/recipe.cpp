@@ -88,8 +88,10 @@ ModelSource parse_model(const YAML::Node& n) {
   }
   const StageOptions o(n, "model",
                        {{"arch", "", "zoo name or spec file to train from scratch"},
-                        {"train", "{}", "training options: epochs, lr, batch_size, ..."}});
+                        {"train", "{}", "training options: epochs, lr, batch_size, ..."},
+                        {"cache", "\"\"", "model file keeping the trained start model between runs"}});
   m.arch = o.text("arch");
+  m.cache = o.text("cache");
   const YAML::Node train = n["train"];
   const StageOptions t(train, "model.train",
                        {{"epochs", "10", "epochs"},

@@ -231,16 +231,36 @@ Model start_model(const Recipe& recipe, const RunData& data, const RunOptions& o
     return model;
   }
   const ArchSpec spec = arch_by_name_or_file(recipe.model.arch);
+  TrainOptions t = recipe.model.train;
+  t.seed = recipe.seed;
+  t.progress = o.progress;
+  // What identifies a trained start model: the architecture, the data and how it was trained.
+  const nlohmann::json identity = {{"arch", nlohmann::json::parse(spec.to_json_text())},
+                                   {"data", recipe.data.path},
+                                   {"limit", recipe.data.limit},
+                                   {"val_fraction", recipe.data.val_fraction},
+                                   {"train", nlohmann::json::parse(TrainResult{}.to_json(t)).at("options")}};
+  report.options = {{"arch", recipe.model.arch}, {"epochs", t.epochs}, {"lr", t.lr}};
+  const std::string& cache = recipe.model.cache;
+  if (!cache.empty() && fs::exists(cache)) {
+    Model cached = load_model(cache);
+    if (!cached.history.empty() && cached.recipe == identity.dump()) {
+      report.metrics = {{"cached", cache}};
+      seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      return cached;
+    }
+    if (o.log) *o.log << "cache " << cache << " was trained differently; training again\n";
+  }
   Model model = Model::initialize(spec, recipe.seed);
-  {
-    TrainOptions t = recipe.model.train;
-    t.seed = recipe.seed;
-    t.progress = o.progress;
-    check_dataset(data.train, spec.input_shape, spec.num_classes, "data");
-    const auto result = train_model(model, data.train, data.val, t);
-    model.history.push_back(result.to_json(t));
-    report.options = {{"arch", recipe.model.arch}, {"epochs", t.epochs}, {"lr", t.lr}};
-    report.metrics = {{"best_epoch", result.best_epoch}};
+  check_dataset(data.train, spec.input_shape, spec.num_classes, "data");
+  const auto result = train_model(model, data.train, data.val, t);
+  model.history.push_back(result.to_json(t));
+  report.metrics = {{"best_epoch", result.best_epoch}};
+  if (!cache.empty()) {
+    Model copy = model.clone();
+    copy.recipe = identity.dump();  // the cache's own provenance: what it was trained from
+    copy.seed = recipe.seed;
+    save_model(copy, cache, SaveOptions{true});
   }
   seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return model;

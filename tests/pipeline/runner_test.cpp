@@ -175,6 +175,25 @@ TEST_F(RunnerTest, ResumeContinuesAfterTheLastCompletedStage) {
   ASSERT_THROWS_WITH(pipeline::run_recipe(other, o), ConfigError, "made by another recipe or seed");
 }
 
+TEST_F(RunnerTest, CachedStartModelIsReusedOnlyWhenTrainedTheSameWay) {
+  const std::string cache = dir_.file("teacher.h5");
+  auto with_cache = [&](const std::string& output, int64_t epochs) {
+    auto r = recipe("  - quantize: {mode: fp16}\n", "", output);
+    r.model.cache = cache;
+    r.model.train.epochs = epochs;
+    return pipeline::run_recipe(r, quick());
+  };
+  const auto first = with_cache("a.h5", 1);
+  ASSERT_TRUE(fs::exists(cache));
+  EXPECT_FALSE(first.rows[0].metrics.contains("cached"));
+  const auto second = with_cache("b.h5", 1);
+  EXPECT_EQ(second.rows[0].metrics.value("cached", ""), cache);
+  const Model a = load_model(first.output), b = load_model(second.output);
+  for (const auto& [name, t] : a.tensors()) EXPECT_TRUE(torch::equal(t, b.tensor(name))) << name;
+  const auto third = with_cache("c.h5", 2);  // other training options: trained again
+  EXPECT_FALSE(third.rows[0].metrics.contains("cached"));
+}
+
 TEST_F(RunnerTest, BadDataAndOrderFailBeforeAnyStageRuns) {
   auto r = recipe("  - quantize: {mode: fp16}\n  - quantize: {mode: int8-static}\n");
   ASSERT_THROWS_WITH(pipeline::run_recipe(r, quick()), ConfigError,

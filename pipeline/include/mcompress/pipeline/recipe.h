@@ -17,6 +17,9 @@ struct ModelSource {
   std::string path;    // model file; empty when `arch` is set
   std::string arch;    // zoo name or spec file
   TrainOptions train;  // training of `arch`
+  /// With `arch`: a model file that keeps the trained start model between runs. Used when it
+  /// exists and was trained from the same arch, options and seed; written otherwise.
+  std::string cache;
 };
 
 struct DataConfig {
