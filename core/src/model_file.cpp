@@ -572,6 +572,9 @@ class Writer {
     Handle dcpl = checked<IoError>(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, path_,
                                    "cannot create a property list");
     h5_check<IoError>(H5Pset_obj_track_times(dcpl, false), path_, "cannot disable time tracking");
+    // Datasets carry no attributes, so their object headers need no room reserved for them:
+    // ~140 bytes less per dataset, which shows in the file of a pruned, quantized model.
+    h5_check<IoError>(H5Pset_dset_no_attrs_hint(dcpl, true), path_, "cannot minimize headers");
     const bool empty = std::any_of(dims.begin(), dims.end(), [](hsize_t d) { return d == 0; });
     // HDF5 cannot chunk a scalar or an empty dataset; those (never produced by today's
     // layers) are stored contiguous and unfiltered, as docs/format.md allows.
@@ -1462,6 +1465,11 @@ void save_model(const Model& model, const std::string& path, const SaveOptions& 
     // Pinning both bounds keeps the bytes the same when the HDF5 library is upgraded.
     h5_check<IoError>(H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110), path,
                       "cannot select the HDF5 1.10 file format");
+    // No 2 KiB aggregation blocks for metadata and small datasets: their unused tails were
+    // ~2 KB of a 38 KB pruned int8 mlp file. Each object gets exactly the space it needs.
+    h5_check<IoError>(H5Pset_meta_block_size(fapl, 0), path, "cannot set the metadata block size");
+    h5_check<IoError>(H5Pset_small_data_block_size(fapl, 0), path,
+                      "cannot set the small-data block size");
     Handle file = checked<IoError>(
         H5Fcreate(temp.c_str(), H5F_ACC_EXCL, fcpl, fapl), H5Fclose, path,
         "cannot create the temporary file '" + temp + "'; is the folder writable?");

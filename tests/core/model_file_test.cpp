@@ -859,6 +859,30 @@ TEST_F(ModelFileTest, SparseFileIsMuchSmallerThanDense) {
             std::filesystem::file_size(dir.file("dense.h5")));
 }
 
+// Pruning and quantization compose on disk: the zoo mlp with 95% of each weight row pruned and
+// int8 weights is ~24x smaller than its fp32 file (about 13 KB of it HDF5 metadata and the
+// vlen-string heap; the column indices are the largest dataset).
+TEST_F(ModelFileTest, PrunedInt8MlpFileIsOverTwentyTimesSmaller) {
+  Model model = Model::initialize(zoo_spec("mlp"), 0);
+  save_model(model, dir.file("fp32.h5"));
+  model.quant.mode = "int8-dynamic";
+  for (const char* name : {"1.weight", "3.weight", "5.weight"}) {
+    prune_rows(model, name, 0.95);
+    model.quant.tensors[name] = int8_per_channel(model.tensor(name));
+    model.tensor(name) = model.quant.tensors[name].dequantize().contiguous();
+  }
+  save_model(model, dir.file("pruned-int8.h5"));
+  const double ratio = static_cast<double>(std::filesystem::file_size(dir.file("fp32.h5"))) /
+                       static_cast<double>(std::filesystem::file_size(dir.file("pruned-int8.h5")));
+  EXPECT_GT(ratio, 20.0);
+  for (const StoredTensorInfo& t : inspect_model_file(dir.file("pruned-int8.h5")).tensors) {
+    if (t.name.find("weight") != std::string::npos) EXPECT_EQ(t.layout, "sparse") << t.name;
+  }
+  Model loaded = load_model(dir.file("pruned-int8.h5"));
+  EXPECT_EQ(loaded.masks.size(), 3u);
+  EXPECT_TRUE(bit_identical(loaded.tensor("1.weight"), model.tensor("1.weight")));
+}
+
 // The sparse layout as another tool sees it, from docs/format.md alone.
 TEST_F(ModelFileTest, RawHdf5ReaderSeesSparseLayout) {
   Model model = sparse_mlp("int8");
