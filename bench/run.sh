@@ -2,7 +2,7 @@
 # Runs a bench/ program with an honest fp32 baseline: OpenBLAS 0.3.21 does not know recent
 # AVX-512 CPUs and falls back to its SSE3 kernels, 3.6x slower, so name the right ones. OpenBLAS
 # runs its own thread pool; it gets the same thread count as LibTorch (--threads=N, default 1).
-# usage: bench/run.sh bench_quant [--threads=N] [benchmark flags...]
+# usage: bench/run.sh bench_quant|bench_sparse [--threads=N] [benchmark flags...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 program=$1

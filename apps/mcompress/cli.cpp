@@ -76,10 +76,10 @@ Dataset load_data(const po::variables_map& vm, Split split) {
 
 void print_plan(std::ostream& out, const runtime::Executor& exec,
                 const runtime::ExecutorOptions& options, int threads) {
-  Table plan({"layers", "op", "kernel", "fp32_ms", "int8_ms", "note"});
+  Table plan({"layers", "op", "kernel", "fp32_ms", "int8_ms", "sparse_ms", "note"});
+  auto ms = [](double v) { return v > 0 ? format_fixed(v, 3) : std::string(); };
   for (const auto& s : exec.plan()) {
-    plan.add_row({s.layers, s.op, s.kernel, s.fp32_ms > 0 ? format_fixed(s.fp32_ms, 3) : "",
-                  s.int8_ms > 0 ? format_fixed(s.int8_ms, 3) : "", s.note});
+    plan.add_row({s.layers, s.op, s.kernel, ms(s.fp32_ms), ms(s.int8_ms), ms(s.sparse_ms), s.note});
   }
   out << "plan at batch " << options.batch_size << " (" << threads << " threads, kernel policy "
       << to_string(options.policy) << "):\n"

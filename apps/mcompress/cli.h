@@ -46,7 +46,8 @@ int apply_threads(const po::variables_map& vm);
 void add_data_options(po::options_description& options);
 Dataset load_data(const po::variables_map& vm, Split split);
 
-/// The executor's per-layer plan: kernel choice, both timings of the auto policy, notes.
+/// The executor's per-layer plan: kernel choice, the auto policy's timings (fp32, int8,
+/// sparse), notes (folded layers, weight density).
 void print_plan(std::ostream& out, const runtime::Executor& exec,
                 const runtime::ExecutorOptions& options, int threads);
 

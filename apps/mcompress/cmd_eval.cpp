@@ -20,7 +20,8 @@ int run_eval(const Args& args) {
        "batch sizes to measure latency at (empty: skip)")
       ("split", po::value<std::string>()->default_value("test"), "train or test")
       ("policy", po::value<std::string>()->default_value("auto"),
-       "kernel policy for layers with an int8 form: auto, int8, fp32")
+       "kernel policy for layers with an int8 or sparse form: auto (fastest, timed), int8, "
+       "fp32 (dense everywhere), sparse (Eigen kernel for Linear layers of density <= 0.5)")
       ("deploy-batch", po::value<int64_t>()->default_value(64),
        "batch size the auto policy tunes for (accuracy run)")
       ("plan", po::bool_switch(), "print the runtime's per-layer kernel plan")
@@ -66,7 +67,8 @@ int run_eval(const Args& args) {
   if (!latency_batches.empty()) {
     // Each batch size gets an executor tuned for it, and the fp32 plan of the same model is
     // timed alongside, so the speed-up is measured in one run.
-    Table latency({"batch", "median_ms", "p90_ms", "fp32_ms", "speedup", "int8_layers"});
+    Table latency({"batch", "median_ms", "p90_ms", "fp32_ms", "speedup", "int8_layers",
+                   "sparse_layers"});
     for (int64_t b : latency_batches) {
       runtime::ExecutorOptions tuned = eo, fp32 = eo;
       tuned.batch_size = fp32.batch_size = b;
@@ -77,12 +79,13 @@ int run_eval(const Args& args) {
       latency.add_row({std::to_string(b), format_fixed(l.median_ms, 3), format_fixed(l.p90_ms, 3),
                        format_fixed(base.median_ms, 3),
                        format_fixed(base.median_ms / l.median_ms, 2) + "x",
-                       std::to_string(at_b.int8_layers())});
+                       std::to_string(at_b.int8_layers()), std::to_string(at_b.sparse_layers())});
       doc["latency"].push_back({{"batch", b},
                                 {"median_ms", l.median_ms},
                                 {"fp32_median_ms", base.median_ms},
                                 {"speedup", base.median_ms / l.median_ms},
-                                {"int8_layers", at_b.int8_layers()}});
+                                {"int8_layers", at_b.int8_layers()},
+                                {"sparse_layers", at_b.sparse_layers()}});
     }
     if (!json) std::cout << "\n" << latency.to_text();
   }

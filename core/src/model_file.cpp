@@ -325,6 +325,90 @@ std::string describe_type(hid_t type) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The sparse layout (docs/format.md §4.6): CSR over the tensor viewed as shape[0] rows by
+// product(shape[1:]) columns.
+
+// Columns of that matrix.
+int64_t csr_columns(const std::vector<int64_t>& shape) {
+  return product(std::vector<int64_t>(shape.begin() + 1, shape.end()));
+}
+
+struct IndexType {
+  hid_t file_type;
+  int64_t bytes;
+};
+
+// The smallest unsigned integer type holding `max_value`: a 784-column layer spends 2 bytes
+// per column index instead of 8, which is what makes CSR pay off at moderate sparsity.
+IndexType index_type(uint64_t max_value) {
+  if (max_value <= 0xFFu) return {H5T_STD_U8LE, 1};
+  if (max_value <= 0xFFFFu) return {H5T_STD_U16LE, 2};
+  if (max_value <= 0xFFFFFFFFu) return {H5T_STD_U32LE, 4};
+  return {H5T_STD_U64LE, 8};
+}
+
+// int8 zero-point codes shaped to broadcast against the tensor (per channel along q.axis).
+at::Tensor zero_codes(const QuantizedTensor& q, int64_t rank) {
+  const at::Tensor zp = q.zero_point.to(at::kCPU).to(at::kChar);
+  if (q.axis < 0) return zp.reshape({});
+  std::vector<int64_t> view(static_cast<size_t>(rank), 1);
+  view[static_cast<size_t>(q.axis)] = zp.numel();
+  return zp.reshape(view);
+}
+
+// The entries a sparse layout stores: every entry but the implicit zero. Floats omit exactly
+// +0.0 (all bits zero), so a -0.0 keeps its sign; int8 omits the code equal to its channel's
+// zero point, the code of 0.0.
+at::Tensor stored_entries(const at::Tensor& values, const QuantizedTensor* q) {
+  switch (values.scalar_type()) {
+    case at::kFloat:
+      return values.view(at::kInt).ne(0);
+    case at::kHalf:
+    case at::kBFloat16:
+      return values.view(at::kShort).ne(0);
+    default:
+      return values.ne(zero_codes(*q, values.dim()));
+  }
+}
+
+// A tensor in CSR form: row offsets, column indices and the stored values, row-major order.
+struct Csr {
+  at::Tensor indptr;   // int64 [rows + 1]
+  at::Tensor indices;  // int64 [nnz]
+  at::Tensor values;   // [nnz], the dtype of the dense values
+};
+
+Csr to_csr(const at::Tensor& values, const at::Tensor& keep) {
+  const int64_t rows = values.size(0);
+  const at::Tensor keep2d = keep.reshape({rows, -1});
+  Csr csr;
+  csr.indptr = at::zeros({rows + 1}, at::kLong);
+  csr.indptr.slice(0, 1).copy_(keep2d.sum(at::IntArrayRef{1}, false, at::kLong).cumsum(0));
+  csr.indices = keep2d.nonzero().select(1, 1).contiguous();  // nonzero() is row-major ordered
+  csr.values = values.reshape({-1}).masked_select(keep.reshape({-1})).contiguous();
+  return csr;
+}
+
+// Bytes of the tensor's datasets in each layout, before compression (scale and zero_point
+// are the same in both and left out).
+struct LayoutBytes {
+  int64_t dense = 0, sparse = 0;
+};
+
+LayoutBytes layout_bytes(const std::vector<int64_t>& shape, int64_t element_bytes, int64_t nnz) {
+  LayoutBytes b;
+  b.dense = product(shape) * element_bytes;
+  if (shape.empty() || b.dense == 0) {  // rank 0 has no rows; empty tensors stay dense
+    b.sparse = std::numeric_limits<int64_t>::max();
+    return b;
+  }
+  const auto columns = static_cast<uint64_t>(csr_columns(shape));
+  b.sparse = nnz * (element_bytes + index_type(columns - 1).bytes) +
+             (shape[0] + 1) * index_type(static_cast<uint64_t>(nnz)).bytes;
+  return b;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Writing
 
 class Writer {
@@ -378,49 +462,55 @@ class Writer {
     }
   }
 
-  // Group /tensors/<name> with attrs shape, encoding, layout and the dataset "values".
-  void dense_fp32_tensor(hid_t tensors, const std::string& name, const at::Tensor& tensor) {
-    MCOMPRESS_CHECK(tensor.scalar_type() == at::kFloat, ModelError, path_, ": tensor '", name,
-                    "' has dtype ", tensor.scalar_type(), ", expected float32");
-    at::Tensor values = tensor.to(at::kCPU).contiguous();
-    const float* data = values.data_ptr<float>();
-    const int64_t count = values.numel();
-    // A file mcompress writes must be one it can load again.
-    for (int64_t i = 0; i < count; ++i) {
-      MCOMPRESS_CHECK(std::isfinite(data[i]), ModelError, path_, ": tensor '", name,
-                      "' has a non-finite value (", data[i], ") at flat index ", i,
-                      "; refusing to save it");
-    }
-
-    std::vector<int64_t> shape = values.sizes().vec();
-    Handle group = tensor_group(tensors, name, shape, Encoding::kFp32);
-    write_dataset(group, "values", shape, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, data, name);
-  }
-
-  // Group /tensors/<name> of an fp16/bf16/int8 tensor; `q` passed check_quantized.
-  void quantized_tensor(hid_t tensors, const std::string& name, const QuantizedTensor& q) {
-    const at::Tensor values = q.values.to(at::kCPU).contiguous();
+  // Group /tensors/<name> of one tensor: the fp32 master, or its reduced encoding `q`. Dense
+  // or sparse, whichever has fewer bytes; `pruned` marks a tensor whose zeros are its mask.
+  void tensor(hid_t tensors, const std::string& name, const at::Tensor& master,
+              const QuantizedTensor* q, bool pruned) {
+    const Encoding encoding = q != nullptr ? q->encoding : Encoding::kFp32;
+    const at::Tensor values = stored_values(name, master, q);
     const std::vector<int64_t> shape = values.sizes().vec();
-    if (q.encoding == Encoding::kFp16 || q.encoding == Encoding::kBf16) {
-      // A file mcompress writes must be one it can load again.
-      float bad = 0.0f;
-      const int64_t index = first_non_finite(values.to(at::kFloat).contiguous(), &bad);
-      MCOMPRESS_CHECK(index < 0, ModelError, path_, ": tensor '", name, "' (",
-                      to_string(q.encoding), ") has a non-finite value (", bad,
-                      ") at flat index ", index, "; refusing to save it");
-      const HalfFormat& format = half_format(q.encoding);
-      Handle file_type = half_float_type<IoError>(format, H5T_IEEE_F32LE, path_);
-      Handle mem_type = half_float_type<IoError>(format, H5T_NATIVE_FLOAT, path_);
-      Handle group = tensor_group(tensors, name, shape, q.encoding);
-      // The raw 16-bit patterns of the at::kHalf / at::kBFloat16 tensor, copied as they are.
-      write_dataset(group, "values", shape, file_type, mem_type, values.data_ptr(), name);
-      return;
+    const at::Tensor keep = stored_entries(values, q);
+    const int64_t nnz = keep.sum().item<int64_t>();
+    const LayoutBytes bytes = layout_bytes(shape, values.element_size(), nnz);
+    const bool sparse = bytes.sparse < bytes.dense;
+
+    Handle group = create_group(tensors, name);
+    shape_attr(group, shape);
+    string_attr(group, "encoding", to_string(encoding));
+    string_attr(group, "layout", sparse ? "sparse" : "dense");
+    if (encoding == Encoding::kInt8)
+      scalar_attr<int64_t>(group, "axis", H5T_STD_I64LE, H5T_NATIVE_INT64, q->axis);
+    if (pruned) scalar_attr<int8_t>(group, "pruned", H5T_STD_I8LE, H5T_NATIVE_INT8, 1);
+
+    // The 16-bit types are built twice: file (little-endian) and memory (native) versions.
+    Handle file_half, mem_half;
+    hid_t file_type = H5T_IEEE_F32LE, mem_type = H5T_NATIVE_FLOAT;
+    if (encoding == Encoding::kFp16 || encoding == Encoding::kBf16) {
+      file_half = half_float_type<IoError>(half_format(encoding), H5T_IEEE_F32LE, path_);
+      mem_half = half_float_type<IoError>(half_format(encoding), H5T_NATIVE_FLOAT, path_);
+      file_type = file_half;
+      mem_type = mem_half;
+    } else if (encoding == Encoding::kInt8) {
+      file_type = H5T_STD_I8LE;
+      mem_type = H5T_NATIVE_INT8;
     }
-    const at::Tensor scale = q.scale.to(at::kCPU).contiguous();
-    const at::Tensor zero_point = q.zero_point.to(at::kCPU).contiguous();
-    Handle group = tensor_group(tensors, name, shape, Encoding::kInt8);
-    scalar_attr<int64_t>(group, "axis", H5T_STD_I64LE, H5T_NATIVE_INT64, q.axis);
-    write_dataset(group, "values", shape, H5T_STD_I8LE, H5T_NATIVE_INT8, values.data_ptr(), name);
+    if (sparse) {
+      const double density = static_cast<double>(nnz) / static_cast<double>(values.numel());
+      scalar_attr<double>(group, "density", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, density);
+      const Csr csr = to_csr(values, keep);
+      write_dataset(group, "values", {nnz}, file_type, mem_type, csr.values.data_ptr(), name);
+      write_dataset(group, "indices", {nnz},
+                    index_type(static_cast<uint64_t>(csr_columns(shape)) - 1).file_type,
+                    H5T_NATIVE_INT64, csr.indices.data_ptr(), name);
+      write_dataset(group, "indptr", {shape[0] + 1},
+                    index_type(static_cast<uint64_t>(nnz)).file_type, H5T_NATIVE_INT64,
+                    csr.indptr.data_ptr(), name);
+    } else {
+      write_dataset(group, "values", shape, file_type, mem_type, values.data_ptr(), name);
+    }
+    if (encoding != Encoding::kInt8) return;
+    const at::Tensor scale = q->scale.to(at::kCPU).contiguous();
+    const at::Tensor zero_point = q->zero_point.to(at::kCPU).contiguous();
     write_dataset(group, "scale", {scale.numel()}, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT,
                   scale.data_ptr(), name);
     write_dataset(group, "zero_point", {zero_point.numel()}, H5T_STD_I32LE, H5T_NATIVE_INT32,
@@ -436,14 +526,30 @@ class Writer {
   }
 
  private:
-  // Creates /tensors/<name> with the attributes every tensor group has.
-  Handle tensor_group(hid_t tensors, const std::string& name, const std::vector<int64_t>& shape,
-                      Encoding encoding) {
-    Handle group = create_group(tensors, name);
-    shape_attr(group, shape);
-    string_attr(group, "encoding", to_string(encoding));
-    string_attr(group, "layout", "dense");
-    return group;
+  // The values as stored (contiguous, on the CPU), refusing any a load would reject: a file
+  // mcompress writes must be one it can load again. `q` passed check_quantized.
+  at::Tensor stored_values(const std::string& name, const at::Tensor& master,
+                           const QuantizedTensor* q) {
+    if (q == nullptr) {
+      MCOMPRESS_CHECK(master.scalar_type() == at::kFloat, ModelError, path_, ": tensor '", name,
+                      "' has dtype ", master.scalar_type(), ", expected float32");
+      at::Tensor values = master.to(at::kCPU).contiguous();
+      float bad = 0.0f;
+      const int64_t index = first_non_finite(values, &bad);
+      MCOMPRESS_CHECK(index < 0, ModelError, path_, ": tensor '", name,
+                      "' has a non-finite value (", bad, ") at flat index ", index,
+                      "; refusing to save it");
+      return values;
+    }
+    at::Tensor values = q->values.to(at::kCPU).contiguous();
+    if (q->encoding == Encoding::kFp16 || q->encoding == Encoding::kBf16) {
+      float bad = 0.0f;
+      const int64_t index = first_non_finite(values.to(at::kFloat).contiguous(), &bad);
+      MCOMPRESS_CHECK(index < 0, ModelError, path_, ": tensor '", name, "' (",
+                      to_string(q->encoding), ") has a non-finite value (", bad,
+                      ") at flat index ", index, "; refusing to save it");
+    }
+    return values;
   }
 
   Handle utf8_string_type() {
@@ -466,6 +572,9 @@ class Writer {
     Handle dcpl = checked<IoError>(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, path_,
                                    "cannot create a property list");
     h5_check<IoError>(H5Pset_obj_track_times(dcpl, false), path_, "cannot disable time tracking");
+    // Datasets carry no attributes, so their object headers need no room reserved for them:
+    // ~140 bytes less per dataset, which shows in the file of a pruned, quantized model.
+    h5_check<IoError>(H5Pset_dset_no_attrs_hint(dcpl, true), path_, "cannot minimize headers");
     const bool empty = std::any_of(dims.begin(), dims.end(), [](hsize_t d) { return d == 0; });
     // HDF5 cannot chunk a scalar or an empty dataset; those (never produced by today's
     // layers) are stored contiguous and unfiltered, as docs/format.md allows.
@@ -523,11 +632,9 @@ void write_model(hid_t file, const Model& model, const std::string& path) {
           !info.name.empty() && info.name.find('/') == std::string::npos && info.name != ".",
           ModelError, path, ": tensor name '", info.name, "' cannot be an HDF5 group name");
       auto quantized = model.quant.tensors.find(info.name);
-      if (quantized != model.quant.tensors.end()) {
-        writer.quantized_tensor(tensors, info.name, quantized->second);
-      } else {
-        writer.dense_fp32_tensor(tensors, info.name, model.tensor(info.name));
-      }
+      writer.tensor(tensors, info.name, model.tensor(info.name),
+                    quantized != model.quant.tensors.end() ? &quantized->second : nullptr,
+                    model.masks.count(info.name) != 0);
     }
   }
   if (!model.quant.activations.empty()) {
@@ -564,6 +671,31 @@ void check_quant_state(const Model& model, const std::string& path) {
   }
   for (const auto& [key, params] : model.quant.activations)
     check_activation<ModelError>(path, key, params);
+}
+
+// The file stores a mask as its tensor's non-zero pattern (docs/format.md §4.7), so a mask
+// that leaves a non-zero value where it says "pruned" would come back different: refuse it.
+void check_masks(const Model& model, const std::string& path) {
+  for (const auto& [name, mask] : model.masks) {
+    MCOMPRESS_CHECK(model.has_tensor(name), ModelError, path, ": pruning mask '", name,
+                    "' is not a tensor of the architecture");
+    const at::Tensor& master = model.tensor(name);
+    MCOMPRESS_CHECK(mask.defined() && mask.sizes() == master.sizes(), ModelError, path,
+                    ": pruning mask of tensor '", name, "' has shape ",
+                    mask.defined() ? shape_to_string(mask.sizes().vec()) : std::string("(none)"),
+                    ", expected ", shape_to_string(master.sizes().vec()));
+    auto quantized = model.quant.tensors.find(name);
+    const at::Tensor stored = quantized != model.quant.tensors.end()
+                                  ? quantized->second.dequantize()
+                                  : master.to(at::kCPU);
+    const at::Tensor leaked = stored.ne(0).logical_and(mask.to(at::kCPU).to(at::kBool).logical_not());
+    const int64_t count = leaked.sum().item<int64_t>();
+    MCOMPRESS_CHECK(count == 0, ModelError, path, ": tensor '", name, "' has ", count,
+                    " non-zero values where its pruning mask is false (first at flat index ",
+                    count > 0 ? leaked.reshape({-1}).nonzero()[0].item<int64_t>() : -1,
+                    "); the file stores a mask as the tensor's zero pattern, so apply the mask "
+                    "(Model::set_mask) before saving");
+  }
 }
 
 void fsync_path(const std::string& path, int flags) {
@@ -938,51 +1070,64 @@ std::string parse_layout(Reader& reader, hid_t group, const std::string& tensor)
   return layout;
 }
 
-// One tensor as loaded: the fp32 master, and the stored encoding when it is not fp32.
+// One tensor as loaded: the fp32 master, the stored encoding when it is not fp32, and the
+// pruning mask when the file marks the tensor as pruned.
 struct LoadedTensor {
   at::Tensor master;
   std::optional<QuantizedTensor> quantized;
+  at::Tensor mask;
 };
 
-// The values dataset of an fp16/bf16 tensor, as at::kHalf / at::kBFloat16.
-QuantizedTensor read_half_values(Reader& reader, hid_t values, Encoding encoding,
-                                 const TensorInfo& info) {
+// The values dataset of a tensor, checked to have the encoding's type and read with `shape`
+// (the tensor's shape when dense, [nnz] when sparse): float32, at::kHalf / at::kBFloat16 bit
+// patterns, or int8 codes.
+at::Tensor read_values(Reader& reader, hid_t values, Encoding encoding,
+                       const std::vector<int64_t>& shape, const std::string& name) {
   const std::string& path = reader.path();
-  const HalfFormat& format = half_format(encoding);
   Handle type = checked<FormatError>(H5Dget_type(values), H5Tclose, path,
-                                     "cannot read the type of /tensors/" + info.name + "/values");
-  MCOMPRESS_CHECK(is_half_format(type, format), FormatError, path, ": tensor '", info.name,
-                  "' has encoding ", to_string(encoding), " but its values are not ",
-                  format.description, " (", describe_type(type), ")");
-  QuantizedTensor q;
-  q.encoding = encoding;
-  q.values = at::empty(info.shape, value_dtype(encoding));
-  if (q.values.numel() > 0) {
-    // Memory type = the stored type (up to byte order): HDF5 copies the 16-bit patterns.
-    Handle mem_type = half_float_type<FormatError>(format, H5T_NATIVE_FLOAT, path);
-    reader.read_data(values, mem_type, q.values.data_ptr(), info.name, "values");
+                                     "cannot read the type of /tensors/" + name + "/values");
+  at::Tensor out = at::empty(shape, value_dtype(encoding));
+  switch (encoding) {
+    case Encoding::kFp32:
+      // Reading a float64 dataset as float32 would silently round; fp32 means 32-bit floats.
+      MCOMPRESS_CHECK(H5Tget_class(type) == H5T_FLOAT && H5Tget_size(type) == 4, FormatError,
+                      path, ": tensor '", name,
+                      "' has encoding fp32 but its values are not 32-bit floats (",
+                      H5Tget_size(type), "-byte ",
+                      H5Tget_class(type) == H5T_FLOAT ? "float" : "non-float", ")");
+      if (out.numel() > 0) reader.read_floats(values, out.data_ptr<float>(), name);
+      break;
+    case Encoding::kFp16:
+    case Encoding::kBf16: {
+      const HalfFormat& format = half_format(encoding);
+      MCOMPRESS_CHECK(is_half_format(type, format), FormatError, path, ": tensor '", name,
+                      "' has encoding ", to_string(encoding), " but its values are not ",
+                      format.description, " (", describe_type(type), ")");
+      if (out.numel() > 0) {
+        // Memory type = the stored type (up to byte order): HDF5 copies the 16-bit patterns.
+        Handle mem_type = half_float_type<FormatError>(format, H5T_NATIVE_FLOAT, path);
+        reader.read_data(values, mem_type, out.data_ptr(), name, "values");
+      }
+      break;
+    }
+    case Encoding::kInt8:
+      MCOMPRESS_CHECK(H5Tget_class(type) == H5T_INTEGER && H5Tget_size(type) == 1 &&
+                          H5Tget_sign(type) == H5T_SGN_2,
+                      FormatError, path, ": tensor '", name,
+                      "' has encoding int8 but its values are not 8-bit signed integers (",
+                      describe_type(type), ")");
+      if (out.numel() > 0) reader.read_data(values, H5T_NATIVE_INT8, out.data_ptr(), name, "values");
+      break;
   }
-  return q;
+  return out;
 }
 
-// The datasets and attributes of an int8 tensor besides "values".
-QuantizedTensor read_int8(Reader& reader, hid_t group, hid_t values, const TensorInfo& info) {
-  const std::string& name = info.name;
+// The datasets and attributes of an int8 tensor besides "values" (left undefined).
+QuantizedTensor read_int8_params(Reader& reader, hid_t group, const std::string& name) {
   const std::string& path = reader.path();
   const std::string where = "/tensors/" + name;
   QuantizedTensor q;
   q.encoding = Encoding::kInt8;
-
-  Handle type = checked<FormatError>(H5Dget_type(values), H5Tclose, path,
-                                     "cannot read the type of " + where + "/values");
-  MCOMPRESS_CHECK(H5Tget_class(type) == H5T_INTEGER && H5Tget_size(type) == 1 &&
-                      H5Tget_sign(type) == H5T_SGN_2,
-                  FormatError, path, ": tensor '", name,
-                  "' has encoding int8 but its values are not 8-bit signed integers (",
-                  describe_type(type), ")");
-  q.values = at::empty(info.shape, at::kChar);
-  if (q.values.numel() > 0)
-    reader.read_data(values, H5T_NATIVE_INT8, q.values.data_ptr(), name, "values");
 
   std::optional<int64_t> axis = reader.integer_attr<int64_t>(group, "axis", where, H5T_NATIVE_INT64);
   MCOMPRESS_CHECK(axis.has_value(), FormatError, path, ": tensor '", name,
@@ -1028,6 +1173,97 @@ QuantizedTensor read_int8(Reader& reader, hid_t group, hid_t values, const Tenso
   return q;
 }
 
+// A one-dimensional integer dataset of a sparse tensor (indices, indptr) as int64; any
+// integer type is accepted.
+std::vector<int64_t> read_index_dataset(Reader& reader, hid_t group, const std::string& name,
+                                        const std::string& member) {
+  const std::string& path = reader.path();
+  const std::string where = "/tensors/" + name + "/" + member;
+  Handle dataset = reader.open_dataset(group, member, where);
+  const std::vector<int64_t> shape = reader.dataset_shape(dataset, where);
+  MCOMPRESS_CHECK(shape.size() == 1, FormatError, path, ": tensor '", name, "' (sparse) has an ",
+                  member, " dataset of shape ", shape_to_string(shape),
+                  ", expected one dimension");
+  Handle type = checked<FormatError>(H5Dget_type(dataset), H5Tclose, path,
+                                     "cannot read the type of " + where);
+  MCOMPRESS_CHECK(H5Tget_class(type) == H5T_INTEGER, FormatError, path, ": tensor '", name,
+                  "' (sparse) has an ", member, " dataset that is not integers (",
+                  describe_type(type), ")");
+  std::vector<int64_t> out(static_cast<size_t>(shape[0]));
+  if (!out.empty()) reader.read_data(dataset, H5T_NATIVE_INT64, out.data(), name, member);
+  return out;
+}
+
+// The CSR structure of a sparse tensor with `nnz` stored values, checked against docs/format.md
+// §4.6, as the flat (row-major) position of each stored value in the dense tensor.
+std::vector<int64_t> read_csr_positions(Reader& reader, hid_t group, const std::string& name,
+                                        const std::vector<int64_t>& shape, int64_t nnz) {
+  const std::string& path = reader.path();
+  const std::string where = "/tensors/" + name;
+  MCOMPRESS_CHECK(!shape.empty(), FormatError, path, ": tensor '", name,
+                  "' is sparse but has rank 0; the sparse layout needs at least one dimension");
+  const int64_t rows = shape[0];
+  const int64_t columns = csr_columns(shape);
+  const std::vector<int64_t> indptr = read_index_dataset(reader, group, name, "indptr");
+  const std::vector<int64_t> indices = read_index_dataset(reader, group, name, "indices");
+  const std::string tensor = "tensor '" + name + "' (sparse)";
+
+  MCOMPRESS_CHECK(static_cast<int64_t>(indptr.size()) == rows + 1, FormatError, path, ": ",
+                  tensor, " has an indptr of ", indptr.size(), " entries, expected ", rows + 1,
+                  " (shape[0] + 1)");
+  MCOMPRESS_CHECK(static_cast<int64_t>(indices.size()) == nnz, FormatError, path, ": ", tensor,
+                  " has ", indices.size(), " indices but ", nnz,
+                  " values; expected one column index per stored value");
+  MCOMPRESS_CHECK(indptr.front() == 0, FormatError, path, ": ", tensor, " has indptr[0] = ",
+                  indptr.front(), ", expected 0");
+  for (int64_t r = 0; r < rows; ++r) {
+    const auto i = static_cast<size_t>(r);
+    MCOMPRESS_CHECK(indptr[i + 1] >= indptr[i], FormatError, path, ": ", tensor,
+                    " has a decreasing indptr at row ", r, " (", indptr[i], " then ",
+                    indptr[i + 1], "); it must be non-decreasing");
+  }
+  MCOMPRESS_CHECK(indptr.back() == nnz, FormatError, path, ": ", tensor, " has indptr ending at ",
+                  indptr.back(), ", expected ", nnz, " (the number of stored values)");
+
+  std::vector<int64_t> positions(indices.size());
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t k = indptr[static_cast<size_t>(r)]; k < indptr[static_cast<size_t>(r) + 1]; ++k) {
+      const int64_t column = indices[static_cast<size_t>(k)];
+      MCOMPRESS_CHECK(column >= 0 && column < columns, FormatError, path, ": ", tensor,
+                      " has column index ", column, " in row ", r, ", expected 0 to ",
+                      columns - 1);
+      MCOMPRESS_CHECK(k == indptr[static_cast<size_t>(r)] || column > indices[static_cast<size_t>(k) - 1],
+                      FormatError, path, ": ", tensor, " has column indices out of order in row ",
+                      r, " (", column, " after ", indices[static_cast<size_t>(k) - 1],
+                      "); they must be strictly increasing within a row");
+      positions[static_cast<size_t>(k)] = r * columns + column;
+    }
+  }
+
+  std::optional<double> density = reader.float_attr(group, "density", where);
+  MCOMPRESS_CHECK(density.has_value(), FormatError, path, ": ", tensor,
+                  " has no 'density' attribute");
+  const double expected = static_cast<double>(nnz) / static_cast<double>(product(shape));
+  // 1e-6 leaves room for a writer that stores density as float32.
+  MCOMPRESS_CHECK(std::abs(*density - expected) <= 1e-6, FormatError, path, ": ", tensor,
+                  " has density ", *density, " but stores ", nnz, " of ", product(shape),
+                  " entries (", expected, ")");
+  return positions;
+}
+
+// The dense tensor of a sparse one: the implicit zeros (+0.0, or for int8 each channel's zero
+// point; `q` passed check_quantized) with the stored values at their positions.
+at::Tensor densify(const at::Tensor& stored, const std::vector<int64_t>& positions,
+                   const std::vector<int64_t>& shape, const QuantizedTensor* q) {
+  at::Tensor dense = at::zeros(shape, stored.scalar_type());
+  if (q != nullptr && q->encoding == Encoding::kInt8) dense.copy_(zero_codes(*q, dense.dim()));
+  if (!positions.empty()) {
+    const at::Tensor index = at::tensor(positions, at::kLong);
+    dense.view({-1}).index_copy_(0, index, stored);
+  }
+  return dense;
+}
+
 LoadedTensor read_tensor(Reader& reader, hid_t tensors, const TensorInfo& info) {
   const std::string& name = info.name;
   const std::string& path = reader.path();
@@ -1036,13 +1272,8 @@ LoadedTensor read_tensor(Reader& reader, hid_t tensors, const TensorInfo& info) 
                   "' (", shape_to_string(info.shape), ") that the architecture needs");
   Handle group = reader.open_group(tensors, name, where);
 
-  const std::string encoding_name = parse_encoding(reader, group, name);
-  const std::string layout = parse_layout(reader, group, name);
-  MCOMPRESS_CHECK(layout == "dense", FormatError, path, ": tensor '", name, "' is stored as ",
-                  encoding_name, "/", layout, ", which this mcompress (", version(),
-                  ") cannot read yet; it reads dense tensors (fp32, fp16, bf16, int8), and the "
-                  "sparse layout is reserved for a later release");
-  const Encoding encoding = mcompress::parse_encoding(encoding_name);
+  const Encoding encoding = mcompress::parse_encoding(parse_encoding(reader, group, name));
+  const bool sparse = parse_layout(reader, group, name) == "sparse";
 
   std::optional<std::vector<int64_t>> shape = reader.integer_array_attr(group, "shape", where);
   MCOMPRESS_CHECK(shape.has_value(), FormatError, path, ": tensor '", name,
@@ -1053,29 +1284,42 @@ LoadedTensor read_tensor(Reader& reader, hid_t tensors, const TensorInfo& info) 
 
   Handle values = reader.open_dataset(group, "values", where + "/values");
   const std::vector<int64_t> stored = reader.dataset_shape(values, where + "/values");
-  MCOMPRESS_CHECK(stored == info.shape, FormatError, path, ": tensor '", name,
-                  "' has a values dataset of shape ", shape_to_string(stored), ", expected ",
-                  shape_to_string(info.shape));
+  if (sparse) {
+    MCOMPRESS_CHECK(stored.size() == 1, FormatError, path, ": tensor '", name,
+                    "' (sparse) has a values dataset of shape ", shape_to_string(stored),
+                    ", expected one dimension (the stored entries)");
+  } else {
+    MCOMPRESS_CHECK(stored == info.shape, FormatError, path, ": tensor '", name,
+                    "' has a values dataset of shape ", shape_to_string(stored), ", expected ",
+                    shape_to_string(info.shape));
+  }
+
+  std::optional<QuantizedTensor> q;
+  if (encoding == Encoding::kInt8) {
+    q = read_int8_params(reader, group, name);
+    // Checked before densify() fills omitted entries with the zero points.
+    q->values = at::empty(info.shape, at::kChar);
+    check_quantized<FormatError>(path, name, *q, info.shape);
+  }
+  at::Tensor dense = read_values(reader, values, encoding, stored, name);
+  if (sparse) {
+    const std::vector<int64_t> positions =
+        read_csr_positions(reader, group, name, info.shape, stored[0]);
+    dense = densify(dense, positions, info.shape, q ? &*q : nullptr);
+  }
 
   LoadedTensor out;
   if (encoding == Encoding::kFp32) {
-    Handle type = checked<FormatError>(H5Dget_type(values), H5Tclose, path,
-                                       "cannot read the type of " + where);
-    // Reading a float64 dataset as float32 would silently round; fp32 means 32-bit floats.
-    MCOMPRESS_CHECK(H5Tget_class(type) == H5T_FLOAT && H5Tget_size(type) == 4, FormatError, path,
-                    ": tensor '", name,
-                    "' has encoding fp32 but its values are not 32-bit floats (",
-                    H5Tget_size(type), "-byte ",
-                    H5Tget_class(type) == H5T_FLOAT ? "float" : "non-float", ")");
-    out.master = at::empty(info.shape, at::kFloat);
-    if (out.master.numel() > 0) reader.read_floats(values, out.master.data_ptr<float>(), name);
+    out.master = dense;
   } else {
-    QuantizedTensor q = encoding == Encoding::kInt8
-                            ? read_int8(reader, group, values, info)
-                            : read_half_values(reader, values, encoding, info);
-    check_quantized<FormatError>(path, name, q, info.shape);
+    if (!q) {
+      q.emplace();
+      q->encoding = encoding;
+    }
+    q->values = dense;
+    check_quantized<FormatError>(path, name, *q, info.shape);
     // The model computes with the dequantized values (Model::quant's contract).
-    out.master = q.dequantize().contiguous();
+    out.master = q->dequantize().contiguous();
     out.quantized = std::move(q);
   }
 
@@ -1085,6 +1329,10 @@ LoadedTensor read_tensor(Reader& reader, hid_t tensors, const TensorInfo& info) 
   MCOMPRESS_CHECK(index < 0, ModelError, path, ": tensor '", name, "' has a non-finite value (",
                   bad, ") at flat index ", index,
                   encoding == Encoding::kInt8 ? " after dequantization" : "");
+
+  // A pruned tensor's mask is its non-zero pattern (docs/format.md §4.7).
+  const auto pruned = reader.integer_attr<int64_t>(group, "pruned", where, H5T_NATIVE_INT64);
+  if (pruned.value_or(0) != 0) out.mask = out.master.ne(0);
   return out;
 }
 
@@ -1119,35 +1367,41 @@ StoredTensorInfo inspect_tensor(Reader& reader, hid_t tensors, const std::string
     out.bytes_on_disk += static_cast<int64_t>(H5Dget_storage_size(dataset));
   }
 
-  // Non-zeros come from "values": the dense tensor, or the stored entries of a sparse one.
-  if (reader.link_exists(group, "values")) {
-    Handle values = reader.open_dataset(group, "values", where + "/values");
-    std::vector<int64_t> shape = reader.dataset_shape(values, where + "/values");
-    std::vector<float> data(static_cast<size_t>(product(shape)));  // any encoding, as float
-    if (!data.empty()) reader.read_floats(values, data.data(), name);
-    // An int8 code equal to its channel's zero point stands for 0. Inspection is lenient: with
-    // a zero_point that does not fit the tensor, codes are compared with 0.
-    std::vector<float> zero(1, 0.0f);
-    int64_t inner = 1;  // elements per step of the channel axis
-    if (out.encoding == "int8" && out.layout == "dense" && reader.link_exists(group, "zero_point")) {
-      Handle zp = reader.open_dataset(group, "zero_point", where + "/zero_point");
-      std::vector<float> stored(static_cast<size_t>(
-          product(reader.dataset_shape(zp, where + "/zero_point"))));
-      if (!stored.empty()) reader.read_data(zp, H5T_NATIVE_FLOAT, stored.data(), name, "zero_point");
-      const int64_t axis =
-          reader.integer_attr<int64_t>(group, "axis", where, H5T_NATIVE_INT64).value_or(-1);
-      const bool per_channel = axis >= 0 && axis < static_cast<int64_t>(shape.size()) &&
-                               static_cast<int64_t>(stored.size()) == shape[static_cast<size_t>(axis)];
-      if (stored.size() == 1 || per_channel) zero = stored;
-      if (per_channel) {
-        for (size_t d = static_cast<size_t>(axis) + 1; d < shape.size(); ++d) inner *= shape[d];
-      }
+  // Non-zeros: stored values other than their element's zero (0, or for int8 the channel's
+  // zero point); the entries a sparse tensor omits are zeros by definition.
+  if (!reader.link_exists(group, "values")) return out;
+  Handle values = reader.open_dataset(group, "values", where + "/values");
+  std::vector<float> data(static_cast<size_t>(
+      product(reader.dataset_shape(values, where + "/values"))));  // any encoding, as float
+  if (!data.empty()) reader.read_floats(values, data.data(), name);
+  // Inspection is lenient: with a zero_point that does not fit the tensor, codes are compared
+  // with 0.
+  std::vector<float> zero(1, 0.0f);
+  int64_t inner = 1;  // elements per step of the channel axis
+  if (out.encoding == "int8" && reader.link_exists(group, "zero_point")) {
+    Handle zp = reader.open_dataset(group, "zero_point", where + "/zero_point");
+    std::vector<float> stored(static_cast<size_t>(
+        product(reader.dataset_shape(zp, where + "/zero_point"))));
+    if (!stored.empty()) reader.read_data(zp, H5T_NATIVE_FLOAT, stored.data(), name, "zero_point");
+    const int64_t axis =
+        reader.integer_attr<int64_t>(group, "axis", where, H5T_NATIVE_INT64).value_or(-1);
+    const auto& shape = out.shape;
+    const bool per_channel = axis >= 0 && axis < static_cast<int64_t>(shape.size()) &&
+                             static_cast<int64_t>(stored.size()) == shape[static_cast<size_t>(axis)];
+    if (stored.size() == 1 || per_channel) zero = stored;
+    if (per_channel) {
+      for (size_t d = static_cast<size_t>(axis) + 1; d < shape.size(); ++d) inner *= shape[d];
     }
-    const int64_t channels = static_cast<int64_t>(zero.size());
-    for (size_t i = 0; i < data.size(); ++i) {
-      const float z = zero[static_cast<size_t>((static_cast<int64_t>(i) / inner) % channels)];
-      if (data[i] != z) ++out.nonzeros;
-    }
+  }
+  std::vector<int64_t> positions;  // flat position of each stored value
+  if (out.layout == "sparse") {
+    positions = read_csr_positions(reader, group, name, out.shape,
+                                   static_cast<int64_t>(data.size()));
+  }
+  const int64_t channels = static_cast<int64_t>(zero.size());
+  for (size_t i = 0; i < data.size(); ++i) {
+    const int64_t flat = positions.empty() ? static_cast<int64_t>(i) : positions[i];
+    if (data[i] != zero[static_cast<size_t>((flat / inner) % channels)]) ++out.nonzeros;
   }
   return out;
 }
@@ -1194,6 +1448,7 @@ void save_model(const Model& model, const std::string& path, const SaveOptions& 
                     ": file exists; pass --force to overwrite it");
   }
   check_quant_state(model, path);
+  check_masks(model, path);
 
   const std::string temp = temp_path_for(path);
   TempFileGuard guard(temp);
@@ -1210,6 +1465,11 @@ void save_model(const Model& model, const std::string& path, const SaveOptions& 
     // Pinning both bounds keeps the bytes the same when the HDF5 library is upgraded.
     h5_check<IoError>(H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110), path,
                       "cannot select the HDF5 1.10 file format");
+    // No 2 KiB aggregation blocks for metadata and small datasets: their unused tails were
+    // ~2 KB of a 38 KB pruned int8 mlp file. Each object gets exactly the space it needs.
+    h5_check<IoError>(H5Pset_meta_block_size(fapl, 0), path, "cannot set the metadata block size");
+    h5_check<IoError>(H5Pset_small_data_block_size(fapl, 0), path,
+                      "cannot set the small-data block size");
     Handle file = checked<IoError>(
         H5Fcreate(temp.c_str(), H5F_ACC_EXCL, fcpl, fapl), H5Fclose, path,
         "cannot create the temporary file '" + temp + "'; is the folder writable?");
@@ -1233,6 +1493,7 @@ Model load_model(const std::string& path) {
 
   std::map<std::string, at::Tensor> tensors;
   QuantState quant;
+  std::map<std::string, at::Tensor> masks;
   quant.mode = reader.quant_mode();
   {
     Handle group = reader.tensors_group();
@@ -1248,6 +1509,7 @@ Model load_model(const std::string& path) {
       LoadedTensor loaded = read_tensor(reader, group, info);
       tensors.emplace(info.name, std::move(loaded.master));
       if (loaded.quantized) quant.tensors.emplace(info.name, std::move(*loaded.quantized));
+      if (loaded.mask.defined()) masks.emplace(info.name, std::move(loaded.mask));
     }
   }
   quant.activations = reader.activations();
@@ -1260,6 +1522,7 @@ Model load_model(const std::string& path) {
     }
   }();
   model.quant = std::move(quant);
+  model.masks = std::move(masks);
   model.history = reader.history();
   model.recipe = reader.recipe();
   model.seed = reader.seed();

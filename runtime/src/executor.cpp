@@ -66,17 +66,41 @@ double best_ms(F&& f) {
   return best;
 }
 
-// One plan unit: a layer group with its fp32 kernel and, when the model has one, an int8 form.
+// Which of its kernels a unit runs.
+enum class Choice { kFp32, kInt8, kSparse };
+
+// One plan unit: a layer group with its fp32 dense kernel and, when the model has them, an
+// int8 form and a sparse (fp32, Eigen CSR) form.
 struct Unit {
   std::string layers, op, note;
   KernelPtr fp32;
   KernelPtr int8;
+  KernelPtr sparse;
   std::string int8_kind;  // "int8-static" / "int8-dynamic"
   std::string in_key;     // activation feeding the unit (static int8 quantizes with it)
   std::string out_key;    // activation the unit produces ("" = passes its input's through)
-  bool use_int8 = false;
-  double fp32_ms = 0, int8_ms = 0;
+  Choice choice = Choice::kFp32;
+  double fp32_ms = 0, int8_ms = 0, sparse_ms = 0;
+
+  bool has_alternative() const { return int8 || sparse; }
+  const Kernel* kernel() const {
+    return choice == Choice::kInt8 ? int8.get() : choice == Choice::kSparse ? sparse.get() : fp32.get();
+  }
+  // The faster fp32-domain kernel as timed: sparse or dense.
+  Choice float_choice() const {
+    return sparse && sparse_ms < fp32_ms ? Choice::kSparse : Choice::kFp32;
+  }
 };
+
+void append_note(Unit& u, const std::string& note) {
+  u.note = u.note.empty() ? note : u.note + "; " + note;
+}
+
+std::string format_fixed(double value, int digits) {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(digits) << value;
+  return s.str();
+}
 
 // A materialised plan: kernels in order, with quantize/dequantize steps where domains change.
 struct Materialized {
@@ -95,15 +119,17 @@ std::string to_string(KernelPolicy p) {
       return "int8";
     case KernelPolicy::kFp32:
       return "fp32";
+    case KernelPolicy::kSparse:
+      return "sparse";
   }
   return "?";
 }
 
 KernelPolicy parse_kernel_policy(const std::string& name) {
-  for (auto p : {KernelPolicy::kAuto, KernelPolicy::kInt8, KernelPolicy::kFp32}) {
+  for (auto p : {KernelPolicy::kAuto, KernelPolicy::kInt8, KernelPolicy::kFp32, KernelPolicy::kSparse}) {
     if (to_string(p) == name) return p;
   }
-  throw ConfigError("unknown kernel policy '" + name + "'; accepted: auto, int8, fp32");
+  throw ConfigError("unknown kernel policy '" + name + "'; accepted: auto, int8, fp32, sparse");
 }
 
 struct Executor::Impl {
@@ -151,6 +177,21 @@ struct Executor::Impl {
     }
   }
 
+  // The sparse form of a Linear unit whose weight (batchnorm folded) is sparse enough to be a
+  // candidate; the note records the density either way, so the plan shows why.
+  void attach_sparse(Unit& u, const AffineWeights& w, bool relu) {
+    const double density =
+        static_cast<double>(w.weight.ne(0).sum().item<int64_t>()) / static_cast<double>(w.weight.numel());
+    if (density >= 1.0) return;
+    if (density > options.sparse_candidate_density) {
+      append_note(u, "density " + format_fixed(density, 3) + " > sparse bound " +
+                         format_fixed(options.sparse_candidate_density, 2));
+      return;
+    }
+    u.sparse = make_linear_sparse_fp32(w, relu);
+    append_note(u, "density " + format_fixed(density, 3));
+  }
+
   void build_units(const Model& model) {
     const auto& layers = spec.layers;
     std::string key = "input";  // the activation flowing into the next unit
@@ -182,6 +223,7 @@ struct Executor::Impl {
             std::to_string(last), op.find("+bn") != std::string::npos ? "batchnorm folded" : "");
         units.back().in_key = key;
         attach_int8(units.back(), model, p + "weight", w, conv, g, relu);
+        if (!conv) attach_sparse(units.back(), w, relu);
         i = last;
       } else {
         switch (l.type) {
@@ -272,10 +314,10 @@ struct Executor::Impl {
     auto transition = [&](KernelPtr k, const std::string& op, const std::string& note) {
       m.kernels.push_back(k.get());
       m.owned.push_back(std::move(k));
-      m.steps.push_back({"", op, "convert", note, 0, 0});
+      m.steps.push_back({"", op, "convert", note, 0, 0, 0});
     };
     for (const auto& u : units) {
-      const Kernel* k = u.use_int8 ? u.int8.get() : u.fp32.get();
+      const Kernel* k = u.kernel();
       if (k->domain() == Domain::kQuant && !quantized) {
         transition(make_quantize(*find_qparams(model, key)), "quantize", "quint8 (" + key + ")");
         quantized = true;
@@ -285,10 +327,11 @@ struct Executor::Impl {
       }
       m.kernels.push_back(k);
       // Pools, relu and flatten run on whatever flows in; say which.
-      const std::string kind = u.use_int8                      ? u.int8_kind
+      const std::string kind = u.choice == Choice::kInt8     ? u.int8_kind
+                               : u.choice == Choice::kSparse ? "fp32-sparse"
                                : k->domain() == Domain::kAny && quantized ? "int8-passthrough"
                                                                           : "fp32-dense";
-      m.steps.push_back({u.layers, u.op, kind, u.note, u.fp32_ms, u.int8_ms});
+      m.steps.push_back({u.layers, u.op, kind, u.note, u.fp32_ms, u.int8_ms, u.sparse_ms});
       if (!u.out_key.empty()) key = u.out_key;
     }
     if (quantized) transition(make_dequantize(), "dequantize", "logits");
@@ -301,23 +344,27 @@ struct Executor::Impl {
     return x;
   }
 
-  // Times each unit's fp32 and int8 kernels on the activations a real batch produces there.
+  // Times each unit's kernels on the activations a real batch produces there, and chooses the
+  // fastest per unit.
   void time_units(const Model& model) {
     std::vector<int64_t> shape{options.batch_size};
     for (auto d : spec.input_shape) shape.push_back(d);
     auto gen = at::make_generator<at::CPUGeneratorImpl>(12345);
     auto x = normalize->run(at::rand(shape, gen, at::kFloat));
     for (auto& u : units) {
-      if (u.int8) {
+      if (u.has_alternative()) {
         u.fp32_ms = best_ms([&] { return u.fp32->run(x); });
-        if (u.int8->domain() == Domain::kQuant) {
+        if (u.sparse) u.sparse_ms = best_ms([&] { return u.sparse->run(x); });
+        u.choice = u.float_choice();
+        if (u.int8 && u.int8->domain() == Domain::kQuant) {
           const auto* q = find_qparams(model, u.in_key);
           const auto xq = at::quantize_per_tensor(x, q->scale, q->zero_point, at::kQUInt8);
           u.int8_ms = best_ms([&] { return u.int8->run(xq); });
-        } else {
+        } else if (u.int8) {
           u.int8_ms = best_ms([&] { return u.int8->run(x); });
         }
-        u.use_int8 = u.int8_ms < u.fp32_ms;
+        const double float_ms = u.choice == Choice::kSparse ? u.sparse_ms : u.fp32_ms;
+        if (u.int8 && u.int8_ms < float_ms) u.choice = Choice::kInt8;
       }
       x = u.fp32->run(x);
     }
@@ -334,57 +381,82 @@ struct Executor::Impl {
     const bool int8_mode = model.quant.mode == "int8-static" || model.quant.mode == "int8-dynamic";
     if (int8_mode) ensure_quantized_engine();
     build_units(model);
-    const bool any_int8 = std::any_of(units.begin(), units.end(), [](const Unit& u) { return bool(u.int8); });
-    if (!any_int8 || options.policy == KernelPolicy::kFp32) {
+    const bool any_alternative =
+        std::any_of(units.begin(), units.end(), [](const Unit& u) { return u.has_alternative(); });
+    if (!any_alternative || options.policy == KernelPolicy::kFp32) {
       plan = materialize(model);
       return;
     }
-    if (options.policy == KernelPolicy::kInt8) {
-      for (auto& u : units) u.use_int8 = bool(u.int8);
+    if (options.policy == KernelPolicy::kInt8 || options.policy == KernelPolicy::kSparse) {
+      const bool int8 = options.policy == KernelPolicy::kInt8;
+      for (auto& u : units) {
+        u.choice = int8 ? (u.int8 ? Choice::kInt8 : Choice::kFp32)
+                        : (u.sparse ? Choice::kSparse : Choice::kFp32);
+      }
       plan = materialize(model);
       return;
     }
-    // Auto: per-layer choice, then a whole-model check of three candidates (the per-layer
-    // mix, all int8, all fp32): quantize/dequantize steps cost time too, so the fastest whole
-    // plan wins and the result is never slower than fp32 at the deployment batch size.
+    choose_auto(model);
+  }
+
+  // Auto: per-unit timing, then a whole-model check of the candidate plans: quantize and
+  // dequantize steps cost time too, so the fastest whole plan wins and the result is never
+  // slower than fp32 dense at the deployment batch size (fp32 wins ties). Sparse kernels run
+  // in the fp32 domain, so the float-only plan (sparse where faster) needs no conversions.
+  void choose_auto(const Model& model) {
     time_units(model);
-    const std::vector<bool> per_layer = choices();
-    std::vector<bool> all_int8;
-    for (const auto& u : units) all_int8.push_back(bool(u.int8));
-    const std::vector<bool> all_fp32(units.size(), false);
+    struct Candidate {
+      std::string name;
+      std::vector<Choice> choice;
+    };
+    std::vector<Candidate> candidates = {{"per-layer", {}}, {"all-int8", {}},
+                                         {"float-only", {}}, {"fp32", {}}};
+    for (const auto& u : units) {
+      candidates[0].choice.push_back(u.choice);
+      candidates[1].choice.push_back(u.int8 ? Choice::kInt8 : u.float_choice());
+      candidates[2].choice.push_back(u.float_choice());
+      candidates[3].choice.push_back(Choice::kFp32);
+    }
     std::vector<int64_t> shape{options.batch_size};
     for (auto d : spec.input_shape) shape.push_back(d);
     auto gen = at::make_generator<at::CPUGeneratorImpl>(54321);
     const auto x = at::rand(shape, gen, at::kFloat);
-    auto time_plan = [&](const std::vector<bool>& choice) {
-      set_choices(choice);
-      Materialized m = materialize(model);
-      const double ms = best_ms([&] { return run(m, x); });
-      return std::make_pair(ms, std::move(m));
-    };
-    auto [t_mixed, mixed] = time_plan(per_layer);
-    auto [t_int8, int8] = time_plan(all_int8);
-    auto [t_fp32, fp32] = time_plan(all_fp32);
-    if (t_fp32 <= std::min(t_mixed, t_int8)) {
-      plan = std::move(fp32);
-      plan_note = "auto: fp32 everywhere; int8 plans (" + format_ms(std::min(t_mixed, t_int8)) +
-                  ") not faster than fp32 (" + format_ms(t_fp32) + ") at batch " +
-                  std::to_string(options.batch_size);
+    // Each distinct plan is timed once; the fp32 plan is last so it is never skipped.
+    std::vector<double> ms(candidates.size(), -1.0);
+    for (size_t c = 0; c < candidates.size(); ++c) {
+      bool repeated = false;
+      for (size_t d = c + 1; d < candidates.size(); ++d) repeated |= candidates[d].choice == candidates[c].choice;
+      if (repeated) continue;
+      set_choices(candidates[c].choice);
+      const Materialized m = materialize(model);
+      ms[c] = best_ms([&] { return run(m, x); });
+    }
+    const size_t fp32 = candidates.size() - 1;
+    size_t best = fp32;
+    for (size_t c = 0; c < fp32; ++c) {
+      if (ms[c] >= 0 && ms[c] < ms[best]) best = c;
+    }
+    size_t runner_up = fp32;  // the best non-fp32 plan, for the note
+    for (size_t c = 0; c < fp32; ++c) {
+      if (ms[c] >= 0 && (runner_up == fp32 || ms[c] < ms[runner_up])) runner_up = c;
+    }
+    set_choices(candidates[best].choice);
+    plan = materialize(model);
+    const std::string at_batch = " at batch " + std::to_string(options.batch_size);
+    if (best == fp32 && runner_up == fp32) {
+      plan_note = "auto: fp32 everywhere; every layer was fastest on its fp32 dense kernel" + at_batch;
+    } else if (best == fp32) {
+      plan_note = "auto: fp32 everywhere; the " + candidates[runner_up].name + " plan (" +
+                  format_ms(ms[runner_up]) + ") is not faster than fp32 (" + format_ms(ms[fp32]) +
+                  ")" + at_batch;
     } else {
-      plan = t_int8 < t_mixed ? std::move(int8) : std::move(mixed);
-      plan_note = "auto: " + std::string(t_int8 < t_mixed ? "all-int8" : "per-layer") +
-                  " plan " + format_ms(std::min(t_mixed, t_int8)) + " vs fp32 " +
-                  format_ms(t_fp32) + " at batch " + std::to_string(options.batch_size);
+      plan_note = "auto: " + candidates[best].name + " plan " + format_ms(ms[best]) +
+                  " vs fp32 " + format_ms(ms[fp32]) + at_batch;
     }
   }
 
-  std::vector<bool> choices() const {
-    std::vector<bool> out;
-    for (const auto& u : units) out.push_back(u.use_int8);
-    return out;
-  }
-  void set_choices(const std::vector<bool>& choice) {
-    for (size_t i = 0; i < units.size(); ++i) units[i].use_int8 = choice[i];
+  void set_choices(const std::vector<Choice>& choice) {
+    for (size_t i = 0; i < units.size(); ++i) units[i].choice = choice[i];
   }
   static std::string format_ms(double ms) {
     std::ostringstream s;
@@ -412,6 +484,12 @@ const std::string& Executor::plan_note() const { return impl_->plan_note; }
 int64_t Executor::int8_layers() const {
   int64_t n = 0;
   for (const auto& s : impl_->plan.steps) n += s.kernel == "int8-static" || s.kernel == "int8-dynamic";
+  return n;
+}
+
+int64_t Executor::sparse_layers() const {
+  int64_t n = 0;
+  for (const auto& s : impl_->plan.steps) n += s.kernel == "fp32-sparse";
   return n;
 }
 

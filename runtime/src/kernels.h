@@ -53,6 +53,8 @@ struct Conv2dGeometry {
 
 KernelPtr make_normalize_fp32(at::Tensor mean, at::Tensor std);
 KernelPtr make_linear_fp32(AffineWeights w, bool relu);
+/// y = x·Wᵀ + b [, relu] with W held as an Eigen CSR matrix of its non-zeros; x: [N, in].
+KernelPtr make_linear_sparse_fp32(const AffineWeights& w, bool relu);
 KernelPtr make_conv2d_fp32(AffineWeights w, Conv2dGeometry geometry, bool relu);
 /// A batchnorm that follows no conv/linear: y = x·scale + shift per channel (dim 1).
 KernelPtr make_channel_affine_fp32(const BatchNormStats& bn, bool relu);

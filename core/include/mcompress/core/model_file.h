@@ -17,13 +17,16 @@ struct SaveOptions {
 };
 
 /// Writes `model` to `path` atomically: a temporary file in the same folder, flushed, then
-/// renamed. IoError if the folder is missing or read-only, or if the path exists and
-/// overwrite is false.
+/// renamed. Each tensor is stored dense or sparse (CSR), whichever is smaller; masked tensors
+/// are marked pruned. IoError if the folder is missing or read-only, or if the path exists and
+/// overwrite is false; ModelError for state the file could not represent (e.g. a mask that is
+/// false where the tensor is not zero).
 void save_model(const Model& model, const std::string& path, const SaveOptions& options = {});
 
 /// Reads and validates a model file (format name and version, every tensor present with the
-/// spec's shape and a known encoding, checksums). FormatError/ModelError naming the culprit.
-/// The file is opened read-only.
+/// spec's shape and a known encoding, dense or sparse (CSR) layout, checksums).
+/// FormatError/ModelError naming the culprit. Tensors marked pruned get a mask in
+/// Model::masks: their non-zero pattern. The file is opened read-only.
 Model load_model(const std::string& path);
 
 /// What `mcompress inspect` shows for one stored tensor.
@@ -33,7 +36,7 @@ struct StoredTensorInfo {
   std::string encoding;  // fp32, fp16, bf16, int8
   std::string layout;    // dense, sparse
   int64_t parameters = 0;
-  int64_t nonzeros = 0;
+  int64_t nonzeros = 0;        // entries whose value is not 0 (int8: not the zero point)
   int64_t bytes_on_disk = 0;  // every dataset of the tensor group, as stored (compressed)
 };
 

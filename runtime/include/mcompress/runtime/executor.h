@@ -20,17 +20,22 @@ namespace mcompress::runtime {
 struct PlanStep {
   std::string layers;  // spec layer indices it covers, e.g. "0-2"
   std::string op;      // "conv2d+bn+relu", "linear", "maxpool2d", "quantize", ...
-  std::string kernel;  // "fp32-dense", "int8-static", "int8-dynamic", ...
-  std::string note;    // why this kernel, folded layers, ...
+  std::string kernel;  // "fp32-dense", "fp32-sparse", "int8-static", "int8-dynamic", ...
+  std::string note;    // why this kernel, folded layers, weight density, ...
   double fp32_ms = 0;  // per-layer timings of the auto policy, fastest of 10+ runs (0 = not timed)
   double int8_ms = 0;
+  double sparse_ms = 0;
 };
 
-/// Which kernel a layer with an int8 form runs.
+/// Which kernel a layer with an alternative form runs. A conv/linear layer has an int8 form
+/// when the model is int8-quantized, and a Linear layer has a sparse form (fp32 values, Eigen
+/// CSR kernel) when its weight density is at most ExecutorOptions::sparse_candidate_density.
 enum class KernelPolicy {
-  kAuto,  // time both at the deployment batch size, keep the faster (never slower than fp32)
-  kInt8,  // int8 wherever the model has an int8 form
-  kFp32,  // fp32 everywhere (the baseline)
+  kAuto,    // time every form at the deployment batch size, keep the fastest per layer, then
+            // keep the fastest whole plan (never slower than fp32 dense)
+  kInt8,    // int8 wherever the model has an int8 form, fp32 dense elsewhere
+  kFp32,    // fp32 dense everywhere (the baseline)
+  kSparse,  // the sparse kernel wherever a Linear layer has a sparse form, fp32 dense elsewhere
 };
 std::string to_string(KernelPolicy policy);
 KernelPolicy parse_kernel_policy(const std::string& name);  // ConfigError listing names
@@ -39,6 +44,11 @@ struct ExecutorOptions {
   /// The batch size the model will be deployed at; the auto policy times kernels at it.
   int64_t batch_size = 64;
   KernelPolicy policy = KernelPolicy::kAuto;
+  /// A Linear layer whose weight (after batchnorm folding) has at most this fraction of
+  /// non-zeros gets a sparse form. A cheap filter, not the decision: the auto policy times the
+  /// sparse kernel against the dense one. bench_sparse measures where they cross: around 0.5
+  /// at batch 1 (a dense matrix-vector product is memory-bound too), far lower at batch 64.
+  double sparse_candidate_density = 0.5;
 };
 
 /// Example:
@@ -68,6 +78,8 @@ class Executor {
   const std::string& plan_note() const;
   /// Number of conv/linear layers that run int8 kernels in the chosen plan.
   int64_t int8_layers() const;
+  /// Number of Linear layers that run the sparse kernel in the chosen plan.
+  int64_t sparse_layers() const;
 
  private:
   struct Impl;
