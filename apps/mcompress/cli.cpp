@@ -19,6 +19,7 @@ const std::vector<Command>& commands() {
       {"eval", "accuracy, loss and latency of a model file (deployable runtime)", run_eval},
       {"inspect", "per-tensor storage table of a model file", run_inspect},
       {"quantize", "fp16/bf16 storage, int8 dynamic or static (calibrated) quantization", run_quantize},
+      {"prune", "magnitude pruning (layer/global; one-shot, iterative, gradual) or structured filter pruning", run_prune},
       {"version", "versions of mcompress, LibTorch and HDF5", run_version},
   };
   return list;
