@@ -254,7 +254,9 @@ void run_gradual(Model& model, const Plan& plan, const PruneOptions& o, const Da
     const auto state = n.state();
     RoundReport r;
     r.round = epoch;
-    r.target = g.sparsity_at(epoch * steps_per_epoch);
+    // What the masks were last set to, not the formula at the epoch's end.
+    const int64_t last = g.last_update(epoch * steps_per_epoch);
+    r.target = last < 0 ? 0.0 : g.sparsity_at(last);
     r.sparsity = prunable_density(plan, state, n.masks()).sparsity();
     r.nonzero = nonzero_parameters(model.spec(), state);
     epochs.push_back(r);

@@ -50,4 +50,10 @@ bool GradualSchedule::prunes_at(int64_t step) const {
   return step == end_step || (step - begin_step) % frequency == 0;
 }
 
+int64_t GradualSchedule::last_update(int64_t step) const {
+  if (step < begin_step) return -1;
+  if (step >= end_step) return end_step;
+  return begin_step + (step - begin_step) / frequency * frequency;
+}
+
 }  // namespace mcompress::prune

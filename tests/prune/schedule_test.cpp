@@ -87,6 +87,12 @@ TEST(GradualScheduleTest, MasksUpdateEveryFrequencyStepsAndAtTheEnd) {
     if (g.prunes_at(t)) steps.push_back(t);
   }
   EXPECT_EQ(steps, (std::vector<int64_t>{10, 20, 30, 40, 45}));
+  EXPECT_EQ(g.last_update(9), -1);
+  EXPECT_EQ(g.last_update(10), 10);
+  EXPECT_EQ(g.last_update(29), 20);
+  EXPECT_EQ(g.last_update(44), 40);
+  EXPECT_EQ(g.last_update(45), 45);
+  EXPECT_EQ(g.last_update(100), 45);
 }
 
 }  // namespace

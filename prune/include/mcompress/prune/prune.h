@@ -97,7 +97,9 @@ struct TensorReport {
 /// One round (iterative, one-shot), or one fine-tuning epoch (gradual).
 struct RoundReport {
   int64_t round = 0;        // 1-based
-  double target = 0;        // scheduled: sparsity (structured: fraction of filters removed)
+  /// scheduled sparsity (structured: fraction of filters removed; gradual: of the epoch's last
+  /// mask update)
+  double target = 0;
   double sparsity = 0;      // reached: 1 − kept/total over every prunable tensor
   int64_t nonzero = 0;      // nonzero trainable parameters of the model
   double val_accuracy = -1; // after its fine-tuning; -1 without validation data

@@ -34,6 +34,8 @@ struct GradualSchedule {
   double sparsity_at(int64_t step) const;
   /// Whether the masks are updated once `step` optimizer steps are done.
   bool prunes_at(int64_t step) const;
+  /// The last step <= `step` at which prunes_at holds; -1 if none yet.
+  int64_t last_update(int64_t step) const;
 };
 
 }  // namespace mcompress::prune
