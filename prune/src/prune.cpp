@@ -345,6 +345,17 @@ void run_structured(Model& model, const Plan& plan, const PruneOptions& o, const
   }
 }
 
+// How a prunable tensor was treated, for the report.
+std::string rule_of(const std::string& name, const Plan& plan, const PruneOptions& o,
+                    const std::set<std::string>& structured_producers) {
+  if (plan.excluded.count(name)) return "excluded";
+  // Structured: a layer without a channel chain (the classes, residual convolutions) keeps its
+  // width; it may still lose input channels.
+  if (o.method == PruneMethod::kStructured && structured_producers.count(name) == 0) return "fixed";
+  if (plan.overrides.count(name)) return "override";
+  return o.scope == PruneScope::kGlobal && o.method == PruneMethod::kMagnitude ? "global" : "layer";
+}
+
 }  // namespace
 
 std::string to_string(PruneMethod m) { return m == PruneMethod::kMagnitude ? "magnitude" : "structured"; }
@@ -473,6 +484,8 @@ PruneReport prune_model(Model& model, const PruneOptions& o, const Dataset& trai
     run_rounds(model, plan, o, train, val, rewind_to, report);
   }
 
+  std::set<std::string> structured_producers;
+  for (const auto& c : channel_chains(model.spec())) structured_producers.insert(std::to_string(c.producer) + ".weight");
   for (const auto& name : plan.prunable) {
     TensorReport t;
     t.name = name;
@@ -486,12 +499,11 @@ PruneReport prune_model(Model& model, const PruneOptions& o, const Dataset& trai
       t.kept = d.kept;
       t.total = d.total;
     }
+    t.rule = rule_of(name, plan, o, structured_producers);
     const auto it = plan.overrides.find(name);
-    t.rule = plan.excluded.count(name)   ? "excluded"
-             : it != plan.overrides.end() ? "override"
-             : o.scope == PruneScope::kGlobal && o.method == PruneMethod::kMagnitude ? "global"
-                                                                                     : "layer";
-    t.target = plan.excluded.count(name) ? 0 : it != plan.overrides.end() ? it->second : o.target;
+    t.target = t.rule == "excluded" || t.rule == "fixed" ? 0
+               : it != plan.overrides.end()            ? it->second
+                                                       : o.target;
     report.kept += t.kept;
     report.total += t.total;
     report.tensors.push_back(std::move(t));

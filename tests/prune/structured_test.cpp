@@ -218,6 +218,11 @@ TEST(StructuredStageTest, HalfTheFiltersOfLenet5SmallWithFineTuning) {
   const double kept = 2 * 25 + 4 * 2 * 25 + 16 * 100 + 10 * 16;
   const double total = 4 * 25 + 8 * 4 * 25 + 32 * 200 + 10 * 32;
   EXPECT_NEAR(report.sparsity(), 1 - kept / total, 1e-12);
+  ASSERT_EQ(report.tensors.size(), 4u);
+  EXPECT_EQ(report.tensors[0].rule, "layer");
+  EXPECT_EQ(report.tensors[3].rule, "fixed");  // the classes
+  EXPECT_EQ(report.tensors[3].target, 0);
+  EXPECT_EQ(report.tensors[3].kept, 10 * 16);
 }
 
 TEST(StructuredStageTest, IterativeRoundsRemoveFiltersOfTheOriginalWidth) {

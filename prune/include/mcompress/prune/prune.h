@@ -89,7 +89,9 @@ struct TensorReport {
   /// magnitude: entries kept by the mask (nonzeros without a mask) / entries; structured:
   /// entries of the smaller tensor / entries of the original one.
   int64_t kept = 0, total = 0;
-  std::string rule;             // "global", "layer", "override", "excluded"
+  /// "global", "layer", "override", "excluded", or "fixed" (structured: a layer whose width
+  /// cannot change, such as the classes; it may still lose input channels)
+  std::string rule;
   double target = 0;            // its final target (0 when excluded)
   double density() const;
 };
