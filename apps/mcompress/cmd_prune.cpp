@@ -162,7 +162,7 @@ int run_prune(const Args& args) {
        "or a model file (e.g. an early-epoch checkpoint)")
       ("finetune-epochs", po::value<int64_t>()->default_value(1),
        "fine-tuning epochs per round (gradual: in all)")
-      ("lr", po::value<double>()->default_value(1e-4), "fine-tuning learning rate")
+      ("lr", po::value<double>()->default_value(1e-3), "fine-tuning learning rate")
       ("lr-schedule", po::value<std::string>()->default_value("cosine"),
        "fine-tuning lr schedule within each round: constant, step, cosine")
       ("optimizer", po::value<std::string>()->default_value("adam"), "fine-tuning optimizer: adam or sgd")
