@@ -90,7 +90,7 @@ std::string describe(const prune::PruneOptions& o) {
   }
   s += ", " + std::to_string(o.finetune_epochs) + " fine-tuning epoch" +
        (o.finetune_epochs == 1 ? "" : "s") +
-       (o.schedule == prune::PruneSchedule::kGradual ? "" : " per round");
+       (o.schedule == prune::PruneSchedule::kIterative ? " per round" : "");
   return s;
 }
 

@@ -286,14 +286,15 @@ double removed_fraction(const Plan& plan, const Model& model,
 }
 
 // Structured pruning: every chain's producer loses round(s · width) of its original filters.
-void run_structured(Model& model, const Plan& plan, const PruneOptions& o, const Dataset& train,
-                    const Dataset& val, const std::map<std::string, int64_t>& numel_before,
-                    PruneReport& report) {
-  std::vector<std::string> skipped;
-  const auto chains = channel_chains(model.spec(), &skipped);
-  for (const auto& s : skipped) report.notes.push_back("not pruned: " + s);
-  std::map<std::string, const ChannelChain*> by_weight;
-  for (const auto& c : chains) by_weight[std::to_string(c.producer) + ".weight"] = &c;
+// The chains structured pruning narrows, each with its final fraction of filters removed.
+// ConfigError when there is none, or when an override names a layer it cannot narrow.
+std::vector<std::pair<ChannelChain, double>> structured_targets(const ArchSpec& spec,
+                                                                const Plan& plan,
+                                                                const PruneOptions& o,
+                                                                std::vector<std::string>& skipped) {
+  const auto chains = channel_chains(spec, &skipped);
+  std::set<std::string> producers;
+  for (const auto& c : chains) producers.insert(std::to_string(c.producer) + ".weight");
   const auto why_not = [&skipped](const std::string& name) {
     const std::string layer = "layer " + name.substr(0, name.find('.')) + " ";
     for (const auto& s : skipped) {
@@ -302,23 +303,34 @@ void run_structured(Model& model, const Plan& plan, const PruneOptions& o, const
     return name + " is inside a residual block";
   };
   for (const auto& [name, target] : plan.overrides) {
-    MCOMPRESS_CHECK(by_weight.count(name), ConfigError, "overrides: '", name,
+    MCOMPRESS_CHECK(producers.count(name), ConfigError, "overrides: '", name,
                     "' cannot be pruned structurally: ", why_not(name));
   }
-  // Producer → its final fraction of filters removed, and its original width.
-  std::vector<std::pair<const ChannelChain*, double>> targets;
-  std::map<int64_t, int64_t> original;
+  std::vector<std::pair<ChannelChain, double>> targets;
   for (const auto& c : chains) {
     const std::string name = std::to_string(c.producer) + ".weight";
     if (plan.excluded.count(name)) continue;
     const auto it = plan.overrides.find(name);
-    targets.emplace_back(&c, it != plan.overrides.end() ? it->second : o.target);
-    original[c.producer] = width_of(model.spec().layers[static_cast<size_t>(c.producer)]);
+    targets.emplace_back(c, it != plan.overrides.end() ? it->second : o.target);
   }
   MCOMPRESS_CHECK(!targets.empty(), ConfigError, "structured pruning has no layer to prune in '",
-                  model.spec().name, "': ", join(skipped, "; "),
+                  spec.name, "': ", join(skipped, "; "),
                   plan.excluded.empty() ? "" : "; the others are excluded",
                   "; use method magnitude instead");
+  return targets;
+}
+
+// Structured pruning: every chain's producer loses round(s · width) of its original filters.
+void run_structured(Model& model, const Plan& plan, const PruneOptions& o, const Dataset& train,
+                    const Dataset& val, const std::map<std::string, int64_t>& numel_before,
+                    PruneReport& report) {
+  std::vector<std::string> skipped;
+  const auto targets = structured_targets(model.spec(), plan, o, skipped);
+  for (const auto& s : skipped) report.notes.push_back("not pruned: " + s);
+  std::map<int64_t, int64_t> original;  // producer → its width before pruning
+  for (const auto& [chain, target] : targets) {
+    original[chain.producer] = width_of(model.spec().layers[static_cast<size_t>(chain.producer)]);
+  }
 
   const bool iterative = o.schedule == PruneSchedule::kIterative;
   const int64_t rounds = iterative ? o.rounds : 1;
@@ -326,12 +338,12 @@ void run_structured(Model& model, const Plan& plan, const PruneOptions& o, const
   const auto scheduled = iterative_sparsities(o.target, rounds, fraction);
   for (int64_t r = 1; r <= rounds; ++r) {
     for (const auto& [chain, target] : targets) {
-      const int64_t width0 = original.at(chain->producer);
+      const int64_t width0 = original.at(chain.producer);
       const double s = round_sparsity(target, r, rounds, fraction);
       const int64_t keep = std::max<int64_t>(1, width0 - std::llround(s * static_cast<double>(width0)));
-      const std::string weight = std::to_string(chain->producer) + ".weight";
+      const std::string weight = std::to_string(chain.producer) + ".weight";
       if (keep >= model.tensor(weight).size(0)) continue;
-      model = remove_channels(model, *chain, channels_to_keep(filter_l1_norms(model.tensor(weight)), keep));
+      model = remove_channels(model, chain, channels_to_keep(filter_l1_norms(model.tensor(weight)), keep));
     }
     finetune(model, o, train, val, r);
     auto round = round_report(model, plan, r, scheduled[static_cast<size_t>(r - 1)], val);
@@ -339,9 +351,9 @@ void run_structured(Model& model, const Plan& plan, const PruneOptions& o, const
     report.rounds.push_back(round);
   }
   for (const auto& [chain, target] : targets) {
-    const auto& l = model.spec().layers[static_cast<size_t>(chain->producer)];
-    report.widths.push_back({std::to_string(chain->producer) + " (" + to_string(l.type) + ")",
-                             original.at(chain->producer), width_of(l)});
+    const auto& l = model.spec().layers[static_cast<size_t>(chain.producer)];
+    report.widths.push_back({std::to_string(chain.producer) + " (" + to_string(l.type) + ")",
+                             original.at(chain.producer), width_of(l)});
   }
 }
 
@@ -438,7 +450,9 @@ void PruneOptions::validate() const {
 
 void PruneOptions::validate(const ArchSpec& spec) const {
   validate();
-  make_plan(spec, *this);
+  const Plan plan = make_plan(spec, *this);
+  std::vector<std::string> skipped;
+  if (method == PruneMethod::kStructured) structured_targets(spec, plan, *this, skipped);
 }
 
 double TensorReport::density() const {

@@ -75,7 +75,7 @@ std::vector<ChannelChain> channel_chains(const ArchSpec& spec, std::vector<std::
     std::string why;
     ChannelChain chain;
     if (t == LayerType::kResidual) {
-      why = "residual block: its inner width is not a spec field (conv1 has out_channels outputs)";
+      why = "residual block (its inner width is not a spec field)";
     } else if (t == LayerType::kConv2d || t == LayerType::kLinear) {
       why = follow(spec, shapes, i, chain);
     } else {
