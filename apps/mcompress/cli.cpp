@@ -21,6 +21,7 @@ const std::vector<Command>& commands() {
       {"quantize", "fp16/bf16 storage, int8 dynamic or static (calibrated) quantization", run_quantize},
       {"compress", "run a compression recipe (YAML): stages in order, reports, checkpoints", run_compress},
       {"stages", "list the stages a recipe can use, with their options and defaults", run_stages},
+      {"prune", "magnitude pruning (layer/global; one-shot, iterative, gradual) or structured filter pruning", run_prune},
       {"version", "versions of mcompress, LibTorch and HDF5", run_version},
   };
   return list;

@@ -28,6 +28,7 @@ int run_train(const Args& args);
 int run_eval(const Args& args);
 int run_inspect(const Args& args);
 int run_quantize(const Args& args);
+int run_prune(const Args& args);
 int run_version(const Args& args);
 int run_compress(const Args& args);
 int run_stages(const Args& args);

@@ -148,9 +148,56 @@ TEST_F(CliTest, TrainEvalInspectRoundTrip) {
   EXPECT_EQ(mcompress::testing::read_bytes(model), before);
 }
 
-}  // namespace
 
-namespace {
+TEST_F(CliTest, PruneIterativeGlobalThenStructured) {
+  const std::string model = dir_.file("m.h5"), pruned = dir_.file("p.h5"), slim = dir_.file("s.h5");
+  auto r = run_cli("train --arch mlp-small " + data() +
+                   " --epochs 2 --batch-size 32 --lr 0.003 --threads 1 --quiet --out " + model);
+  ASSERT_EQ(r.code, 0) << r.out;
+
+  r = run_cli("prune " + model + " " + data() +
+              " --scope global --target 0.9 --schedule iterative --rounds 2 --finetune-epochs 1"
+              " --batch-size 32 --lr 0.001 --threads 1 --out " + pruned);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("pruning mlp-small (25450 parameters): magnitude, target 0.900, global scope, "
+                       "iterative (2 rounds)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("val_acc"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\nbefore "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\n     2  0.9000    0.9000"), std::string::npos) << r.out;  // round 2 row
+  EXPECT_NE(r.out.find("1.weight  [32, 784]  global"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("sparsity 0.9000 of 25408 conv/linear weights"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("saved " + pruned), std::string::npos) << r.out;
+  r = run_cli("eval " + pruned + " " + data() + " --threads 1 --latency-batch");
+  ASSERT_EQ(r.code, 0) << r.out;
+
+  r = run_cli("prune " + model + " " + data() +
+              " --structured --target 0.5 --finetune-epochs 0 --threads 1 --out " + slim);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("width_before"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("parameters 25450 -> 12730"), std::string::npos) << r.out;  // 784-16-10
+  r = run_cli("inspect " + slim);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("[16, 784]"), std::string::npos) << r.out;
+}
+
+TEST_F(CliTest, PruneBadOptionsExitTwoNamingTheOption) {
+  const std::string model = dir_.file("m.h5"), out = " --out " + dir_.file("p.h5");
+  expect_one_error_line(run_cli("prune " + model + " --target 1.5" + out), 2,
+                        "target must be in [0, 1), got 1.5");
+  expect_one_error_line(run_cli("prune " + model + " --schedule cubic" + out), 2,
+                        "unknown pruning schedule 'cubic'");
+  expect_one_error_line(run_cli("prune " + model + " --override 1.weight" + out), 2,
+                        "--override expects NAME=FRACTION, got '1.weight'");
+  expect_one_error_line(run_cli("prune " + model + " --structured --scope global" + out), 2,
+                        "scope must be layer for structured pruning");
+  auto r = run_cli("train --arch mlp-small " + data() + " --epochs 1 --threads 1 --quiet --out " + model);
+  ASSERT_EQ(r.code, 0) << r.out;
+  expect_one_error_line(run_cli("prune " + model + " " + data() + " --exclude nope" + out), 2,
+                        "exclude: unknown tensor 'nope'");
+  expect_one_error_line(run_cli("prune " + model + " " + data() + " --out " + model), 2,
+                        "--out must differ from the input model");
+}
+
 
 TEST_F(CliTest, CompressRunsARecipeAndRejectsABadOne) {
   const std::string recipe = dir_.file("r.yaml");
@@ -168,8 +215,8 @@ TEST_F(CliTest, CompressRunsARecipeAndRejectsABadOne) {
 
   expect_one_error_line(run_cli("compress " + recipe + " --set stages[0].quantize.mode=int4"), 2,
                         "stages[0].quantize.mode (--set): must be one of");
-  mcompress::testing::write_bytes(recipe, "model: m.h5\nstages:\n  - sharpen: {amount: 2}\noutput: o.h5\n");
-  expect_one_error_line(run_cli("compress " + recipe), 2, "stages[0] (line 3): unknown stage");
+  mcompress::testing::write_bytes(recipe, "model: m.h5\nstages:\n  - prune: {target: 1.5}\noutput: o.h5\n");
+  expect_one_error_line(run_cli("compress " + recipe), 2, "stages[0].prune.target (line 3): must be in [0, 1), got 1.5");
   expect_one_error_line(run_cli("compress " + dir_.file("none.yaml")), 1, "none.yaml");
   r = run_cli("stages");
   EXPECT_EQ(r.code, 0);

@@ -171,6 +171,21 @@ TEST(RecipeTest, StageOrderIsCheckedBeforeAnythingRuns) {
                                           pipeline::default_registry());
   EXPECT_EQ(pipeline::check_stage_order(one, ModelTraits{}), "");
   EXPECT_NE(pipeline::check_stage_order(one, quantized).find("stages[0].quantize"), std::string::npos);
+
+  // prune -> quantize -> prune: the second prune would change int8-encoded weights.
+  const auto ppq = pipeline::parse_recipe(
+      "model: m.h5\nstages:\n  - prune: {target: 0.5}\n  - quantize: {mode: int8-static}\n"
+      "  - prune: {target: 0.8}\noutput: o.h5\n",
+      pipeline::default_registry());
+  EXPECT_NE(pipeline::check_stage_order(ppq, ModelTraits{})
+                .find("stages[2].prune: pruning would change weights whose int8-static encoding"),
+            std::string::npos);
+  // ... while prune -> prune -> quantize is fine.
+  const auto ppq_ok = pipeline::parse_recipe(
+      "model: m.h5\nstages:\n  - prune: {target: 0.5}\n  - prune: {target: 0.8}\n"
+      "  - quantize: {mode: int8-static}\noutput: o.h5\n",
+      pipeline::default_registry());
+  EXPECT_EQ(pipeline::check_stage_order(ppq_ok, ModelTraits{}), "");
 }
 
 }  // namespace

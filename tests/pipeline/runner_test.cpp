@@ -114,6 +114,24 @@ TEST_F(RunnerTest, RunsStagesMeasuresAndWritesReports) {
   ASSERT_THROWS_WITH(pipeline::run_recipe(r, quick()), IoError, "file exists");
 }
 
+TEST_F(RunnerTest, PruneThenQuantizeComposeOnDisk) {
+  const auto result = pipeline::run_recipe(
+      recipe("  - prune: {scope: global, target: 0.8, finetune_epochs: 1, batch_size: 32}\n"
+             "  - quantize: {mode: int8-static}\n"),
+      quick());
+  ASSERT_EQ(result.rows.size(), 3u);
+  const auto& start = result.rows[0];
+  const auto& pruned = result.rows[1];
+  const auto& quantized = result.rows[2];
+  EXPECT_EQ(pruned.parameters, start.parameters);
+  EXPECT_LT(pruned.nonzeros, start.nonzeros / 2);
+  EXPECT_LT(pruned.file_bytes, start.file_bytes);
+  EXPECT_LT(quantized.file_bytes, pruned.file_bytes);
+  const Model out = load_model(result.output);
+  EXPECT_FALSE(out.masks.empty()) << "the masks survive quantization and the file";
+  EXPECT_EQ(out.quant.mode, "int8-static");
+}
+
 TEST_F(RunnerTest, SameRecipeAndSeedGiveIdenticalTensors) {
   const auto stages = "  - quantize: {mode: qat, epochs: 1, batch_size: 32}\n";
   const auto a = pipeline::run_recipe(recipe(stages, "", "a.h5"), quick());
