@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds the CLI, trains the default model on Fashion-MNIST (cached
-# in runs/zoo after the first run), quantizes it to int8 (static, calibrated, best observer)
-# and prints the results table: accuracy, file size and latency of fp32 vs int8, measured now.
-# ARCH=convnet scripts/demo.sh picks another zoo model; THREADS=2 another thread count.
+# Installs what is missing, builds the CLI and runs the default compression recipe
+# (recipes/default.yaml) on Fashion-MNIST: train a LeNet-5 teacher (cached in runs/demo after
+# the first run), distill it into lenet5-small, prune, quantize to int8, and print the table of
+# every stage measured on the deployable runtime. THREADS=1 scripts/demo.sh sets the threads;
+# RECIPE=recipes/other.yaml runs another recipe.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build.sh --target mcompress
-arch=${ARCH:-lenet5}
-threads=${THREADS:-1}
-experiments/quant_table.py --models "$arch" --modes fp16 int8-static --threads "$threads"
-echo
-build/apps/mcompress inspect "runs/quant/$arch-int8-static.h5"
+mkdir -p runs/demo
+recipe=${RECIPE:-recipes/default.yaml}
+threads=${THREADS:-2}
+export OPENBLAS_NUM_THREADS=$threads
+build/apps/mcompress compress "$recipe" --threads "$threads" --force

@@ -4,6 +4,10 @@
 
 #include <dlfcn.h>
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
 #include <iostream>
 #include <thread>
 
@@ -22,6 +26,7 @@ const std::vector<Command>& commands() {
       {"compress", "run a compression recipe (YAML): stages in order, reports, checkpoints", run_compress},
       {"stages", "list the stages a recipe can use, with their options and defaults", run_stages},
       {"prune", "magnitude pruning (layer/global; one-shot, iterative, gradual) or structured filter pruning", run_prune},
+      {"distill", "train a student against a teacher model (knowledge distillation)", run_distill},
       {"version", "versions of mcompress, LibTorch and HDF5", run_version},
   };
   return list;
@@ -73,6 +78,60 @@ Dataset load_data(const po::variables_map& vm, Split split) {
   MCOMPRESS_CHECK(limit >= 0, ConfigError, "--limit must be >= 0, got ", limit);
   if (limit > 0 && limit < data.size()) data = data.slice(0, limit);
   return data;
+}
+
+void add_train_options(po::options_description& options, TrainOptions& t) {
+  options.add_options()
+      ("epochs", po::value<int64_t>(&t.epochs)->default_value(t.epochs), "training epochs")
+      ("batch-size", po::value<int64_t>(&t.batch_size)->default_value(t.batch_size), "batch size")
+      ("optimizer", po::value<std::string>()->default_value(to_string(t.optimizer)), "adam or sgd")
+      ("lr", po::value<double>(&t.lr)->default_value(t.lr), "peak learning rate")
+      ("momentum", po::value<double>(&t.momentum)->default_value(t.momentum), "SGD momentum")
+      ("weight-decay", po::value<double>(&t.weight_decay)->default_value(t.weight_decay),
+       "L2 weight decay")
+      ("schedule", po::value<std::string>()->default_value(to_string(t.schedule)),
+       "learning-rate schedule: constant, step, cosine")
+      ("step-size", po::value<int64_t>(&t.step_size)->default_value(t.step_size),
+       "epochs between lr drops (step schedule)")
+      ("gamma", po::value<double>(&t.gamma)->default_value(t.gamma), "lr factor (step schedule)")
+      ("early-stop", po::value<int64_t>(&t.early_stop_patience)->default_value(t.early_stop_patience),
+       "stop after N epochs without a better validation accuracy (0 = off)")
+      ("seed", po::value<uint64_t>(&t.seed)->default_value(t.seed), "seed of every random choice")
+      ("quiet,q", po::bool_switch(), "no progress output");
+}
+
+void read_train_options(const po::variables_map& vm, TrainOptions& t) {
+  t.optimizer = parse_optimizer(vm["optimizer"].as<std::string>());
+  t.schedule = parse_lr_schedule(vm["schedule"].as<std::string>());
+  t.progress = !vm["quiet"].as<bool>();
+  t.validate();
+}
+
+ArchSpec read_spec_file(const std::string& path) {
+  std::ifstream in(path);
+  MCOMPRESS_CHECK(in.good(), IoError, "cannot read spec file '", path, "'");
+  std::stringstream text;
+  text << in.rdbuf();
+  try {
+    return ArchSpec::from_json_text(text.str());
+  } catch (const ModelError& e) {
+    throw ModelError(path + ": " + e.what());
+  }
+}
+
+void check_output_path(const std::string& out, bool force) {
+  namespace fs = std::filesystem;
+  const fs::path parent = fs::absolute(out).parent_path();
+  MCOMPRESS_CHECK(fs::is_directory(parent), IoError, "output folder '", parent.string(),
+                  "' does not exist");
+  MCOMPRESS_CHECK(force || !fs::exists(out), IoError, "output '", out,
+                  "' exists; pass --force to overwrite it");
+}
+
+std::string command_line(const std::string& command, const Args& args) {
+  std::string line = "mcompress " + command;
+  for (const auto& a : args) line += " " + a;
+  return line;
 }
 
 void print_plan(std::ostream& out, const runtime::Executor& exec,

@@ -6,7 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "mcompress/core/arch_spec.h"
 #include "mcompress/core/dataset.h"
+#include "mcompress/core/train.h"
 #include "mcompress/runtime/executor.h"
 
 namespace mcompress::cli {
@@ -29,6 +31,7 @@ int run_eval(const Args& args);
 int run_inspect(const Args& args);
 int run_quantize(const Args& args);
 int run_prune(const Args& args);
+int run_distill(const Args& args);
 int run_version(const Args& args);
 int run_compress(const Args& args);
 int run_stages(const Args& args);
@@ -46,6 +49,23 @@ int apply_threads(const po::variables_map& vm);
 /// --data (directory of IDX files or HDF5 file) and --limit (first N examples, 0 = all).
 void add_data_options(po::options_description& options);
 Dataset load_data(const po::variables_map& vm, Split split);
+
+/// The options of a training run (--epochs, --batch-size, --optimizer, --lr, --momentum,
+/// --weight-decay, --schedule, --step-size, --gamma, --early-stop, --seed, --quiet), with
+/// `t`'s values as defaults; read_train_options fills `t` from the parsed values and validates
+/// it. train and distill share them, so their runs differ only where they mean to.
+void add_train_options(po::options_description& options, TrainOptions& t);
+void read_train_options(const po::variables_map& vm, TrainOptions& t);
+
+/// An architecture spec JSON file; IoError/ModelError naming the path.
+ArchSpec read_spec_file(const std::string& path);
+
+/// Fails before a long run rather than at the save: the output's folder must exist, and an
+/// existing output needs --force.
+void check_output_path(const std::string& out, bool force);
+
+/// "mcompress <command> <args...>", the provenance a saved model records.
+std::string command_line(const std::string& command, const Args& args);
 
 /// The executor's per-layer plan: kernel choice, the auto policy's timings (fp32, int8,
 /// sparse), notes (folded layers, weight density).

@@ -1,9 +1,6 @@
 #include <nlohmann/json.hpp>
 
-#include <filesystem>
-#include <fstream>
 #include <iostream>
-#include <sstream>
 
 #include "cli.h"
 #include "mcompress/core/error.h"
@@ -20,26 +17,7 @@ ArchSpec spec_from_options(const po::variables_map& vm) {
   const bool has_arch = vm.count("arch") != 0, has_spec = vm.count("spec") != 0;
   MCOMPRESS_CHECK(has_arch != has_spec, ConfigError, "give exactly one of --arch and --spec");
   if (has_arch) return zoo_spec(vm["arch"].as<std::string>());
-  const auto path = vm["spec"].as<std::string>();
-  std::ifstream in(path);
-  MCOMPRESS_CHECK(in.good(), IoError, "cannot read spec file '", path, "'");
-  std::stringstream text;
-  text << in.rdbuf();
-  try {
-    return ArchSpec::from_json_text(text.str());
-  } catch (const ModelError& e) {
-    throw ModelError(path + ": " + e.what());
-  }
-}
-
-// Fails before hours of training rather than at the save.
-void check_output_path(const std::string& out, bool force) {
-  namespace fs = std::filesystem;
-  const fs::path parent = fs::absolute(out).parent_path();
-  MCOMPRESS_CHECK(fs::is_directory(parent), IoError, "output folder '", parent.string(),
-                  "' does not exist");
-  MCOMPRESS_CHECK(force || !fs::exists(out), IoError, "output '", out,
-                  "' exists; pass --force to overwrite it");
+  return read_spec_file(vm["spec"].as<std::string>());
 }
 
 }  // namespace
@@ -52,34 +30,16 @@ int run_train(const Args& args) {
       ("spec", po::value<std::string>(), "architecture spec JSON file")
       ("out,o", po::value<std::string>()->required(), "output model file (.h5)")
       ("force", po::bool_switch(), "overwrite an existing output file")
-      ("epochs", po::value<int64_t>(&t.epochs)->default_value(t.epochs), "training epochs")
-      ("batch-size", po::value<int64_t>(&t.batch_size)->default_value(t.batch_size), "batch size")
-      ("optimizer", po::value<std::string>()->default_value("adam"), "adam or sgd")
-      ("lr", po::value<double>(&t.lr)->default_value(t.lr), "peak learning rate")
-      ("momentum", po::value<double>(&t.momentum)->default_value(t.momentum), "SGD momentum")
-      ("weight-decay", po::value<double>(&t.weight_decay)->default_value(t.weight_decay),
-       "L2 weight decay")
-      ("schedule", po::value<std::string>()->default_value("cosine"),
-       "learning-rate schedule: constant, step, cosine")
-      ("step-size", po::value<int64_t>(&t.step_size)->default_value(t.step_size),
-       "epochs between lr drops (step schedule)")
-      ("gamma", po::value<double>(&t.gamma)->default_value(t.gamma), "lr factor (step schedule)")
-      ("early-stop", po::value<int64_t>(&t.early_stop_patience)->default_value(0),
-       "stop after N epochs without a better validation accuracy (0 = off)")
       ("val-fraction", po::value<double>()->default_value(0.1),
-       "fraction of the training data held out for validation")
-      ("seed", po::value<uint64_t>(&t.seed)->default_value(0), "seed of every random choice")
-      ("quiet,q", po::bool_switch(), "no progress output");
+       "fraction of the training data held out for validation");
+  add_train_options(options, t);
   add_data_options(options);
   add_threads_option(options);
   po::variables_map vm;
   if (!parse("train", "--arch NAME|--spec FILE --out FILE [options]", args, options, vm)) {
     return 0;
   }
-  t.optimizer = parse_optimizer(vm["optimizer"].as<std::string>());
-  t.schedule = parse_lr_schedule(vm["schedule"].as<std::string>());
-  t.progress = !vm["quiet"].as<bool>();
-  t.validate();
+  read_train_options(vm, t);
   const ArchSpec spec = spec_from_options(vm);
   const auto out = vm["out"].as<std::string>();
   const bool force = vm["force"].as<bool>();
@@ -104,10 +64,7 @@ int run_train(const Args& args) {
   record["metrics"] = {{"test_accuracy", eval.accuracy}, {"test_loss", eval.loss},
                        {"test_samples", eval.samples}};
   model.history.push_back(record.dump());
-  std::ostringstream command;
-  command << "mcompress train";
-  for (const auto& a : args) command << " " << a;
-  model.recipe = command.str();
+  model.recipe = command_line("train", args);
   model.seed = t.seed;
   SaveOptions save;
   save.overwrite = force;

@@ -173,6 +173,7 @@ TrainResult train(NetworkImpl& net, const Dataset& train_data, const Dataset& va
       const auto idx = order.slice(0, b * o.batch_size, std::min(n, (b + 1) * o.batch_size));
       const auto x = train_data.x.index_select(0, idx);
       const auto y = train_data.y.index_select(0, idx);
+      if (hooks.before_batch) hooks.before_batch(idx);
       optimizer->zero_grad();
       const auto logits = net.forward(x);
       const auto loss = hooks.loss ? hooks.loss(logits, x, y) : torch::cross_entropy_loss(logits, y);

@@ -1,12 +1,8 @@
 #include "mcompress/pipeline/registry.h"
 
-#include "mcompress/quant/stages.h"
-#ifdef MCOMPRESS_HAVE_PRUNE
-#include "mcompress/prune/stages.h"
-#endif
-#ifdef MCOMPRESS_HAVE_DISTILL
 #include "mcompress/distill/stages.h"
-#endif
+#include "mcompress/prune/stages.h"
+#include "mcompress/quant/stages.h"
 
 namespace mcompress::pipeline {
 
@@ -15,12 +11,8 @@ const StageRegistry& default_registry() {
   // static library, and with them any registration that relied on their constructors.
   static const StageRegistry registry = [] {
     StageRegistry r;
-#ifdef MCOMPRESS_HAVE_DISTILL
     distill::register_stages(r);
-#endif
-#ifdef MCOMPRESS_HAVE_PRUNE
     prune::register_stages(r);
-#endif
     quant::register_stages(r);
     return r;
   }();

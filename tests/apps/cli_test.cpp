@@ -223,4 +223,48 @@ TEST_F(CliTest, CompressRunsARecipeAndRejectsABadOne) {
   EXPECT_NE(r.out.find("quantize:"), std::string::npos) << r.out;
 }
 
+TEST_F(CliTest, DistillTinyRun) {
+  const std::string teacher = dir_.file("teacher.h5"), student = dir_.file("student.h5");
+  auto r = run_cli("train --arch lenet5 " + data() +
+                   " --epochs 2 --batch-size 32 --lr 0.003 --threads 1 --quiet --out " + teacher);
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = run_cli("distill --teacher " + teacher + " --student mlp-small " + data() +
+              " --temperature 4 --alpha 0.9 --epochs 2 --batch-size 32 --lr 0.003 --threads 1"
+              " --quiet --out " + student);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("lenet5"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("teacher"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("student"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("saved " + student), std::string::npos) << r.out;
+
+  r = run_cli("inspect --history " + student);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("\"stage\":\"distill\""), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"temperature\":4.0"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("student_test_accuracy"), std::string::npos) << r.out;
+
+  // A model file as the student: fine-tuned, with its accuracy before shown.
+  r = run_cli("distill --teacher " + teacher + " --student " + student + " " + data() +
+              " --epochs 1 --threads 1 --quiet --out " + dir_.file("again.h5"));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("student before"), std::string::npos) << r.out;
+}
+
+TEST_F(CliTest, DistillBadInputExitsTwoNamingTheOption) {
+  const std::string base = "distill --teacher " + dir_.file("t.h5") + " " + data() + " --out " +
+                           dir_.file("s.h5");
+  expect_one_error_line(run_cli(base + " --student mlp-small --temperature 0"), 2,
+                        "temperature must be > 0, got 0");
+  expect_one_error_line(run_cli(base + " --student mlp-small --alpha 1.5"), 2,
+                        "alpha must be in [0, 1], got 1.5");
+  expect_one_error_line(run_cli(base + " --student mlp-small --epochs 0"), 2, "epochs must be >= 1");
+  expect_one_error_line(run_cli(base + " --student mlp-small --beta 1"), 2,
+                        "beta must be 0 without a hint");
+  expect_one_error_line(run_cli(base + " --student nope"), 2, "--student: unknown zoo model 'nope'");
+  expect_one_error_line(run_cli(base), 2, "student");
+  expect_one_error_line(run_cli("distill --teacher " + dir_.file("t.h5") +
+                                " --student mlp-small --out " + dir_.file("t.h5")),
+                        2, "--out must differ");
+}
+
 }  // namespace

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "mcompress/core/error.h"
 #include "mcompress/core/network.h"
 #include "mcompress/core/train.h"
@@ -71,6 +74,30 @@ TEST_F(TrainTest, HooksSeeEveryStepAndEpoch) {
   EXPECT_EQ(steps, 4);  // 2 epochs x 64/32 batches
   EXPECT_EQ(losses, 4);
   EXPECT_EQ(epochs, 2);
+}
+
+TEST_F(TrainTest, BeforeBatchSeesTheRowsOfEachBatch) {
+  // The indices name exactly the rows the loss sees: x and y of the batch are those rows.
+  const auto data = testing::block_images(70, 1);
+  Model model = Model::initialize(zoo_spec("mlp-small"), 0);
+  at::Tensor current;
+  int64_t batches = 0;
+  std::vector<int64_t> seen;
+  TrainHooks hooks;
+  hooks.before_batch = [&](const at::Tensor& indices) { current = indices; };
+  hooks.loss = [&](const at::Tensor& logits, const at::Tensor& x, const at::Tensor& y) {
+    ++batches;
+    EXPECT_TRUE(x.equal(data.x.index_select(0, current)));
+    EXPECT_TRUE(y.equal(data.y.index_select(0, current)));
+    const auto rows = current.contiguous();
+    seen.insert(seen.end(), rows.data_ptr<int64_t>(), rows.data_ptr<int64_t>() + rows.numel());
+    return torch::cross_entropy_loss(logits, y);
+  };
+  train_model(model, data, Dataset{}, quick_options(0), hooks);
+  EXPECT_EQ(batches, 6);  // 2 epochs x ceil(70/32)
+  ASSERT_EQ(seen.size(), 140u);
+  std::sort(seen.begin(), seen.end());
+  for (int64_t i = 0; i < 140; ++i) EXPECT_EQ(seen[static_cast<size_t>(i)], i / 2);  // every row once per epoch
 }
 
 TEST_F(TrainTest, EarlyStopRestoresTheBestEpoch) {

@@ -154,6 +154,10 @@ TEST(RecipeTest, RejectsBadRecipesWithPathAndLine) {
   ASSERT_THROWS_WITH(parse("model: m.h5\nstages: [quantize: ]\noutput: m.h5\n"), ConfigError,
                      "output: must differ from the input model");
   ASSERT_THROWS_WITH(parse("model: [1\nstages: x\n"), ConfigError, "r.yaml: line ");
+  ASSERT_THROWS_WITH(parse("model: m.h5\nstages:\n  - distill: {student: lenet9}\noutput: o.h5\n"),
+                     ConfigError, "stages[0].distill.student (line 3): 'lenet9' is neither a zoo model");
+  ASSERT_THROWS_WITH(parse("model: m.h5\nstages:\n  - distill: {temperature: 0}\noutput: o.h5\n"),
+                     ConfigError, "stages[0].distill.temperature (line 3): must be in");
   ASSERT_THROWS_WITH(pipeline::load_recipe("/nonexistent/r.yaml", reg), IoError,
                      "cannot read recipe '/nonexistent/r.yaml'");
 }

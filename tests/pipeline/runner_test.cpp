@@ -132,6 +132,23 @@ TEST_F(RunnerTest, PruneThenQuantizeComposeOnDisk) {
   EXPECT_EQ(out.quant.mode, "int8-static");
 }
 
+TEST_F(RunnerTest, DistillReplacesTheModelByTheStudent) {
+  const auto result = pipeline::run_recipe(
+      recipe("  - distill: {student: mlp-small, epochs: 1, batch_size: 32, lr: 0.003}\n"
+             "  - quantize: {mode: int8-dynamic}\n"),
+      quick());
+  ASSERT_EQ(result.rows.size(), 3u);
+  EXPECT_EQ(result.rows[1].parameters, 25450);  // mlp-small
+  EXPECT_GT(result.rows[1].test_accuracy, 0.5);
+  const Model out = load_model(result.output);
+  EXPECT_EQ(out.spec().name, "mlp-small");
+  EXPECT_EQ(out.quant.mode, "int8-dynamic");
+  // The student's provenance starts with the teacher's training.
+  ASSERT_GE(out.history.size(), 4u);
+  EXPECT_EQ(nlohmann::json::parse(out.history[0]).at("stage"), "train");
+  EXPECT_EQ(nlohmann::json::parse(out.history[1]).at("stage"), "distill");
+}
+
 TEST_F(RunnerTest, SameRecipeAndSeedGiveIdenticalTensors) {
   const auto stages = "  - quantize: {mode: qat, epochs: 1, batch_size: 32}\n";
   const auto a = pipeline::run_recipe(recipe(stages, "", "a.h5"), quick());

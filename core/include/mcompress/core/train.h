@@ -55,6 +55,9 @@ struct TrainHooks {
   std::function<at::Tensor(const at::Tensor& logits, const at::Tensor& x,
                               const at::Tensor& y)>
       loss;
+  /// Before every training batch's forward pass, with the rows of the training set it holds
+  /// (int64, in batch order), e.g. to look up per-example data such as cached teacher outputs.
+  std::function<void(const at::Tensor& indices)> before_batch;
   /// After every optimizer step (e.g. re-apply pruning masks).
   std::function<void(NetworkImpl& net, int64_t step)> after_step;
   /// After every epoch, before validation.

@@ -1,0 +1,98 @@
+#include "mcompress/distill/stages.h"
+
+#include <nlohmann/json.hpp>
+
+#include <optional>
+
+#include "mcompress/core/error.h"
+#include "mcompress/core/model_file.h"
+#include "mcompress/core/zoo.h"
+#include "mcompress/distill/distill.h"
+
+namespace mcompress::distill {
+namespace {
+
+constexpr const char* kCurrent = "current";
+
+class DistillStage : public Stage {
+ public:
+  explicit DistillStage(const StageOptions& o) {
+    teacher_ = o.text("teacher");
+    student_ = o.text("student");
+    if (student_ != kCurrent) {
+      try {
+        arch_by_name_or_file(student_);  // a bad name fails with the recipe, not hours later
+      } catch (const Error& e) {
+        o.fail("student", e.what());
+      }
+    }
+    options_.temperature = o.number("temperature", 1e-6, 1000);
+    options_.alpha = o.number("alpha", 0, 1);
+    options_.train.epochs = o.integer("epochs", 1, 10000);
+    options_.train.lr = o.number("lr", 1e-8, 10);
+    options_.train.batch_size = o.integer("batch_size", 1, 1 << 16);
+    options_.hint_teacher = o.text("hint_teacher");
+    options_.hint_student = o.text("hint_student");
+    options_.beta = o.number("beta", 0, 1e6);
+    o.validate([&] { options_.validate(); });
+  }
+
+  std::string cannot_follow(const ModelTraits& traits) const override {
+    if (student_ == kCurrent && !traits.quant_mode.empty()) {
+      return "distilling into the current model would change weights whose " +
+             traits.quant_mode + " encoding is already decided; distill before quantize, or "
+             "into a new student";
+    }
+    return "";
+  }
+  void update(ModelTraits& traits) const override {
+    if (student_ != kCurrent) traits = ModelTraits{};  // a fresh fp32 student
+  }
+
+  StageReport apply(Model& model, const StageContext& ctx) override {
+    const Model teacher = teacher_ == kCurrent ? model.clone() : load_model(teacher_);
+    std::optional<Model> fresh;
+    if (student_ != kCurrent) fresh.emplace(Model::initialize(arch_by_name_or_file(student_), ctx.seed));
+    Model& student = fresh ? *fresh : model;
+    DistillOptions o = options_;
+    o.train.seed = ctx.seed;
+    o.train.progress = ctx.progress;
+    const DistillReport report = distill_model(student, teacher, o, ctx.train, ctx.val);
+    if (fresh) {
+      // The student's provenance starts with the teacher's: how the pipeline got here.
+      fresh->history.insert(fresh->history.begin(), model.history.begin(), model.history.end());
+      fresh->recipe = model.recipe;
+      fresh->seed = model.seed;
+      model = std::move(*fresh);
+    }
+    StageReport out;
+    out.metrics = nlohmann::json::parse(report.to_json()).value("metrics", nlohmann::json::object());
+    return out;
+  }
+
+ private:
+  std::string teacher_, student_;
+  DistillOptions options_;
+};
+
+}  // namespace
+
+void register_stages(StageRegistry& registry) {
+  registry.add(
+      {"distill",
+       "teacher-student training (Hinton et al.): the current model teaches a new student, or "
+       "a teacher file teaches the current model",
+       {{"student", "current", "zoo name or spec file of a new student, or current (self-distillation)"},
+        {"teacher", "current", "model file, or current (the model the pipeline has so far)"},
+        {"temperature", "4", "softmax temperature T, > 0"},
+        {"alpha", "0.9", "weight of the soft-target term, [0, 1]"},
+        {"epochs", "10", "training epochs of the student"},
+        {"lr", "1e-3", "learning rate (Adam, cosine)"},
+        {"batch_size", "128", "batch size"},
+        {"hint_teacher", "\"\"", "FitNets hint: teacher activation key (e.g. 3), or empty"},
+        {"hint_student", "\"\"", "FitNets hint: student activation key"},
+        {"beta", "0", "weight of the hint term"}},
+       [](const StageOptions& o) { return std::make_unique<DistillStage>(o); }});
+}
+
+}  // namespace mcompress::distill
