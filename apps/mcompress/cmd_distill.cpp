@@ -61,7 +61,7 @@ int run_distill(const Args& args) {
       ("alpha", po::value<double>(&d.alpha)->default_value(d.alpha),
        "weight of the soft-target term T²·KL, in [0, 1]; 1 − alpha weighs the cross-entropy")
       ("hint-teacher", po::value<std::string>(&d.hint_teacher)->default_value(""),
-       "FitNets hint: teacher activation key (e.g. 14 for convnet; see docs/distillation.md)")
+       "FitNets hint: teacher activation key (e.g. 18, convnet's penultimate layer; docs/distillation.md lists them)")
       ("hint-student", po::value<std::string>(&d.hint_student)->default_value(""),
        "FitNets hint: student activation key")
       ("beta", po::value<double>(&d.beta)->default_value(d.beta), "weight of the hint term")
@@ -127,8 +127,10 @@ int run_distill(const Args& args) {
                  percent(report.student_val_accuracy), percent(student_test)});
   std::cout << table.to_text() << "epochs " << report.train.epochs.size() << " (best "
             << report.train.best_epoch << "), teacher outputs "
-            << (report.logits_cached ? "cached (" + format_bytes(static_cast<double>(report.cache_bytes)) + ")"
-                                     : std::string("computed per batch"))
+            << (report.logits_cached
+                    ? "cached (" + format_bytes(static_cast<double>(report.cache_bytes)) + " in " +
+                          format_fixed(report.teacher_seconds, 1) + "s)"
+                    : std::string("computed per batch"))
             << ", training " << format_fixed(report.train.seconds, 1) << "s; saved " << out
             << std::endl;
   return 0;

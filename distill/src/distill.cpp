@@ -4,8 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include <algorithm>
 #include <cmath>
+#include <memory>
 
 #include "mcompress/core/error.h"
 #include "mcompress/core/network.h"
@@ -44,10 +44,10 @@ void DistillOptions::validate() const {
   MCOMPRESS_CHECK(hint_teacher.empty() == hint_student.empty(), ConfigError,
                   "hint_teacher and hint_student go together; got hint_teacher '", hint_teacher,
                   "' and hint_student '", hint_student, "'");
-  MCOMPRESS_CHECK(has_hint() == (beta > 0), ConfigError,
-                  has_hint() ? "beta must be > 0 with a hint (hint_teacher '" + hint_teacher + "')"
-                             : "beta must be 0 without a hint (hint_teacher, hint_student), got " +
-                                   std::to_string(beta));
+  MCOMPRESS_CHECK(!has_hint() || beta > 0, ConfigError, "beta must be > 0 with a hint (hint_teacher '",
+                  hint_teacher, "', hint_student '", hint_student, "')");
+  MCOMPRESS_CHECK(has_hint() || beta == 0, ConfigError,
+                  "beta must be 0 without a hint (hint_teacher, hint_student), got ", beta);
   MCOMPRESS_CHECK(cache_limit_mb >= 0, ConfigError, "cache_limit_mb must be >= 0, got ",
                   cache_limit_mb);
   MCOMPRESS_CHECK(teacher_batch_size >= 1, ConfigError, "teacher_batch_size must be >= 1, got ",
@@ -77,6 +77,13 @@ DistillReport distill_model(Model& student, const Model& teacher, const DistillO
   check_dataset(train_data, spec.input_shape, spec.num_classes, "distillation training");
   if (val.size() > 0) check_dataset(val, spec.input_shape, spec.num_classes, "distillation validation");
 
+  // Hint keys are checked before anything runs (the teacher's again by TeacherOutputs).
+  std::vector<int64_t> student_shape;
+  if (o.has_hint()) {
+    activation_shape(teacher, o.hint_teacher, "teacher");
+    student_shape = activation_shape(student, o.hint_student, "student");
+  }
+
   DistillReport report;
   report.options = o;
   report.teacher_arch = teacher.spec().name;
@@ -88,8 +95,6 @@ DistillReport distill_model(Model& student, const Model& teacher, const DistillO
   report.student_val_accuracy_before = runtime_accuracy(student, val);
 
   Hint hint;
-  std::vector<int64_t> student_shape;
-  if (o.has_hint()) student_shape = activation_shape(student, o.hint_student, "student");
   TeacherOutputOptions to;
   to.hint_key = o.hint_teacher;
   to.cache_limit_bytes = o.cache_limit_mb << 20;

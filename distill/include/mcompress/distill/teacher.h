@@ -17,7 +17,7 @@ namespace mcompress::distill {
 
 struct TeacherOutputOptions {
   /// Activation key of a hint ("" = logits only); the keys are NetworkImpl's / the runtime's
-  /// (network.h), e.g. "14" for convnet's last conv-bn-relu group.
+  /// (network.h), e.g. "13" for convnet's last conv-bn-relu group.
   std::string hint_key;
   /// Memory for cached outputs; logits are cached first, then the hint activation if both fit.
   int64_t cache_limit_bytes = 256LL << 20;
