@@ -11,4 +11,5 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DMCOMPRESS_SANITIZE=ON -DMCOMPRESS_BUILD_BENCH=OFF >/dev/null
 cmake --build build-asan -j"$jobs"
 cd build-asan
-ctest --output-on-failure -j"$jobs" --timeout 900 ${MCOMPRESS_ASAN_CTEST_ARGS:-} "$@"
+ctest --output-on-failure -j"$jobs" --timeout 900 ${MCOMPRESS_ASAN_CTEST_ARGS:-} "$@" |
+  tee ctest.log

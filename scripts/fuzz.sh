@@ -23,12 +23,14 @@ cmake --build build-fuzz -j"$jobs" --target "${targets[@]}"
 # bug of Debian's HDF5 1.10.8 on a corrupt file (see docs/reliability.md): it is listed, kept
 # under build-fuzz/findings/, and does not fail the run. Any other finding does.
 is_hdf5_finding() {
-  "$1" -timeout=10 -rss_limit_mb=2048 "$2" 2>&1 | awk '
+  local report
+  report=$(timeout 120 "$1" -timeout=10 -rss_limit_mb=2048 "$2" 2>&1) || true
+  awk '
     /^ *#[0-9]+ / {
       if ($0 ~ /mcompress::|LLVMFuzzerTestOneInput/) { decided = 1; code = !hdf5; exit code }
       if ($0 ~ /libhdf5/) hdf5 = 1
     }
-    END { if (!decided) exit 1; exit code }'
+    END { if (!decided) exit 1; exit code }' <<<"$report"
 }
 
 rm -rf build-fuzz/findings
@@ -58,7 +60,7 @@ for t in "${targets[@]}"; do
       echo "fuzz: $t: known HDF5-library finding (not ours): $f"
     else
       echo "fuzz: $t: FINDING in our code: $f; reproduce with $exe $f" >&2
-      "$exe" "$f" 2>&1 | tail -n 40 >&2 || true
+      timeout 120 "$exe" -timeout=10 "$f" 2>&1 | tail -n 40 >&2 || true
       status=1
     fi
   done
