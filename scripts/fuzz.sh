@@ -2,7 +2,8 @@
 # Builds the libFuzzer targets (clang, ASan + coverage on our libraries) into ./build-fuzz,
 # replays every input under fuzz/regressions/<target>/, then fuzzes each target for a bounded
 # time from its seed corpus fuzz/corpus/<target>/. New inputs go to build-fuzz/corpus/, never
-# into the checked-in corpus; a finding is written to build-fuzz/findings/ and fails the run.
+# into the checked-in corpus; a finding is written to build-fuzz/findings/ and fails the run,
+# unless it lies wholly inside libhdf5 (listed, see is_hdf5_finding).
 #   scripts/fuzz.sh              # every target, FUZZ_SECONDS (default 60) each
 #   FUZZ_SECONDS=600 scripts/fuzz.sh fuzz_recipe
 set -euo pipefail
