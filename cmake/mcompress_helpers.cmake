@@ -26,3 +26,38 @@ endfunction()
 function(mcompress_use_torch_pch target)
   target_precompile_headers(${target} PRIVATE <torch/torch.h>)
 endfunction()
+
+# MCOMPRESS_SANITIZE: AddressSanitizer + UndefinedBehaviorSanitizer on every target defined
+# after this call (compile and link). UBSan findings abort (-fno-sanitize-recover) so a test
+# that triggers one fails; tests/sanitizers/ holds the runtime options and suppressions.
+# MCOMPRESS_FUZZ (clang only): our libraries get -fsanitize=fuzzer-no-link,address (coverage
+# counters + ASan, no libFuzzer main); fuzz/ links its executables with -fsanitize=fuzzer.
+function(mcompress_configure_sanitizers)
+  if(MCOMPRESS_SANITIZE AND MCOMPRESS_FUZZ)
+    message(FATAL_ERROR "MCOMPRESS_SANITIZE and MCOMPRESS_FUZZ want separate build folders")
+  endif()
+  if(MCOMPRESS_SANITIZE)
+    set(flags -fsanitize=address,undefined -fno-sanitize-recover=undefined
+              -fno-omit-frame-pointer)
+    add_compile_options(${flags})
+    add_link_options(${flags})
+  endif()
+  if(MCOMPRESS_FUZZ)
+    if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+      message(FATAL_ERROR "MCOMPRESS_FUZZ needs clang (libFuzzer): "
+                          "-DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++")
+    endif()
+    add_compile_options(-fsanitize=fuzzer-no-link,address -fno-omit-frame-pointer)
+    add_link_options(-fsanitize=address)
+  endif()
+endfunction()
+
+# Compiles the sanitizers' default runtime options (tests/sanitizers/) into an executable of a
+# sanitizer or fuzz build; no-op otherwise.
+function(mcompress_add_sanitizer_options target)
+  if(MCOMPRESS_SANITIZE OR MCOMPRESS_FUZZ)
+    target_sources(${target} PRIVATE ${PROJECT_SOURCE_DIR}/tests/sanitizers/sanitizer_options.cpp)
+    target_compile_definitions(${target} PRIVATE
+      MCOMPRESS_SANITIZER_DIR="${PROJECT_SOURCE_DIR}/tests/sanitizers")
+  endif()
+endfunction()

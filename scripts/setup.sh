@@ -9,6 +9,9 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev libyaml-cpp-dev nlohmann-json3-dev zlib1g-dev
   libopenblas0-pthread libopenblas-pthread-dev
   dataset-fashion-mnist python3
+  # The reliability checks (docs/reliability.md): clang-14 with its libFuzzer/ASan runtimes
+  # (libclang-rt-14-dev holds libclang_rt.fuzzer-x86_64.a), clang-tidy and clang-format.
+  clang libclang-rt-14-dev clang-tidy clang-format
 )
 
 missing=()

@@ -19,6 +19,14 @@ std::string line_of(const YAML::Node& n) {
   return line >= 0 ? " (line " + std::to_string(line + 1) + ")" : " (--set)";
 }
 
+// A mapping key as text. yaml-cpp's as<std::string>() throws its own untyped BadConversion for
+// a key that is itself a list or mapping (`{[a]: 1}`, issue 7 fuzzing); say so instead.
+std::string key_text(const YAML::Node& key, const std::string& path) {
+  MCOMPRESS_CHECK(key.IsScalar(), ConfigError, path, line_of(key),
+                  ": keys must be plain names, got a ", key.IsSequence() ? "list" : "mapping");
+  return key.Scalar();
+}
+
 }  // namespace
 
 struct StageOptions::Impl {
@@ -92,7 +100,7 @@ StageOptions::StageOptions(const YAML::Node& node, std::string path, std::vector
   MCOMPRESS_CHECK(node.IsMap(), ConfigError, impl_->path, line(node),
                   ": expected a mapping of options, got '", scalar_text(node), "'");
   for (const auto& item : node) {
-    const std::string key = item.first.as<std::string>();
+    const std::string key = key_text(item.first, impl_->path);
     const bool known = std::any_of(impl_->docs.begin(), impl_->docs.end(),
                                    [&](const OptionDoc& d) { return d.name == key; });
     if (!known) {
@@ -201,7 +209,7 @@ std::map<std::string, double> StageOptions::number_map(const std::string& name, 
   if (n.IsNull()) return out;
   if (!n.IsMap()) fail(name, "must be a mapping of names to numbers, got '" + scalar_text(n) + "'");
   for (const auto& item : n) {
-    const std::string key = item.first.as<std::string>();
+    const std::string key = key_text(item.first, impl_->where(name));
     double v = 0;
     try {
       MCOMPRESS_CHECK(item.second.IsScalar(), ConfigError, "");
@@ -257,7 +265,7 @@ nlohmann::json to_json(const YAML::Node& n) {
     }
     case YAML::NodeType::Map: {
       auto out = nlohmann::json::object();
-      for (const auto& item : n) out[item.first.as<std::string>()] = to_json(item.second);
+      for (const auto& item : n) out[key_text(item.first, "")] = to_json(item.second);
       return out;
     }
   }

@@ -53,6 +53,9 @@ void apply_set(YAML::Node& root, const std::string& assignment) {
     const std::string& key = keys[i];
     const bool last = i + 1 == keys.size();
     if (key[0] == '#') {
+      // std::stoul would throw an untyped std::out_of_range past 2^64 (issue 7 fuzzing).
+      MCOMPRESS_CHECK(key.size() <= 10, ConfigError, "--set '", assignment, "': index [",
+                      key.substr(1), "] is out of range");
       const size_t index = std::stoul(key.substr(1));
       walked += "[" + key.substr(1) + "]";
       MCOMPRESS_CHECK(node.IsSequence() && index < node.size(), ConfigError, "--set '",
@@ -152,7 +155,9 @@ RecipeStage parse_stage(const YAML::Node& item, size_t index, const StageRegistr
   YAML::Node options, guard;
   bool has_guard = false;
   for (const auto& kv : item) {
-    const std::string key = kv.first.as<std::string>();
+    MCOMPRESS_CHECK(kv.first.IsScalar(), ConfigError, at, line_of(kv.first),
+                    ": expected a stage name, got a ", kv.first.IsSequence() ? "list" : "mapping");
+    const std::string key = kv.first.Scalar();
     if (key == "guard") {
       guard.reset(kv.second);
       has_guard = true;
@@ -198,8 +203,10 @@ std::string Recipe::digest() const {
   return hex;
 }
 
-Recipe parse_recipe(const std::string& text, const StageRegistry& registry,
-                    const std::vector<std::string>& sets, const std::string& source) {
+namespace {
+
+Recipe parse_recipe_unchecked(const std::string& text, const StageRegistry& registry,
+                              const std::vector<std::string>& sets, const std::string& source) {
   YAML::Node root;
   try {
     root = YAML::Load(text);
@@ -239,6 +246,19 @@ Recipe parse_recipe(const std::string& text, const StageRegistry& registry,
   MCOMPRESS_CHECK(r.model.path.empty() || r.model.path != r.output, ConfigError,
                   "output: must differ from the input model '", r.model.path, "'");
   return r;
+}
+
+}  // namespace
+
+Recipe parse_recipe(const std::string& text, const StageRegistry& registry,
+                    const std::vector<std::string>& sets, const std::string& source) {
+  try {
+    return parse_recipe_unchecked(text, registry, sets, source);
+  } catch (const YAML::Exception& e) {
+    // Last line of defence: every yaml-cpp access above should already be guarded; one that
+    // is not must still surface as a ConfigError with the line, not as an untyped exception.
+    throw ConfigError(source + ": line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
+  }
 }
 
 Recipe load_recipe(const std::string& path, const StageRegistry& registry,

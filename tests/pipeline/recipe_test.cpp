@@ -162,6 +162,23 @@ TEST(RecipeTest, RejectsBadRecipesWithPathAndLine) {
                      "cannot read recipe '/nonexistent/r.yaml'");
 }
 
+// Found while writing fuzz_recipe; kept in fuzz/regressions/fuzz_recipe/ too. yaml-cpp and std::stoul used to
+// throw their own untyped exceptions (CLI exit 1, "bad conversion" / "stoul") instead of a
+// ConfigError with the path and line.
+TEST(RecipeTest, NonScalarKeysAndHugeSetIndicesAreConfigErrors) {
+  const auto& reg = pipeline::default_registry();
+  auto parse = [&](const std::string& text) { return pipeline::parse_recipe(text, reg, {}, "r.yaml"); };
+  ASSERT_THROWS_WITH(parse("model: m.h5\nstages:\n  - prune: {[a]: 1}\noutput: o.h5\n"),
+                     ConfigError, "stages[0].prune (line 3): keys must be plain names, got a list");
+  ASSERT_THROWS_WITH(parse("{[a]: 1}\n"), ConfigError, "keys must be plain names");
+  ASSERT_THROWS_WITH(parse("model: m.h5\nstages:\n  - {[a]: 1}\noutput: o.h5\n"), ConfigError,
+                     "stages[0] (line 3): expected a stage name, got a list");
+  ASSERT_THROWS_WITH(
+      pipeline::parse_recipe("model: m.h5\nstages: [prune: ]\noutput: o.h5\n", reg,
+                             {"stages[99999999999999999999].prune.target=0.5"}),
+      ConfigError, "index [99999999999999999999] is out of range");
+}
+
 TEST(RecipeTest, StageOrderIsCheckedBeforeAnythingRuns) {
   const auto r = pipeline::parse_recipe(
       "model: m.h5\nstages:\n  - quantize: {mode: fp16}\n  - quantize: {mode: int8-static}\noutput: o.h5\n",
