@@ -7,7 +7,9 @@
 #include <hdf5.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
+#include <cstdint>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -88,16 +90,18 @@ void replace_string_attr(hid_t loc, const char* name, const std::string& value) 
 std::string read_string_attr(hid_t loc, const char* name) {
   hid_t attr = H5Aopen(loc, name, H5P_DEFAULT);
   EXPECT_GE(attr, 0) << name;
-  hid_t type = H5Tcopy(H5T_C_S1);
-  H5Tset_size(type, H5T_VARIABLE);
-  H5Tset_cset(type, H5T_CSET_UTF8);  // as docs/format.md documents the strings
-  char* buffer = nullptr;
-  EXPECT_GE(H5Aread(attr, type, &buffer), 0) << name;
-  std::string value = buffer != nullptr ? buffer : "";
-  H5free_memory(buffer);
+  // As docs/format.md §2 documents the strings: fixed-length, null-terminated, UTF-8.
+  hid_t type = H5Aget_type(attr);
+  EXPECT_EQ(H5Tget_class(type), H5T_STRING) << name;
+  EXPECT_EQ(H5Tis_variable_str(type), 0) << name;
+  EXPECT_EQ(H5Tget_strpad(type), H5T_STR_NULLTERM) << name;
+  EXPECT_EQ(H5Tget_cset(type), H5T_CSET_UTF8) << name;
+  std::string buffer(H5Tget_size(type), '\0');
+  EXPECT_GE(H5Aread(attr, type, buffer.data()), 0) << name;
+  EXPECT_EQ(buffer.back(), '\0') << name;
   H5Tclose(type);
   H5Aclose(attr);
-  return value;
+  return buffer.substr(0, buffer.size() - 1);
 }
 
 // --- Quantized models -----------------------------------------------------------------------
@@ -211,11 +215,13 @@ std::vector<H5Z_filter_t> filters_of(hid_t dset) {
 const std::vector<H5Z_filter_t> kFilters = {H5Z_FILTER_SHUFFLE, H5Z_FILTER_DEFLATE,
                                             H5Z_FILTER_FLETCHER32};
 
-// Replaces a dataset with an unfiltered one of the given type and values.
+// Replaces (or adds) a dataset with an unfiltered one of the given type and values.
 template <typename T>
 void replace_dataset(hid_t file, const std::string& name, hid_t file_type, hid_t mem_type,
                      const std::vector<T>& values) {
-  ASSERT_GE(H5Ldelete(file, name.c_str(), H5P_DEFAULT), 0);
+  if (H5Lexists(file, name.c_str(), H5P_DEFAULT) > 0) {
+    ASSERT_GE(H5Ldelete(file, name.c_str(), H5P_DEFAULT), 0);
+  }
   hsize_t dims[1] = {values.size()};
   hid_t space = H5Screate_simple(1, dims, nullptr);
   hid_t dset =
@@ -338,7 +344,7 @@ TEST_F(ModelFileTest, InspectReportsStorageFacts) {
   ModelFileSummary summary = inspect_model_file(path);
 
   EXPECT_EQ(summary.path, path);
-  EXPECT_EQ(summary.format_version, 1);
+  EXPECT_EQ(summary.format_version, 2);
   EXPECT_EQ(summary.producer, "mcompress " + version());
   EXPECT_EQ(summary.arch_json, model.spec().to_json_text());
   EXPECT_EQ(summary.file_bytes, static_cast<int64_t>(std::filesystem::file_size(path)));
@@ -400,7 +406,7 @@ TEST_F(ModelFileTest, RawHdf5ReaderSeesDocumentedLayout) {
   EXPECT_TRUE(H5Tequal(attr_type, H5T_STD_I32LE) > 0);
   H5Tclose(attr_type);
   H5Aclose(attr);
-  EXPECT_EQ(format_version, 1);
+  EXPECT_EQ(format_version, 2);
   uint64_t seed = 0;
   attr = H5Aopen(file, "seed", H5P_DEFAULT);
   ASSERT_GE(H5Aread(attr, H5T_NATIVE_UINT64, &seed), 0);
@@ -926,18 +932,24 @@ TEST_F(ModelFileTest, RawHdf5ReaderSeesSparseLayout) {
     H5Tclose(attr_type);
     H5Aclose(attr);
 
-    // Types: values in the encoding; uint16 column indices (< 65536 columns); indptr in the
-    // smallest unsigned type that holds nnz.
+    // Types: values in the encoding; indptr in the smallest unsigned type that holds nnz, the
+    // column gaps in the smallest that holds the largest gap (checked below).
     const hid_t indptr_type = nnz <= 0xFF ? H5T_STD_U8LE : nnz <= 0xFFFF ? H5T_STD_U16LE : H5T_STD_U32LE;
     std::vector<int64_t> indptr, indices;
+    hid_t gap_type = -1;
+    EXPECT_EQ(H5Lexists(group, "indices", H5P_DEFAULT), 0);  // version 1's absolute form
     for (const auto& [member, type, length, out] :
          {std::tuple<const char*, hid_t, int64_t, std::vector<int64_t>*>{"indptr", indptr_type, rows + 1, &indptr},
-          {"indices", H5T_STD_U16LE, nnz, &indices},
+          {"indices_delta", -1, nnz, &indices},
           {"values", value_type, nnz, nullptr}}) {
       hid_t dset = H5Dopen2(group, member, H5P_DEFAULT);
       ASSERT_GE(dset, 0) << member;
       hid_t dtype = H5Dget_type(dset);
-      EXPECT_TRUE(H5Tequal(dtype, type) > 0) << member;
+      if (type >= 0) {
+        EXPECT_TRUE(H5Tequal(dtype, type) > 0) << member;
+      } else {
+        gap_type = H5Tcopy(dtype);
+      }
       H5Tclose(dtype);
       hid_t space = H5Dget_space(dset);
       hsize_t dims[2] = {};
@@ -950,6 +962,16 @@ TEST_F(ModelFileTest, RawHdf5ReaderSeesSparseLayout) {
         ASSERT_GE(H5Dread(dset, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, out->data()), 0);
       }
       H5Dclose(dset);
+    }
+    // Row-delta: a row's first entry is its column, each later one the step from the previous.
+    const int64_t max_gap = *std::max_element(indices.begin(), indices.end());
+    EXPECT_TRUE(H5Tequal(gap_type, max_gap <= 0xFF ? H5T_STD_U8LE : H5T_STD_U16LE) > 0) << max_gap;
+    H5Tclose(gap_type);
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t k = indptr[static_cast<size_t>(r)] + 1; k < indptr[static_cast<size_t>(r) + 1]; ++k) {
+        EXPECT_GE(indices[static_cast<size_t>(k)], 1);
+        indices[static_cast<size_t>(k)] += indices[static_cast<size_t>(k) - 1];
+      }
     }
     // Rebuild the dense values from CSR: they are the tensor's, in row-major order.
     std::vector<float> values(static_cast<size_t>(nnz));
@@ -980,7 +1002,7 @@ TEST_F(ModelFileTest, SparseReaderAcceptsAnyIntegerType) {
   save_model(model, path);
   edit_file(path, [](hid_t file) {
     // Signed 32- and 64-bit instead of the uint16 mcompress writes.
-    for (const auto& [member, type] : {std::pair<std::string, hid_t>{"indices", H5T_STD_I32LE},
+    for (const auto& [member, type] : {std::pair<std::string, hid_t>{"indices_delta", H5T_STD_I32LE},
                                        {"indptr", H5T_STD_I64BE}}) {
       const std::string name = "/tensors/0.weight/" + member;
       hid_t dset = H5Dopen2(file, name.c_str(), H5P_DEFAULT);
@@ -1105,15 +1127,15 @@ TEST_F(ModelFileErrorTest, NewerFormatVersion) {
   save_tiny();
   edit_file(path, [](hid_t file) {
     hid_t attr = H5Aopen(file, "format_version", H5P_DEFAULT);
-    int32_t v2 = 2;
-    ASSERT_GE(H5Awrite(attr, H5T_NATIVE_INT32, &v2), 0);
+    int32_t v3 = 3;
+    ASSERT_GE(H5Awrite(attr, H5T_NATIVE_INT32, &v3), 0);
     H5Aclose(attr);
   });
   ASSERT_THROWS_WITH(load_model(path), FormatError,
                      path +
-                         ": this mcompress supports model format v1 or below, but the file has v2; "
+                         ": this mcompress supports model format v2 or below, but the file has v3; "
                          "it was written by a newer mcompress");
-  ASSERT_THROWS_WITH(inspect_model_file(path), FormatError, "supports model format v1 or below");
+  ASSERT_THROWS_WITH(inspect_model_file(path), FormatError, "supports model format v2 or below");
 }
 
 TEST_F(ModelFileErrorTest, MissingTensor) {
@@ -1406,7 +1428,21 @@ class SparseFileErrorTest : public ModelFileErrorTest {
     save_model(sparse_mlp("fp32"), path);
     nnz = stored(inspect_model_file(path), "0.weight").nonzeros;
   }
-  // Rewrites /tensors/0.weight/<member> (indptr or indices) after `change` edits its values.
+  // Rewrites the row-delta column indices as absolute ones, as format version 1 stores them.
+  void make_absolute() {
+    edit_file(path, [&](hid_t file) {
+      const std::vector<int64_t> indptr = read_ints(file, kSparseWeight + "/indptr");
+      std::vector<int64_t> columns = read_ints(file, kSparseWeight + "/indices_delta");
+      for (size_t r = 0; r + 1 < indptr.size(); ++r) {
+        for (auto k = static_cast<size_t>(indptr[r]) + 1; k < static_cast<size_t>(indptr[r + 1]); ++k)
+          columns[k] += columns[k - 1];
+      }
+      ASSERT_GE(H5Ldelete(file, (kSparseWeight + "/indices_delta").c_str(), H5P_DEFAULT), 0);
+      replace_dataset(file, kSparseWeight + "/indices", H5T_STD_U16LE, H5T_NATIVE_INT64, columns);
+    });
+  }
+  // Rewrites /tensors/0.weight/<member> (indptr, indices or indices_delta) after `change` edits
+  // its values.
   void edit_ints(const std::string& member, const std::function<void(std::vector<int64_t>&)>& change) {
     edit_file(path, [&](hid_t file) {
       const std::string name = kSparseWeight + "/" + member;
@@ -1451,11 +1487,48 @@ TEST_F(SparseFileErrorTest, IndptrNotEndingAtNnz) {
 TEST_F(SparseFileErrorTest, ColumnIndexOutOfRange) {
   int64_t last_of_row0 = 0;
   edit_file(path, [&](hid_t file) { last_of_row0 = read_ints(file, kSparseWeight + "/indptr")[1] - 1; });
-  edit_ints("indices", [&](std::vector<int64_t>& i) { i[static_cast<size_t>(last_of_row0)] = 784; });
+  ASSERT_GT(last_of_row0, 0);
+  // Row-delta (version 2): the last gap of row 0 reaches past the last column, also when it is
+  // so large that adding it would overflow.
+  const auto last = static_cast<size_t>(last_of_row0);
+  int64_t column_before = 0;
+  edit_file(path, [&](hid_t file) {
+    const std::vector<int64_t> gaps = read_ints(file, kSparseWeight + "/indices_delta");
+    for (size_t k = 0; k < last; ++k) column_before += gaps[k];
+  });
+  edit_ints("indices_delta", [&](std::vector<int64_t>& g) { g[last] = 784 - column_before; });
+  expect_refused("has column index " + std::to_string(column_before) + " + " +
+                 std::to_string(784 - column_before) + " in row 0, expected 0 to 783");
+  edit_ints("indices_delta", [&](std::vector<int64_t>& g) { g[last] = INT64_MAX; });
+  expect_refused("has column index " + std::to_string(column_before) +
+                 " + 9223372036854775807 in row 0, expected 0 to 783");
+  // Absolute (version 1).
+  edit_ints("indices_delta", [&](std::vector<int64_t>& g) { g[last] = 1; });
+  make_absolute();
+  edit_ints("indices", [&](std::vector<int64_t>& i) { i[last] = 784; });
   expect_refused("has column index 784 in row 0, expected 0 to 783");
 }
 
+TEST_F(SparseFileErrorTest, ColumnGapOfZero) {
+  std::vector<int64_t> gaps;
+  edit_ints("indices_delta", [&](std::vector<int64_t>& g) {
+    gaps = g;
+    g[1] = 0;  // a duplicate entry
+  });
+  expect_refused("has column indices out of order in row 0 (gap 0 after column " +
+                 std::to_string(gaps[0]) + "); each gap in indices_delta must be ≥ 1");
+}
+
+TEST_F(SparseFileErrorTest, BothIndexForms) {
+  edit_file(path, [&](hid_t file) {
+    replace_dataset(file, kSparseWeight + "/indices", H5T_STD_U16LE, H5T_NATIVE_INT64,
+                    read_ints(file, kSparseWeight + "/indices_delta"));
+  });
+  expect_refused("has both 'indices' and 'indices_delta'; expected one of them");
+}
+
 TEST_F(SparseFileErrorTest, ColumnIndicesNotStrictlyIncreasing) {
+  make_absolute();
   std::vector<int64_t> before;
   edit_ints("indices", [&](std::vector<int64_t>& i) {
     before = i;
@@ -1500,10 +1573,10 @@ TEST_F(SparseFileErrorTest, DensityInconsistentOrMissing) {
 
 TEST_F(SparseFileErrorTest, IndicesThatAreNotIntegers) {
   edit_file(path, [&](hid_t file) {
-    replace_dataset(file, kSparseWeight + "/indices", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT,
+    replace_dataset(file, kSparseWeight + "/indices_delta", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT,
                     std::vector<float>(static_cast<size_t>(nnz), 1.0f));
   });
-  expect_refused("has an indices dataset that is not integers (4-byte float)");
+  expect_refused("has an indices_delta dataset that is not integers (4-byte float)");
 }
 
 TEST_F(SparseFileErrorTest, MissingIndptr) {
@@ -1518,7 +1591,7 @@ TEST_F(SparseFileErrorTest, FlippedBitInIndicesFailsChecksum) {
   hsize_t size = 0;
   {
     hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-    hid_t dset = H5Dopen2(file, (kSparseWeight + "/indices").c_str(), H5P_DEFAULT);
+    hid_t dset = H5Dopen2(file, (kSparseWeight + "/indices_delta").c_str(), H5P_DEFAULT);
     hid_t space = H5Dget_space(dset);
     ASSERT_GE(H5Dget_chunk_info(dset, space, 0, nullptr, nullptr, &address, &size), 0);
     H5Sclose(space);
@@ -1530,7 +1603,7 @@ TEST_F(SparseFileErrorTest, FlippedBitInIndicesFailsChecksum) {
   bytes[address + size / 2] ^= 0x10;
   write_bytes(path, bytes);
   ASSERT_THROWS_WITH(load_model(path), FormatError,
-                     "tensor '0.weight': cannot read its indices; the data is corrupt");
+                     "tensor '0.weight': cannot read its indices_delta; the data is corrupt");
 }
 
 TEST_F(ModelFileErrorTest, DenseValuesLabelledSparse) {
@@ -1564,6 +1637,58 @@ TEST_F(ModelFileErrorTest, MaskThatDisagreesWithTheValues) {
   ASSERT_THROWS_WITH(save_model(model, path), ModelError,
                      "pruning mask '9.weight' is not a tensor of the architecture");
   EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
+}
+
+// --- Older format versions -------------------------------------------------------------------
+
+// Golden files written by format version 1 (variable-length strings, absolute CSR column
+// indices), kept in tests/data/format-v1/ as docs/format.md §10 promises: every later reader
+// must load them to the same values.
+struct GoldenTensor {
+  const char* name;
+  int64_t numel;
+  double sum, abs_sum;
+  bool masked;
+};
+
+TEST(ModelFileVersion1Test, LoadsGoldenFiles) {
+  for (const auto& [file, tensors] :
+       {std::pair<std::string, std::vector<GoldenTensor>>{
+            "mlp_sparse.h5",  // 0.weight: CSR, one stored value, pruned
+            {{"0.weight", 12, 0.0349225402, 0.0349225402, true},
+             {"0.bias", 3, -0.561751425, 0.561751425, false},
+             {"2.weight", 6, 0.13082993, 2.34756762, false},
+             {"2.bias", 2, 0.196723081, 0.397242092, false}}},
+        {"tiny_dense.h5",  // conv, batchnorm, linear; a history entry and a recipe
+         {{"0.weight", 18, -0.494731497, 2.43911556, false},
+          {"0.bias", 2, 0.0518040955, 0.5747554, false},
+          {"1.weight", 2, 2, 2, false},
+          {"1.bias", 2, 0, 0, false},
+          {"1.running_mean", 2, 0, 0, false},
+          {"1.running_var", 2, 2, 2, false},
+          {"4.weight", 96, 0.329766568, 7.84791352, false},
+          {"4.bias", 3, -0.277697213, 0.277697213, false}}}}) {
+    SCOPED_TRACE(file);
+    const std::string path = std::string(MCOMPRESS_TEST_DATA_DIR) + "/format-v1/" + file;
+    const Model model = load_model(path);
+    EXPECT_EQ(inspect_model_file(path).format_version, 1);
+    EXPECT_EQ(model.seed, 7u);
+    ASSERT_EQ(model.tensor_infos().size(), tensors.size());
+    for (const GoldenTensor& golden : tensors) {
+      SCOPED_TRACE(golden.name);
+      const at::Tensor t = model.tensor(golden.name).to(at::kDouble);
+      EXPECT_EQ(t.numel(), golden.numel);
+      // The sums were printed with 9 significant digits from the float32 values.
+      EXPECT_NEAR(t.sum().item<double>(), golden.sum, 1e-8);
+      EXPECT_NEAR(t.abs().sum().item<double>(), golden.abs_sum, 1e-8);
+      EXPECT_EQ(model.masks.count(golden.name) != 0, golden.masked);
+    }
+    if (file == "tiny_dense.h5") {  // variable-length strings
+      EXPECT_EQ(model.history,
+                std::vector<std::string>{R"({"stage":"train","metrics":{"accuracy":0.5}})"});
+      EXPECT_EQ(model.recipe, "model: tiny\nstages: []\n");
+    }
+  }
 }
 
 }  // namespace

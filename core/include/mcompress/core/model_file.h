@@ -1,5 +1,6 @@
 #pragma once
-// The HDF5 model file (format "mcompress-model", version 1). docs/format.md is the spec.
+// The HDF5 model file (format "mcompress-model", version 2; version 1 is still read).
+// docs/format.md is the spec.
 
 #include <cstdint>
 #include <string>
@@ -10,7 +11,7 @@
 namespace mcompress {
 
 inline constexpr const char* kModelFormatName = "mcompress-model";
-inline constexpr int kModelFormatVersion = 1;
+inline constexpr int kModelFormatVersion = 2;
 
 struct SaveOptions {
   bool overwrite = false;  // replace an existing file at the path
