@@ -8,6 +8,7 @@
 #include "mcompress/core/error.h"
 #include "mcompress/core/model_file.h"
 #include "mcompress/core/table.h"
+#include "mcompress/quant/codebook.h"
 #include "mcompress/quant/qat.h"
 #include "mcompress/quant/quantize.h"
 #include "mcompress/runtime/executor.h"
@@ -23,7 +24,7 @@ int run_quantize(const Args& args) {
       ("force", po::bool_switch(), "overwrite an existing output file")
       ("mode", po::value<std::string>()->default_value("int8-static"),
        "fp16, bf16, int8-dynamic, int8-static, qat (quantization-aware fine-tuning, then "
-       "int8-static)")
+       "int8-static), codebook (k-means weight sharing, fine-tuned)")
       ("observer", po::value<std::string>()->default_value("minmax"),
        "int8-static activation ranges: minmax, moving-average-minmax, percentile, entropy, mse, "
        "or compare (try all, keep the best on the validation split)")
@@ -39,9 +40,12 @@ int run_quantize(const Args& args) {
       ("max-accuracy-drop", po::value<double>(&q.max_accuracy_drop)->default_value(-1),
        "int8: keep the most sensitive layers fp32 until the validation accuracy drop is within "
        "this many points (< 0: off)")
-      ("epochs", po::value<int64_t>()->default_value(2), "qat: fine-tuning epochs")
-      ("lr", po::value<double>()->default_value(1e-4), "qat: learning rate (Adam, cosine)")
-      ("batch-size", po::value<int64_t>()->default_value(128), "qat: batch size")
+      ("bits", po::value<int64_t>()->default_value(4),
+       "codebook: bits per code, 2 to 8 (at most 2^bits shared values per weight tensor)")
+      ("epochs", po::value<int64_t>()->default_value(2),
+       "qat and codebook: fine-tuning epochs (codebook: 0 keeps the k-means values)")
+      ("lr", po::value<double>()->default_value(1e-4), "qat and codebook: learning rate (Adam, cosine)")
+      ("batch-size", po::value<int64_t>()->default_value(128), "qat and codebook: batch size")
       ("deploy-batch", po::value<int64_t>()->default_value(64),
        "batch size the runtime tunes its kernel choice for")
       ("seed", po::value<uint64_t>()->default_value(0), "seed of the calibration sample");
@@ -53,7 +57,16 @@ int run_quantize(const Args& args) {
   if (!parse("quantize", "MODEL --out FILE [options]", args, options, vm, &positional)) return 0;
 
   const bool qat = vm["mode"].as<std::string>() == "qat";
-  q.mode = qat ? quant::QuantMode::kInt8Static : quant::parse_quant_mode(vm["mode"].as<std::string>());
+  const bool codebook = vm["mode"].as<std::string>() == "codebook";
+  q.mode = qat || codebook ? quant::QuantMode::kInt8Static
+                           : quant::parse_quant_mode(vm["mode"].as<std::string>());
+  quant::CodebookOptions co;
+  co.bits = vm["bits"].as<int64_t>();
+  co.train.epochs = vm["epochs"].as<int64_t>();
+  co.train.lr = vm["lr"].as<double>();
+  co.train.batch_size = vm["batch-size"].as<int64_t>();
+  co.train.progress = false;
+  if (codebook) co.validate();
   quant::QatOptions qo;
   qo.train.epochs = vm["epochs"].as<int64_t>();
   qo.train.lr = vm["lr"].as<double>();
@@ -90,8 +103,10 @@ int run_quantize(const Args& args) {
 
   qo.train.seed = seed;
   qo.granularity = q.granularity;
-  const auto report = qat ? quant::qat_model(model, qo, calib_pool, val)
-                          : quant::quantize_model(model, q, calib, val);
+  co.train.seed = seed;
+  const auto report = qat        ? quant::qat_model(model, qo, calib_pool, val)
+                      : codebook ? quant::codebook_model(model, co, calib_pool, val)
+                                 : quant::quantize_model(model, q, calib, val);
   runtime::ExecutorOptions fp32_options = deploy;
   fp32_options.policy = runtime::KernelPolicy::kFp32;
   const auto before = runtime::evaluate(runtime::Executor(original, fp32_options), test);
@@ -99,9 +114,10 @@ int run_quantize(const Args& args) {
   const auto after = runtime::evaluate(exec, test);
 
   auto record = nlohmann::json::parse(report.to_json());
-  record["metrics"] = {{"test_accuracy_before", before.accuracy},
-                       {"test_accuracy_after", after.accuracy},
-                       {"int8_layers", exec.int8_layers()}};
+  auto& metrics = record["metrics"];  // merged with the mode's own figures
+  metrics["test_accuracy_before"] = before.accuracy;
+  metrics["test_accuracy_after"] = after.accuracy;
+  metrics["int8_layers"] = exec.int8_layers();
   model.history.push_back(record.dump());
   SaveOptions save;
   save.overwrite = vm["force"].as<bool>();

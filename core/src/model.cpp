@@ -17,15 +17,18 @@ std::string to_string(Encoding e) {
       return "bf16";
     case Encoding::kInt8:
       return "int8";
+    case Encoding::kCodebook:
+      return "codebook";
   }
   return "?";
 }
 
 Encoding parse_encoding(const std::string& name) {
-  for (auto e : {Encoding::kFp32, Encoding::kFp16, Encoding::kBf16, Encoding::kInt8}) {
+  for (auto e : {Encoding::kFp32, Encoding::kFp16, Encoding::kBf16, Encoding::kInt8,
+                 Encoding::kCodebook}) {
     if (to_string(e) == name) return e;
   }
-  throw FormatError("unknown encoding '" + name + "'; accepted: fp32, fp16, bf16, int8");
+  throw FormatError("unknown encoding '" + name + "'; accepted: fp32, fp16, bf16, int8, codebook");
 }
 
 at::Tensor QuantizedTensor::dequantize() const {
@@ -42,6 +45,10 @@ at::Tensor QuantizedTensor::dequantize() const {
       shape[static_cast<size_t>(axis)] = scale.numel();
       return (q - zero_point.to(at::kFloat).reshape(shape)) * scale.reshape(shape);
     }
+    case Encoding::kCodebook:
+      return codebook.to(at::kFloat)
+          .index_select(0, values.reshape({-1}).to(at::kLong))
+          .reshape(values.sizes());
   }
   throw ModelError("unknown encoding");
 }

@@ -42,10 +42,11 @@ constexpr unsigned kDeflateLevel = 4;
 // one flipped bit costs one chunk.
 constexpr hsize_t kChunkTargetElements = hsize_t{1} << 18;
 
-const std::vector<std::string> kKnownEncodings = {"fp32", "fp16", "bf16", "int8"};
+const std::vector<std::string> kKnownEncodings = {"fp32", "fp16", "bf16", "int8", "codebook"};
 const std::vector<std::string> kKnownLayouts = {"dense", "sparse"};
 // Values of the root attribute quant_mode; "" is a plain fp32 model.
-const std::vector<std::string> kQuantModes = {"", "fp16", "bf16", "int8-dynamic", "int8-static"};
+const std::vector<std::string> kQuantModes = {"",           "fp16",        "bf16",
+                                              "int8-dynamic", "int8-static", "codebook"};
 
 std::string join(const std::vector<std::string>& items, const char* sep = ", ") {
   std::string out;
@@ -80,6 +81,8 @@ at::ScalarType value_dtype(Encoding encoding) {
       return at::kBFloat16;
     case Encoding::kInt8:
       return at::kChar;
+    case Encoding::kCodebook:
+      return at::kByte;
     case Encoding::kFp32:
       break;
   }
@@ -94,6 +97,8 @@ const char* dtype_name(Encoding encoding) {
       return "bfloat16";
     case Encoding::kInt8:
       return "int8";
+    case Encoding::kCodebook:
+      return "uint8";
     case Encoding::kFp32:
       break;
   }
@@ -112,6 +117,31 @@ int64_t first_non_finite(const at::Tensor& tensor, float* value) {
   return -1;
 }
 
+// A codebook tensor's bits, shared values and codes (docs/format.md §4.8).
+template <typename ErrorT>
+void check_codebook(const std::string& path, const std::string& name, const QuantizedTensor& q) {
+  MCOMPRESS_CHECK(q.bits >= 1 && q.bits <= 8, ErrorT, path, ": tensor '", name,
+                  "' (codebook) has bits ", q.bits, ", expected 1 to 8");
+  const int64_t capacity = int64_t{1} << q.bits;
+  MCOMPRESS_CHECK(q.codebook.defined() && q.codebook.dim() == 1 &&
+                      q.codebook.scalar_type() == at::kFloat,
+                  ErrorT, path, ": tensor '", name,
+                  "' (codebook) needs a one-dimensional float32 codebook");
+  MCOMPRESS_CHECK(q.codebook.numel() >= 1 && q.codebook.numel() <= capacity, ErrorT, path,
+                  ": tensor '", name, "' (codebook) has ", q.codebook.numel(),
+                  " shared values, expected 1 to ", capacity, " (2^bits, bits ", q.bits, ")");
+  const at::Tensor book = q.codebook.to(at::kCPU).contiguous();
+  float bad = 0.0f;
+  const int64_t index = first_non_finite(book, &bad);
+  MCOMPRESS_CHECK(index < 0, ErrorT, path, ": tensor '", name, "' (codebook) has shared value ",
+                  bad, " at index ", index, ", expected finite values");
+  if (q.values.numel() == 0) return;
+  const int64_t largest = q.values.max().item<int64_t>();
+  MCOMPRESS_CHECK(largest < q.codebook.numel(), ErrorT, path, ": tensor '", name,
+                  "' (codebook) has code ", largest, " but only ", q.codebook.numel(),
+                  " shared values");
+}
+
 // The checks shared by saving (ErrorT = ModelError: the model is inconsistent) and loading
 // (ErrorT = FormatError: the file is). `values` etc. are CPU tensors of any dtype here.
 template <typename ErrorT>
@@ -119,8 +149,8 @@ void check_quantized(const std::string& path, const std::string& name, const Qua
                      const std::vector<int64_t>& shape) {
   const std::string enc = to_string(q.encoding);
   MCOMPRESS_CHECK(q.encoding != Encoding::kFp32, ErrorT, path, ": tensor '", name,
-                  "' is listed as quantized with encoding fp32; list only fp16, bf16 or int8 "
-                  "tensors (fp32 is the default)");
+                  "' is listed as quantized with encoding fp32; list only fp16, bf16, int8 or "
+                  "codebook tensors (fp32 is the default)");
   MCOMPRESS_CHECK(q.values.defined(), ErrorT, path, ": tensor '", name, "' (", enc,
                   ") has no values");
   MCOMPRESS_CHECK(q.values.scalar_type() == value_dtype(q.encoding), ErrorT, path, ": tensor '",
@@ -129,6 +159,10 @@ void check_quantized(const std::string& path, const std::string& name, const Qua
   MCOMPRESS_CHECK(q.values.sizes().vec() == shape, ErrorT, path, ": tensor '", name, "' (", enc,
                   ") has values of shape ", shape_to_string(q.values.sizes().vec()),
                   ", expected ", shape_to_string(shape), " from the architecture");
+  if (q.encoding == Encoding::kCodebook) {
+    check_codebook<ErrorT>(path, name, q);
+    return;
+  }
   if (q.encoding != Encoding::kInt8) return;
 
   const int64_t rank = static_cast<int64_t>(shape.size());
@@ -424,6 +458,59 @@ LayoutBytes layout_bytes(const std::vector<int64_t>& shape, int64_t element_byte
 }
 
 // ---------------------------------------------------------------------------------------------
+// The codebook encoding (docs/format.md §4.8): codes packed `bits` to a code, most significant
+// bit first, the last byte padded with zero bits.
+
+std::vector<uint8_t> pack_codes(const uint8_t* codes, int64_t count, int64_t bits) {
+  std::vector<uint8_t> out(static_cast<size_t>((count * bits + 7) / 8), 0);
+  int64_t bit = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    for (int64_t b = bits - 1; b >= 0; --b, ++bit) {
+      if ((codes[i] >> b) & 1) out[static_cast<size_t>(bit / 8)] |= uint8_t(0x80u >> (bit % 8));
+    }
+  }
+  return out;
+}
+
+std::vector<uint8_t> unpack_codes(const std::vector<uint8_t>& packed, int64_t count, int64_t bits) {
+  std::vector<uint8_t> out(static_cast<size_t>(count), 0);
+  int64_t bit = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    unsigned code = 0;
+    for (int64_t b = 0; b < bits; ++b, ++bit) {
+      code = (code << 1) | ((packed[static_cast<size_t>(bit / 8)] >> (7 - bit % 8)) & 1u);
+    }
+    out[static_cast<size_t>(i)] = static_cast<uint8_t>(code);
+  }
+  return out;
+}
+
+// The code a sparse codebook tensor leaves implicit: the first shared value that is +0.0, or
+// -1 when there is none (the tensor is then stored dense).
+int64_t zero_code(const at::Tensor& codebook) {
+  const at::Tensor bits = codebook.to(at::kCPU).contiguous().view(at::kInt);
+  const int32_t* b = bits.data_ptr<int32_t>();
+  for (int64_t i = 0; i < bits.numel(); ++i) {
+    if (b[i] == 0) return i;
+  }
+  return -1;
+}
+
+// Bytes of a codebook tensor's codes and CSR structure in each layout, before compression.
+LayoutBytes codebook_layout_bytes(const std::vector<int64_t>& shape, int64_t bits, int64_t nnz) {
+  LayoutBytes b;
+  b.dense = (product(shape) * bits + 7) / 8;
+  if (shape.empty() || b.dense == 0) {
+    b.sparse = std::numeric_limits<int64_t>::max();
+    return b;
+  }
+  const auto columns = static_cast<uint64_t>(csr_columns(shape));
+  b.sparse = (nnz * bits + 7) / 8 + nnz * index_type(columns - 1).bytes +
+             (shape[0] + 1) * index_type(static_cast<uint64_t>(nnz)).bytes;
+  return b;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Writing
 
 class Writer {
@@ -480,6 +567,10 @@ class Writer {
   // or sparse, whichever has fewer bytes; `pruned` marks a tensor whose zeros are its mask.
   void tensor(hid_t tensors, const std::string& name, const at::Tensor& master,
               const QuantizedTensor* q, bool pruned) {
+    if (q != nullptr && q->encoding == Encoding::kCodebook) {
+      codebook_tensor(tensors, name, *q, pruned);
+      return;
+    }
     const Encoding encoding = q != nullptr ? q->encoding : Encoding::kFp32;
     const at::Tensor values = stored_values(name, master, q);
     const std::vector<int64_t> shape = values.sizes().vec();
@@ -509,17 +600,9 @@ class Writer {
       mem_type = H5T_NATIVE_INT8;
     }
     if (sparse) {
-      const double density = static_cast<double>(nnz) / static_cast<double>(values.numel());
-      scalar_attr<double>(group, "density", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, density);
       const Csr csr = to_csr(values, keep);
       write_dataset(group, "values", {nnz}, file_type, mem_type, csr.values.data_ptr(), name);
-      const at::Tensor gaps = column_gaps(csr);
-      const auto max_gap = static_cast<uint64_t>(nnz > 0 ? gaps.max().item<int64_t>() : 0);
-      write_dataset(group, "indices_delta", {nnz}, index_type(max_gap).file_type,
-                    H5T_NATIVE_INT64, gaps.data_ptr(), name);
-      write_dataset(group, "indptr", {shape[0] + 1},
-                    index_type(static_cast<uint64_t>(nnz)).file_type, H5T_NATIVE_INT64,
-                    csr.indptr.data_ptr(), name);
+      csr_structure(group, csr, shape, nnz, name);
     } else {
       write_dataset(group, "values", shape, file_type, mem_type, values.data_ptr(), name);
     }
@@ -532,6 +615,39 @@ class Writer {
                   zero_point.data_ptr(), name);
   }
 
+  // Group /tensors/<name> of a codebook tensor (docs/format.md §4.8): the shared values and
+  // the packed codes, dense or CSR over the entries whose code is not the zero code.
+  void codebook_tensor(hid_t tensors, const std::string& name, const QuantizedTensor& q,
+                       bool pruned) {
+    const at::Tensor codes = q.values.to(at::kCPU).contiguous();
+    const at::Tensor book = q.codebook.to(at::kCPU).contiguous();
+    const std::vector<int64_t> shape = codes.sizes().vec();
+    const int64_t zero = zero_code(book);
+    const at::Tensor keep = zero >= 0 ? codes.ne(zero) : at::ones_like(codes, at::kBool);
+    const int64_t nnz = keep.sum().item<int64_t>();
+    const LayoutBytes bytes = codebook_layout_bytes(shape, q.bits, nnz);
+    const bool sparse = zero >= 0 && bytes.sparse < bytes.dense;
+
+    Handle group = create_group(tensors, name);
+    shape_attr(group, shape);
+    string_attr(group, "encoding", to_string(Encoding::kCodebook));
+    string_attr(group, "layout", sparse ? "sparse" : "dense");
+    scalar_attr<int32_t>(group, "bits", H5T_STD_I32LE, H5T_NATIVE_INT32,
+                         static_cast<int32_t>(q.bits));
+    if (pruned) scalar_attr<int8_t>(group, "pruned", H5T_STD_I8LE, H5T_NATIVE_INT8, 1);
+    write_dataset(group, "codebook", {book.numel()}, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT,
+                  book.data_ptr(), name);
+    at::Tensor stored = codes.reshape({-1});
+    if (sparse) {
+      const Csr csr = to_csr(codes, keep);
+      csr_structure(group, csr, shape, nnz, name);
+      stored = csr.values;
+    }
+    const std::vector<uint8_t> packed = pack_codes(stored.data_ptr<uint8_t>(), stored.numel(), q.bits);
+    write_dataset(group, "codes", {static_cast<int64_t>(packed.size())}, H5T_STD_U8LE,
+                  H5T_NATIVE_UINT8, packed.data(), name);
+  }
+
   // Group /activations/<key> with attrs scale, zero_point, observer.
   void activation(hid_t activations, const std::string& key, const ActivationQParams& params) {
     Handle group = create_group(activations, key);
@@ -541,6 +657,20 @@ class Writer {
   }
 
  private:
+  // The CSR structure of a sparse tensor besides its values: density, columns (row-delta
+  // coded) and row offsets.
+  void csr_structure(hid_t group, const Csr& csr, const std::vector<int64_t>& shape, int64_t nnz,
+                     const std::string& name) {
+    const double density = static_cast<double>(nnz) / static_cast<double>(product(shape));
+    scalar_attr<double>(group, "density", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, density);
+    const at::Tensor gaps = column_gaps(csr);
+    const auto max_gap = static_cast<uint64_t>(nnz > 0 ? gaps.max().item<int64_t>() : 0);
+    write_dataset(group, "indices_delta", {nnz}, index_type(max_gap).file_type, H5T_NATIVE_INT64,
+                  gaps.data_ptr(), name);
+    write_dataset(group, "indptr", {shape[0] + 1}, index_type(static_cast<uint64_t>(nnz)).file_type,
+                  H5T_NATIVE_INT64, csr.indptr.data_ptr(), name);
+  }
+
   // The values as stored (contiguous, on the CPU), refusing any a load would reject: a file
   // mcompress writes must be one it can load again. `q` passed check_quantized.
   at::Tensor stored_values(const std::string& name, const at::Tensor& master,
@@ -1137,6 +1267,8 @@ at::Tensor read_values(Reader& reader, hid_t values, Encoding encoding,
                       describe_type(type), ")");
       if (out.numel() > 0) reader.read_data(values, H5T_NATIVE_INT8, out.data_ptr(), name, "values");
       break;
+    case Encoding::kCodebook:  // read_codebook reads its packed `codes` instead
+      throw FormatError(path + ": tensor '" + name + "' (codebook) has no values dataset");
   }
   return out;
 }
@@ -1302,24 +1434,90 @@ at::Tensor densify(const at::Tensor& stored, const std::vector<int64_t>& positio
   return dense;
 }
 
-LoadedTensor read_tensor(Reader& reader, hid_t tensors, const TensorInfo& info) {
+// A codebook tensor (docs/format.md §4.8): bits, shared values and codes, unpacked and, when
+// sparse, placed at their CSR positions with the zero code everywhere else.
+QuantizedTensor read_codebook(Reader& reader, hid_t group, const std::string& name,
+                              const std::vector<int64_t>& shape, bool sparse) {
+  const std::string& path = reader.path();
+  const std::string where = "/tensors/" + name;
+  QuantizedTensor q;
+  q.encoding = Encoding::kCodebook;
+  const std::optional<int64_t> bits =
+      reader.integer_attr<int64_t>(group, "bits", where, H5T_NATIVE_INT64);
+  MCOMPRESS_CHECK(bits.has_value(), FormatError, path, ": tensor '", name,
+                  "' (codebook) has no 'bits' attribute");
+  MCOMPRESS_CHECK(*bits >= 1 && *bits <= 8, FormatError, path, ": tensor '", name,
+                  "' (codebook) has bits ", *bits, ", expected 1 to 8");
+  q.bits = *bits;
+
+  Handle book = reader.open_dataset(group, "codebook", where + "/codebook");
+  const std::vector<int64_t> book_shape = reader.dataset_shape(book, where + "/codebook");
+  MCOMPRESS_CHECK(book_shape.size() == 1, FormatError, path, ": tensor '", name,
+                  "' (codebook) has a codebook dataset of shape ", shape_to_string(book_shape),
+                  ", expected one dimension");
+  Handle book_type = checked<FormatError>(H5Dget_type(book), H5Tclose, path,
+                                          "cannot read the type of " + where + "/codebook");
+  MCOMPRESS_CHECK(H5Tget_class(book_type) == H5T_FLOAT && H5Tget_size(book_type) == 4,
+                  FormatError, path, ": tensor '", name,
+                  "' (codebook) has a codebook dataset that is not 32-bit floats (",
+                  describe_type(book_type), ")");
+  q.codebook = at::empty(book_shape, at::kFloat);
+  if (q.codebook.numel() > 0)
+    reader.read_data(book, H5T_NATIVE_FLOAT, q.codebook.data_ptr(), name, "codebook");
+
+  // How many codes: one per entry when dense, one per stored entry (per column index) when
+  // sparse.
+  int64_t count = product(shape);
+  if (sparse) {
+    const std::string member = reader.link_exists(group, "indices_delta") ? "indices_delta" : "indices";
+    Handle index = reader.open_dataset(group, member, where + "/" + member);
+    const std::vector<int64_t> index_shape = reader.dataset_shape(index, where + "/" + member);
+    MCOMPRESS_CHECK(index_shape.size() == 1, FormatError, path, ": tensor '", name,
+                    "' (sparse) has an ", member, " dataset of shape ",
+                    shape_to_string(index_shape), ", expected one dimension");
+    count = index_shape[0];
+  }
+  Handle codes = reader.open_dataset(group, "codes", where + "/codes");
+  const std::vector<int64_t> codes_shape = reader.dataset_shape(codes, where + "/codes");
+  Handle codes_type = checked<FormatError>(H5Dget_type(codes), H5Tclose, path,
+                                           "cannot read the type of " + where + "/codes");
+  MCOMPRESS_CHECK(H5Tget_class(codes_type) == H5T_INTEGER && H5Tget_size(codes_type) == 1 &&
+                      H5Tget_sign(codes_type) == H5T_SGN_NONE,
+                  FormatError, path, ": tensor '", name,
+                  "' (codebook) has codes that are not 8-bit unsigned integers (",
+                  describe_type(codes_type), ")");
+  const int64_t expected = (count * q.bits + 7) / 8;
+  MCOMPRESS_CHECK(codes_shape == std::vector<int64_t>{expected}, FormatError, path, ": tensor '",
+                  name, "' (codebook) has a codes dataset of shape ", shape_to_string(codes_shape),
+                  ", expected [", expected, "] (", count, " codes of ", q.bits, " bits, packed)");
+  std::vector<uint8_t> packed(static_cast<size_t>(expected));
+  if (!packed.empty()) reader.read_data(codes, H5T_NATIVE_UINT8, packed.data(), name, "codes");
+  const std::vector<uint8_t> unpacked = unpack_codes(packed, count, q.bits);
+  at::Tensor stored = at::empty({count}, at::kByte);
+  std::copy(unpacked.begin(), unpacked.end(), stored.data_ptr<uint8_t>());
+
+  if (!sparse) {
+    q.values = stored.reshape(shape);
+    return q;
+  }
+  const int64_t zero = zero_code(q.codebook);
+  MCOMPRESS_CHECK(zero >= 0, FormatError, path, ": tensor '", name,
+                  "' (codebook, sparse) has no +0.0 among its shared values; the entries a sparse "
+                  "tensor does not store need one");
+  const std::vector<int64_t> positions = read_csr_positions(reader, group, name, shape, count);
+  q.values = at::full(shape, zero, at::kByte);
+  if (!positions.empty())
+    q.values.view({-1}).index_copy_(0, at::tensor(positions, at::kLong), stored);
+  return q;
+}
+
+// The `values` of a non-codebook tensor, dense (sparse ones densified); int8 also gives its
+// quantization parameters.
+std::pair<std::optional<QuantizedTensor>, at::Tensor> read_stored_values(
+    Reader& reader, hid_t group, const TensorInfo& info, Encoding encoding, bool sparse) {
   const std::string& name = info.name;
   const std::string& path = reader.path();
   const std::string where = "/tensors/" + name;
-  MCOMPRESS_CHECK(reader.link_exists(tensors, name), FormatError, path, ": missing tensor '", name,
-                  "' (", shape_to_string(info.shape), ") that the architecture needs");
-  Handle group = reader.open_group(tensors, name, where);
-
-  const Encoding encoding = mcompress::parse_encoding(parse_encoding(reader, group, name));
-  const bool sparse = parse_layout(reader, group, name) == "sparse";
-
-  std::optional<std::vector<int64_t>> shape = reader.integer_array_attr(group, "shape", where);
-  MCOMPRESS_CHECK(shape.has_value(), FormatError, path, ": tensor '", name,
-                  "' has no 'shape' attribute");
-  MCOMPRESS_CHECK(*shape == info.shape, FormatError, path, ": tensor '", name, "' has shape ",
-                  shape_to_string(*shape), " in its 'shape' attribute, expected ",
-                  shape_to_string(info.shape), " from the architecture");
-
   Handle values = reader.open_dataset(group, "values", where + "/values");
   const std::vector<int64_t> stored = reader.dataset_shape(values, where + "/values");
   if (sparse) {
@@ -1345,6 +1543,34 @@ LoadedTensor read_tensor(Reader& reader, hid_t tensors, const TensorInfo& info) 
         read_csr_positions(reader, group, name, info.shape, stored[0]);
     dense = densify(dense, positions, info.shape, q ? &*q : nullptr);
   }
+  return {std::move(q), dense};
+}
+
+LoadedTensor read_tensor(Reader& reader, hid_t tensors, const TensorInfo& info) {
+  const std::string& name = info.name;
+  const std::string& path = reader.path();
+  const std::string where = "/tensors/" + name;
+  MCOMPRESS_CHECK(reader.link_exists(tensors, name), FormatError, path, ": missing tensor '", name,
+                  "' (", shape_to_string(info.shape), ") that the architecture needs");
+  Handle group = reader.open_group(tensors, name, where);
+
+  const Encoding encoding = mcompress::parse_encoding(parse_encoding(reader, group, name));
+  const bool sparse = parse_layout(reader, group, name) == "sparse";
+
+  std::optional<std::vector<int64_t>> shape = reader.integer_array_attr(group, "shape", where);
+  MCOMPRESS_CHECK(shape.has_value(), FormatError, path, ": tensor '", name,
+                  "' has no 'shape' attribute");
+  MCOMPRESS_CHECK(*shape == info.shape, FormatError, path, ": tensor '", name, "' has shape ",
+                  shape_to_string(*shape), " in its 'shape' attribute, expected ",
+                  shape_to_string(info.shape), " from the architecture");
+
+  std::optional<QuantizedTensor> q;
+  at::Tensor dense;
+  if (encoding == Encoding::kCodebook) {
+    q = read_codebook(reader, group, name, info.shape, sparse);
+  } else {
+    std::tie(q, dense) = read_stored_values(reader, group, info, encoding, sparse);
+  }
 
   LoadedTensor out;
   if (encoding == Encoding::kFp32) {
@@ -1354,7 +1580,7 @@ LoadedTensor read_tensor(Reader& reader, hid_t tensors, const TensorInfo& info) 
       q.emplace();
       q->encoding = encoding;
     }
-    q->values = dense;
+    if (encoding != Encoding::kCodebook) q->values = dense;
     check_quantized<FormatError>(path, name, *q, info.shape);
     // The model computes with the dequantized values (Model::quant's contract).
     out.master = q->dequantize().contiguous();
@@ -1405,6 +1631,12 @@ StoredTensorInfo inspect_tensor(Reader& reader, hid_t tensors, const std::string
     out.bytes_on_disk += static_cast<int64_t>(H5Dget_storage_size(dataset));
   }
 
+  if (out.encoding == "codebook") {
+    const QuantizedTensor q = read_codebook(reader, group, name, out.shape, out.layout == "sparse");
+    check_quantized<FormatError>(reader.path(), name, q, out.shape);
+    out.nonzeros = q.dequantize().ne(0).sum().item<int64_t>();
+    return out;
+  }
   // Non-zeros: stored values other than their element's zero (0, or for int8 the channel's
   // zero point); the entries a sparse tensor omits are zeros by definition.
   if (!reader.link_exists(group, "values")) return out;

@@ -228,6 +228,7 @@ std::string QuantizeReport::to_json() const {
   auto& c = doc["observer_comparison"] = nlohmann::json::array();
   for (const auto& s : comparison) c.push_back({{"observer", s.observer}, {"val_accuracy", s.val_accuracy}});
   doc["warnings"] = warnings;
+  if (!metrics.empty()) doc["metrics"] = metrics;
   if (max_accuracy_drop >= 0) {
     auto& g = doc["accuracy_guard"];
     g["max_accuracy_drop"] = max_accuracy_drop;

@@ -1,6 +1,7 @@
 #include "mcompress/quant/stages.h"
 
 #include "mcompress/core/error.h"
+#include "mcompress/quant/codebook.h"
 #include "mcompress/quant/qat.h"
 #include "mcompress/quant/quantize.h"
 
@@ -12,9 +13,11 @@ constexpr int64_t kCalibBatchSize = 64;
 class QuantizeStage : public Stage {
  public:
   explicit QuantizeStage(const StageOptions& o) : resolved_(o.resolved()) {
-    const std::string mode = o.choice("mode", {"fp16", "bf16", "int8-dynamic", "int8-static", "qat"});
+    const std::string mode =
+        o.choice("mode", {"fp16", "bf16", "int8-dynamic", "int8-static", "qat", "codebook"});
     qat_ = mode == "qat";
-    options_.mode = qat_ ? QuantMode::kInt8Static : parse_quant_mode(mode);
+    codebook_ = mode == "codebook";
+    options_.mode = qat_ || codebook_ ? QuantMode::kInt8Static : parse_quant_mode(mode);
     const std::string observer = o.choice(
         "observer", {"minmax", "moving-average-minmax", "percentile", "entropy", "mse", "compare"});
     options_.compare_observers = observer == "compare";
@@ -23,13 +26,19 @@ class QuantizeStage : public Stage {
     options_.granularity = o.flag("per_tensor") ? Granularity::kPerTensor : Granularity::kPerChannel;
     options_.half_fallback_bf16 = o.choice("fp16_fallback", {"fp32", "bf16"}) == "bf16";
     options_.max_accuracy_drop = o.number("max_accuracy_drop", -1, 100);
-    qat_options_.train.epochs = o.integer("epochs", 1, 1000);
+    qat_options_.train.epochs = o.integer("epochs", codebook_ ? 0 : 1, 1000);
     qat_options_.train.lr = o.number("lr", 1e-8, 10);
     qat_options_.train.batch_size = o.integer("batch_size", 1, 1 << 16);
     qat_options_.granularity = options_.granularity;
+    codebook_options_.bits = o.integer("bits", 2, 8);
+    codebook_options_.train.epochs = qat_options_.train.epochs;
+    codebook_options_.train.lr = qat_options_.train.lr;
+    codebook_options_.train.batch_size = qat_options_.train.batch_size;
+    if (codebook_) qat_options_.train.epochs = 1;  // unused; 0 would not validate
     o.validate([&] {
       options_.validate();
       qat_options_.validate();
+      codebook_options_.validate();
     });
   }
 
@@ -39,7 +48,7 @@ class QuantizeStage : public Stage {
            "); quantize once, after the stages that change weights";
   }
   void update(ModelTraits& traits) const override {
-    traits.quant_mode = qat_ ? "int8-static" : to_string(options_.mode);
+    traits.quant_mode = qat_ ? "int8-static" : codebook_ ? "codebook" : to_string(options_.mode);
   }
 
   StageReport apply(Model& model, const StageContext& ctx) override {
@@ -54,6 +63,11 @@ class QuantizeStage : public Stage {
       qo.calib_batches = q.calib_batches;
       qo.calib_batch_size = q.calib_batch_size;
       report = qat_model(model, qo, ctx.train, ctx.val);
+    } else if (codebook_) {
+      CodebookOptions co = codebook_options_;
+      co.train.seed = ctx.seed;
+      co.train.progress = ctx.progress;
+      report = codebook_model(model, co, ctx.train, ctx.val);
     } else {
       report = quantize_model(model, q, ctx.calib, ctx.val);
     }
@@ -67,8 +81,10 @@ class QuantizeStage : public Stage {
  private:
   nlohmann::json resolved_;
   bool qat_ = false;
+  bool codebook_ = false;
   QuantizeOptions options_;
   QatOptions qat_options_;
+  CodebookOptions codebook_options_;
 };
 
 }  // namespace
@@ -76,8 +92,9 @@ class QuantizeStage : public Stage {
 void register_stages(StageRegistry& registry) {
   registry.add(
       {"quantize",
-       "fp16/bf16 storage, int8 dynamic, int8 static (calibrated) or quantization-aware training",
-       {{"mode", "int8-static", "fp16, bf16, int8-dynamic, int8-static or qat"},
+       "fp16/bf16 storage, int8 dynamic, int8 static (calibrated), quantization-aware training, "
+       "or weight sharing (k-means codebook, fine-tuned)",
+       {{"mode", "int8-static", "fp16, bf16, int8-dynamic, int8-static, qat or codebook"},
         {"observer", "minmax",
          "int8-static activation ranges: minmax, moving-average-minmax, percentile, entropy, mse, "
          "or compare (each, keep the best on validation)"},
@@ -87,9 +104,10 @@ void register_stages(StageRegistry& registry) {
         {"max_accuracy_drop", "-1",
          "int8: keep the most sensitive layers fp32 until the validation drop is within this many "
          "points (< 0: off)"},
-        {"epochs", "2", "qat: fine-tuning epochs"},
-        {"lr", "1e-4", "qat: learning rate (Adam, cosine)"},
-        {"batch_size", "128", "qat: batch size"}},
+        {"bits", "4", "codebook: bits per code, 2 to 8 (at most 2^bits shared values per weight tensor)"},
+        {"epochs", "2", "qat and codebook: fine-tuning epochs (codebook: 0 keeps the k-means values)"},
+        {"lr", "1e-4", "qat and codebook: learning rate (Adam, cosine)"},
+        {"batch_size", "128", "qat and codebook: batch size"}},
        [](const StageOptions& o) { return std::make_unique<QuantizeStage>(o); }});
 }
 

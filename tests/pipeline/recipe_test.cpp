@@ -162,6 +162,24 @@ TEST(RecipeTest, RejectsBadRecipesWithPathAndLine) {
                      "cannot read recipe '/nonexistent/r.yaml'");
 }
 
+TEST(RecipeTest, CodebookModeOptionsAndOrder) {
+  const auto& reg = pipeline::default_registry();
+  auto parse = [&](const std::string& stages) {
+    return pipeline::parse_recipe("model: m.h5\nstages:\n" + stages + "output: o.h5\n", reg, {},
+                                  "r.yaml");
+  };
+  EXPECT_NO_THROW(parse("  - prune: {target: 0.9}\n  - quantize: {mode: codebook, bits: 3, epochs: 0}\n"));
+  ASSERT_THROWS_WITH(parse("  - quantize: {mode: codebook, bits: 9}\n"), ConfigError,
+                     "stages[0].quantize.bits (line 3): must be in [2, 8], got 9");
+  ASSERT_THROWS_WITH(parse("  - quantize: {mode: qat, epochs: 0}\n"), ConfigError,
+                     "stages[0].quantize.epochs (line 3): must be in [1, 1000], got 0");
+  // Shared values are decided per weight; pruning afterwards would change them.
+  const auto late = parse("  - quantize: {mode: codebook}\n  - prune: {target: 0.9}\n");
+  EXPECT_NE(pipeline::check_stage_order(late, ModelTraits{})
+                .find("codebook encoding is already decided; prune before quantize"),
+            std::string::npos);
+}
+
 // Found while writing fuzz_recipe; kept in fuzz/regressions/fuzz_recipe/ too. yaml-cpp and std::stoul used to
 // throw their own untyped exceptions (CLI exit 1, "bad conversion" / "stoul") instead of a
 // ConfigError with the path and line.

@@ -15,7 +15,7 @@ namespace mcompress {
 
 /// How a tensor is stored in the model file and, for int8, deployed. The names are the file's
 /// `encoding` attribute values.
-enum class Encoding { kFp32, kFp16, kBf16, kInt8 };
+enum class Encoding { kFp32, kFp16, kBf16, kInt8, kCodebook };
 std::string to_string(Encoding encoding);
 Encoding parse_encoding(const std::string& name);  // FormatError listing the accepted names
 
@@ -23,12 +23,16 @@ Encoding parse_encoding(const std::string& name);  // FormatError listing the ac
 /// int8: w ≈ (q − zero_point[c]) · scale[c] along `axis` (-1: one scale for the tensor);
 ///       symmetric weights have zero_point 0 and q in [−127, 127].
 /// fp16/bf16: `values` holds the half-precision tensor; scale/zero_point are undefined.
+/// codebook: w = codebook[values] (weight sharing): `values` holds uint8 codes < 2^bits, each
+///       an index into the float32 `codebook` of at most 2^bits shared values.
 struct QuantizedTensor {
   Encoding encoding = Encoding::kFp32;
-  at::Tensor values;      // int8 (kChar) codes, or kHalf / kBFloat16 values
+  at::Tensor values;      // int8 (kChar) codes, kHalf / kBFloat16 values, or uint8 (kByte) codes
   at::Tensor scale;       // float32 [channels] or [1]   (int8 only)
   at::Tensor zero_point;  // int32, same size as scale    (int8 only)
   int64_t axis = 0;       // channel axis of scale, or -1 for per-tensor
+  at::Tensor codebook;    // float32 [K], K <= 2^bits     (codebook only)
+  int64_t bits = 0;       // bits per code, 1 to 8         (codebook only)
 
   /// The fp32 tensor this encoding represents.
   at::Tensor dequantize() const;
@@ -43,7 +47,8 @@ struct ActivationQParams {
 
 /// What quantization decided. Empty when the model is plain fp32.
 struct QuantState {
-  /// "" (none), "fp16", "bf16", "int8-dynamic", "int8-static"; the runtime picks kernels by it.
+  /// "" (none), "fp16", "bf16", "int8-dynamic", "int8-static", "codebook"; the runtime picks
+  /// kernels by it (fp16, bf16 and codebook are storage formats: it computes in fp32).
   std::string mode;
   /// Tensors stored in a reduced encoding, by tensor name. Tensors not listed are fp32.
   std::map<std::string, QuantizedTensor> tensors;

@@ -3,6 +3,7 @@
 // It decides encodings and activation ranges (Model::quant); the runtime runs them.
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,9 @@ struct QuantizeReport {
   bool accuracy_budget_met = true;
   std::vector<std::string> kept_fp32;     // layers the guard moved back to fp32, in order
   std::vector<LayerSensitivity> sensitivity;  // the guard's ranking (empty if not needed)
+  /// Figures of a mode of its own, e.g. codebook: bits, val accuracy (fractions) in fp32, after
+  /// k-means and after fine-tuning.
+  std::map<std::string, double> metrics;
   /// The report as a JSON document for Model::history.
   std::string to_json() const;
 };
