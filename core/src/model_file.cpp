@@ -648,6 +648,20 @@ class Writer {
                   H5T_NATIVE_UINT8, packed.data(), name);
   }
 
+  // /history/entries (docs/format.md §6): the entries as JSON Lines, deflated like a tensor.
+  // A raw line break inside an entry can only be whitespace between JSON tokens (JSON escapes
+  // it inside strings), so it becomes a space and every entry stays one line.
+  void history(hid_t group, const std::vector<std::string>& entries) {
+    if (entries.empty()) return;
+    std::string lines;
+    for (const std::string& entry : entries) {
+      for (char c : entry) lines += c == '\n' || c == '\r' ? ' ' : c;
+      lines += '\n';
+    }
+    write_dataset(group, "entries", {static_cast<int64_t>(lines.size())}, H5T_STD_U8LE,
+                  H5T_NATIVE_UINT8, lines.data(), "history");
+  }
+
   // Group /activations/<key> with attrs scale, zero_point, observer.
   void activation(hid_t activations, const std::string& key, const ActivationQParams& params) {
     Handle group = create_group(activations, key);
@@ -710,7 +724,8 @@ class Writer {
   }
 
   void write_dataset(hid_t loc, const std::string& name, const std::vector<int64_t>& shape,
-                     hid_t file_type, hid_t mem_type, const void* data, const std::string& tensor) {
+                     hid_t file_type, hid_t mem_type, const void* data, const std::string& owner) {
+    const std::string subject = owner == "history" ? std::string("/history") : "tensor '" + owner + "'";
     std::vector<hsize_t> dims(shape.begin(), shape.end());
     Handle space =
         dims.empty()
@@ -729,7 +744,7 @@ class Writer {
     // layers) are stored contiguous and unfiltered, as docs/format.md allows.
     if (!dims.empty() && !empty) {
       std::vector<hsize_t> chunk = chunk_dims(dims);
-      const std::string what = "cannot set up chunking/filters for tensor '" + tensor + "'";
+      const std::string what = "cannot set up chunking/filters for " + subject;
       h5_check<IoError>(H5Pset_chunk(dcpl, static_cast<int>(chunk.size()), chunk.data()), path_,
                         what);
       // Order matters: the checksum is computed last, over the compressed bytes on disk.
@@ -739,10 +754,10 @@ class Writer {
     }
     Handle dset = checked<IoError>(
         H5Dcreate2(loc, name.c_str(), file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT), H5Dclose,
-        path_, "cannot create dataset for tensor '" + tensor + "'");
+        path_, "cannot create a dataset for " + subject);
     if (!empty) {
       h5_check<IoError>(H5Dwrite(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), path_,
-                        "cannot write tensor '" + tensor + "'");
+                        "cannot write " + subject);
     }
   }
 
@@ -793,11 +808,7 @@ void write_model(hid_t file, const Model& model, const std::string& path) {
   }
   {
     Handle history = writer.create_group(root, "history");
-    for (size_t i = 0; i < model.history.size(); ++i) {
-      char name[32];
-      std::snprintf(name, sizeof(name), "%03zu", i);
-      writer.string_attr(history, name, model.history[i]);
-    }
+    writer.history(history, model.history);
   }
   {
     Handle recipe = writer.create_group(root, "recipe");
@@ -911,11 +922,37 @@ class Reader {
     }
   }
 
-  // Entries of /history in numeric order; attributes whose names are not numbers are ignored.
+  // Entries of /history: the lines of its dataset `entries` (version 2), or its attributes in
+  // numeric order (version 1; attributes whose names are not numbers are ignored).
   std::vector<std::string> history() {
     std::vector<std::string> entries;
     if (!link_exists(root_, "history")) return entries;
     Handle group = open_group(root_, "history", "/history");
+    if (link_exists(group, "entries")) {
+      Handle dataset = open_dataset(group, "entries", "/history/entries");
+      const std::vector<int64_t> shape = dataset_shape(dataset, "/history/entries");
+      Handle type = checked<FormatError>(H5Dget_type(dataset), H5Tclose, path_,
+                                         "cannot read the type of /history/entries");
+      MCOMPRESS_CHECK(shape.size() == 1 && H5Tget_class(type) == H5T_INTEGER &&
+                          H5Tget_size(type) == 1,
+                      FormatError, path_,
+                      ": /history/entries must be a one-dimensional dataset of bytes (UTF-8 "
+                      "JSON Lines)");
+      std::string text(static_cast<size_t>(shape[0]), '\0');
+      if (!text.empty() &&
+          H5Dread(dataset, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, text.data()) < 0) {
+        throw FormatError(path_ + ": cannot read /history/entries; the data is corrupt (HDF5: " +
+                          hdf5_error_detail() + ")");
+      }
+      size_t begin = 0;
+      while (begin < text.size()) {
+        size_t end = text.find('\n', begin);
+        if (end == std::string::npos) end = text.size();
+        if (end > begin) entries.push_back(text.substr(begin, end - begin));
+        begin = end + 1;
+      }
+      return entries;
+    }
     std::vector<std::pair<uint64_t, std::string>> numbered;
     for (const std::string& name : attribute_names(group, "/history")) {
       if (name.empty() || name.size() > 18 ||

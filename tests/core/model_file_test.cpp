@@ -413,10 +413,19 @@ TEST_F(ModelFileTest, RawHdf5ReaderSeesDocumentedLayout) {
   H5Aclose(attr);
   EXPECT_EQ(seed, model.seed);
 
-  hid_t history = H5Gopen2(file, "/history", H5P_DEFAULT);
-  EXPECT_EQ(read_string_attr(history, "000"), model.history[0]);
-  EXPECT_EQ(read_string_attr(history, "001"), model.history[1]);
-  H5Gclose(history);
+  // The history: one deflated byte dataset, the entries as JSON Lines (§6).
+  hid_t history = H5Dopen2(file, "/history/entries", H5P_DEFAULT);
+  ASSERT_GE(history, 0);
+  hid_t history_type = H5Dget_type(history);
+  EXPECT_TRUE(H5Tequal(history_type, H5T_STD_U8LE) > 0);
+  H5Tclose(history_type);
+  EXPECT_EQ(filters_of(history), kFilters);
+  hid_t history_space = H5Dget_space(history);
+  std::string lines(static_cast<size_t>(H5Sget_simple_extent_npoints(history_space)), '\0');
+  H5Sclose(history_space);
+  ASSERT_GE(H5Dread(history, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, lines.data()), 0);
+  H5Dclose(history);
+  EXPECT_EQ(lines, model.history[0] + "\n" + model.history[1] + "\n");
   hid_t recipe = H5Gopen2(file, "/recipe", H5P_DEFAULT);
   EXPECT_EQ(read_string_attr(recipe, "text"), model.recipe);
   H5Gclose(recipe);
@@ -1637,6 +1646,37 @@ TEST_F(ModelFileErrorTest, MaskThatDisagreesWithTheValues) {
   ASSERT_THROWS_WITH(save_model(model, path), ModelError,
                      "pruning mask '9.weight' is not a tensor of the architecture");
   EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
+}
+
+TEST_F(ModelFileTest, HistoryEntriesStayOneLineEach) {
+  Model model = tiny_model();
+  model.history = {"{\"stage\": \"a\",\n \"note\": \"line\\nbreak\"}", "{}"};
+  const std::string path = dir.file("h.h5");
+  save_model(model, path);
+  // The raw line break between tokens became a space; the escaped one inside the string stays.
+  EXPECT_EQ(load_model(path).history,
+            (std::vector<std::string>{"{\"stage\": \"a\",  \"note\": \"line\\nbreak\"}", "{}"}));
+}
+
+TEST_F(ModelFileErrorTest, CorruptHistoryIsReported) {
+  Model model = tiny_model();
+  model.history.assign(20, R"({"stage":"train","metrics":{"accuracy":0.5}})");
+  save_model(model, path);
+  haddr_t address = 0;
+  hsize_t size = 0;
+  {
+    hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t dset = H5Dopen2(file, "/history/entries", H5P_DEFAULT);
+    hid_t space = H5Dget_space(dset);
+    ASSERT_GE(H5Dget_chunk_info(dset, space, 0, nullptr, nullptr, &address, &size), 0);
+    H5Sclose(space);
+    H5Dclose(dset);
+    H5Fclose(file);
+  }
+  std::string bytes = read_bytes(path);
+  bytes[address + size / 2] ^= 0x08;
+  write_bytes(path, bytes);
+  ASSERT_THROWS_WITH(load_model(path), FormatError, "cannot read /history/entries; the data is corrupt");
 }
 
 // --- Older format versions -------------------------------------------------------------------
