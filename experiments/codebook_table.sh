@@ -21,6 +21,7 @@ mkdir -p "$out"
 # name | zoo model | pruned file (experiments/prune_table.sh) | allowed drop | target ratio
 rows=(
   "mlp|mlp|runs/prune/mlp-global95.h5|1.0|50"
+  "mlp97|mlp|runs/prune/mlp-global97.h5|1.0|50"
   "lenet5|lenet5|runs/prune/lenet5-global90.h5|1.0|40"
 )
 
