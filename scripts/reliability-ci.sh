@@ -18,6 +18,7 @@ fuzzers=${MCOMPRESS_RELIAB_FUZZ-fuzz_model_file fuzz_idx}
 build=build-reliab
 
 start=$SECONDS
+rm -f $build/sanitizer-tests.log  # test.sh prints it last; never a stale one
 cmake -S . -B $build -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g1" -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
@@ -31,7 +32,6 @@ cmake --build $build -j"$jobs" --target "${targets[@]}"
 echo "reliability: build ($build: ${targets[*]}) took $((SECONDS - start))s"
 
 status=0
-rm -f $build/sanitizer-tests.log
 for s in $suites; do
   start=$SECONDS
   exe=$build/tests/mcompress_${s}_test
