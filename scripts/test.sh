@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test suite with ctest; then the reliability
-# checks of docs/reliability.md when MCOMPRESS_RELIABILITY=1: the unit tests again under
-# ASan+UBSan (./build-asan), and each libFuzzer target for a bounded time (./build-fuzz). They
-# add ~22 minutes on 2 cores, more than CI's budget allows for now, so they are opt-in.
+# checks of docs/reliability.md:
+#   default (CI)              the CI subset, scripts/reliability-ci.sh: one clang build folder
+#                             (./build-reliab) with ASan+UBSan and fuzzer instrumentation; the
+#                             core and runtime unit tests under the sanitizers, the regression
+#                             inputs and 20 s each of fuzz_model_file and fuzz_idx (~4 minutes)
+#   MCOMPRESS_RELIABILITY=1   everything, as before (~22 minutes): the core, runtime and pipeline
+#                             suites under gcc ASan+UBSan (./build-asan, scripts/asan.sh) and
+#                             all three fuzz targets for FUZZ_SECONDS (60) each (./build-fuzz)
+#   MCOMPRESS_RELIABILITY=0   none (a quick local run)
+# Fails when any test, sanitizer report or fuzz regression fails; the summary lines come last.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -10,20 +17,38 @@ scripts/build.sh
 start=$SECONDS
 (cd build && ctest --output-on-failure -j"$(nproc)" --timeout 600) | tee build/ctest.log
 echo "test: ctest (Release) took $((SECONDS - start))s"
-[ "${MCOMPRESS_RELIABILITY:-0}" = 1 ] || exit 0
+mode=${MCOMPRESS_RELIABILITY:-ci}
+[ "$mode" != 0 ] || exit 0
 
-start=$SECONDS
-echo "test: ASan+UBSan build and unit tests (scripts/asan.sh)"
-# The suites that hold the file, data and recipe readers and the sparse kernels, where memory
-# bugs would live; quant, prune and apps add ~15 minutes of ASan build: `scripts/asan.sh`.
-MCOMPRESS_ASAN_MODULES="${MCOMPRESS_ASAN_MODULES:-core runtime pipeline}" scripts/asan.sh
-echo "test: ASan+UBSan took $((SECONDS - start))s"
+status=0
+if [ "$mode" = 1 ]; then
+  start=$SECONDS
+  echo "test: ASan+UBSan build and unit tests (scripts/asan.sh)"
+  # The suites that hold the file, data and recipe readers and the sparse kernels, where memory
+  # bugs would live; quant, prune and apps add ~15 minutes of ASan build: `scripts/asan.sh`.
+  MCOMPRESS_ASAN_MODULES="${MCOMPRESS_ASAN_MODULES:-core runtime pipeline}" scripts/asan.sh ||
+    status=1
+  echo "test: ASan+UBSan took $((SECONDS - start))s"
 
-start=$SECONDS
-echo "test: libFuzzer targets, ${FUZZ_SECONDS:-60}s each (scripts/fuzz.sh)"
-scripts/fuzz.sh
-echo "test: fuzzing took $((SECONDS - start))s"
+  start=$SECONDS
+  echo "test: libFuzzer targets, ${FUZZ_SECONDS:-60}s each (scripts/fuzz.sh)"
+  scripts/fuzz.sh || status=1
+  echo "test: fuzzing took $((SECONDS - start))s"
+else
+  start=$SECONDS
+  echo "test: reliability checks, CI subset (scripts/reliability-ci.sh)"
+  scripts/reliability-ci.sh || status=1
+  echo "test: reliability checks took $((SECONDS - start))s"
+fi
 
 # The summary lines again, last, so none scrolls away under the sanitizer and fuzz output.
 echo "test: Release ctest: $(grep -E 'tests passed|tests failed' build/ctest.log)"
-echo "test: ASan+UBSan ctest: $(grep -E 'tests passed|tests failed' build-asan/ctest.log)"
+if [ "$mode" = 1 ]; then
+  echo "test: ASan+UBSan ctest: $(grep -E 'tests passed|tests failed' build-asan/ctest.log ||
+    echo 'no result')"
+else
+  sed 's/^reliability: /test: /' build-reliab/sanitizer-tests.log 2>/dev/null || true
+fi
+[ $status -eq 0 ] && echo "test: reliability checks passed" ||
+  echo "test: reliability checks FAILED (see above)" >&2
+exit $status

@@ -1,12 +1,15 @@
 #include "mcompress/pipeline/runner.h"
 
 #include <ATen/Parallel.h>
+#include <signal.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
+#include <map>
 #include <optional>
 #include <ostream>
 #include <sstream>
@@ -131,6 +134,48 @@ std::string guard_violation(const StageRow& row, const StageRow& previous, const
   return why;
 }
 
+// A temporary file that an interrupted run (SIGKILL, power loss) left next to one of the files
+// it writes: save_model's "<name>.tmp-<pid>-<n>" whose process is gone, or
+// write_file_atomically's ".<name>.tmp-XXXXXX" (docs/format.md: safe to delete). The run owns
+// these names: two runs with the same output cannot share a checkpoint folder either.
+bool is_stale_temp(const std::string& entry, const std::string& target) {
+  const std::string dotted = "." + target + ".tmp-";
+  if (entry.size() > dotted.size() && entry.compare(0, dotted.size(), dotted) == 0) return true;
+  const std::string plain = target + ".tmp-";
+  if (entry.size() <= plain.size() || entry.compare(0, plain.size(), plain) != 0) return false;
+  const std::string rest = entry.substr(plain.size());
+  const size_t dash = rest.find('-');
+  if (dash == 0 || dash == std::string::npos) return false;
+  const std::string pid = rest.substr(0, dash);
+  if (pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos) return false;
+  if (rest.find_first_not_of("0123456789", dash + 1) != std::string::npos) return false;
+  return ::kill(static_cast<pid_t>(std::stol(pid)), 0) != 0 && errno == ESRCH;
+}
+
+// Removes the stale temporary files of `targets` (paths this run writes); never throws.
+void remove_stale_temps(const std::vector<fs::path>& targets, std::ostream* log) {
+  std::map<fs::path, std::vector<std::string>> by_folder;
+  for (const auto& t : targets) {
+    by_folder[t.has_parent_path() ? t.parent_path() : fs::path(".")].push_back(
+        t.filename().string());
+  }
+  for (const auto& [folder, names] : by_folder) {
+    std::error_code ec;
+    fs::directory_iterator it(folder, ec), end;
+    for (; !ec && it != end; it.increment(ec)) {
+      const std::string entry = it->path().filename().string();
+      for (const auto& name : names) {
+        if (!is_stale_temp(entry, name)) continue;
+        std::error_code removed;
+        if (fs::remove(it->path(), removed) && log != nullptr) {
+          *log << "removed " << it->path().string() << ", left by an interrupted run\n";
+        }
+        break;
+      }
+    }
+  }
+}
+
 class Checkpoints {
  public:
   Checkpoints(const Recipe& recipe) : recipe_(recipe), dir_(recipe.output + ".ckpt") {}
@@ -160,6 +205,20 @@ class Checkpoints {
     state["rows"] = nlohmann::json::array();
     for (const auto& r : rows) state["rows"].push_back(r.to_json());
     write_file_atomically((dir_ / "state.json").string(), state.dump(1) + "\n");
+  }
+
+  // Every file the run writes: the checkpoints, state.json, the start-model cache, the
+  // output and its reports.
+  std::vector<fs::path> targets() const {
+    std::vector<fs::path> out{dir_ / checkpoint_name(0, "train"),
+                              dir_ / checkpoint_name(0, "start"), dir_ / "state.json"};
+    for (size_t i = 0; i < recipe_.stages.size(); ++i) {
+      out.push_back(dir_ / checkpoint_name(i + 1, recipe_.stages[i].name));
+    }
+    if (!recipe_.model.cache.empty()) out.emplace_back(recipe_.model.cache);
+    out.emplace_back(recipe_.output);
+    for (const auto& r : report_paths(recipe_.output)) out.emplace_back(r);
+    return out;
   }
 
   // The rows and model of the last completed stage.
@@ -406,6 +465,7 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& o) {
 
   const RunData data = load_run_data(recipe.data, recipe.seed);
   Checkpoints ckpt(recipe);
+  remove_stale_temps(ckpt.targets(), o.log);
   std::vector<StageRow> rows;
   std::optional<Model> current;  // the model as the stages leave it
   if (o.resume) {
