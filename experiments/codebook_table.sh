@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The weight-sharing table of docs/results.md: the pruned models of experiments/prune_table.sh
 # quantized by `mcompress quantize --mode codebook` (k-means shared values, fine-tuned) at each
-# BITS, evaluated on the 10000 Fashion-MNIST test images by `mcompress eval` (the deployable
+# number of bits of its row, evaluated on the 10000 Fashion-MNIST test images by `mcompress eval` (the deployable
 # runtime). Sizes are whole files, compared with the fp32 dense file of the same model
 # (experiments/train_zoo.sh). Everything runs on $THREADS threads (default 1).
 # usage: experiments/codebook_table.sh [ZOO_DIR] [NAMES...]   (default runs/zoo, every row)
@@ -14,21 +14,20 @@ only=("$@")
 out=runs/codebook
 mc=build/apps/mcompress
 threads=${THREADS:-1}
-bits_list=${BITS:-3 4 5}
 export OPENBLAS_NUM_THREADS=$threads
 mkdir -p "$out"
 
-# name | zoo model | pruned file (experiments/prune_table.sh) | allowed drop | target ratio
+# name | zoo model | pruned file (experiments/prune_table.sh) | allowed drop | target ratio | bits
 rows=(
-  "mlp|mlp|runs/prune/mlp-global95.h5|1.0|50"
-  "mlp97|mlp|runs/prune/mlp-global97.h5|1.0|50"
-  "lenet5|lenet5|runs/prune/lenet5-global90.h5|1.0|40"
+  "mlp|mlp|runs/prune/mlp-global95.h5|1.0|50|3 4 5"
+  "mlp97|mlp|runs/prune/mlp-global97.h5|1.0|50|2 3 4"
+  "lenet5|lenet5|runs/prune/lenet5-global90.h5|1.0|40|3 4 5"
 )
 
 echo "| model | start | bits | fp32 dense (%) | codebook (%) | Δ (points) | file (bytes) | fp32 file ÷ file | tensors ÷ fp32 tensors | accuracy holds | target ratio |"
 echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"
 for row in "${rows[@]}"; do
-  IFS='|' read -r name model pruned bound target <<<"$row"
+  IFS='|' read -r name model pruned bound target bits_list <<<"$row"
   if [ ${#only[@]} -gt 0 ] && [[ ! " ${only[*]} " =~ " $name " ]]; then continue; fi
   [ -f "$pruned" ] || { echo "missing $pruned: run experiments/prune_table.sh first" >&2; exit 1; }
   dense=$("$mc" eval "$zoo/$model.h5" --json --threads "$threads" | jq .accuracy)
