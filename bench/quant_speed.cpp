@@ -12,9 +12,9 @@
 #include <ATen/Parallel.h>
 
 #include <iomanip>
-#include <sstream>
 #include <iostream>
 #include <memory>
+#include <sstream>
 
 #include "bench_support.h"
 #include "mcompress/core/zoo.h"
@@ -78,7 +78,8 @@ int main(int argc, char** argv) {
   }
   at::set_num_threads(threads);
   static const Model convnet = bench::quantized(zoo_spec("convnet"), quant::QuantMode::kInt8Static);
-  static const Model stack = bench::quantized(bench::linear_stack(), quant::QuantMode::kInt8Dynamic);
+  static const Model stack =
+      bench::quantized(bench::linear_stack(), quant::QuantMode::kInt8Dynamic);
   struct Case {
     const char* name;
     const Model* model;
@@ -104,11 +105,12 @@ int main(int argc, char** argv) {
 
   std::cout << "\nspeed-up over fp32 (fp32 time / int8 time), measured in this run:\n";
   std::cout << std::left << std::setw(26) << "case" << std::right << std::setw(10) << "batch 1"
-            << std::setw(10) << "batch 64" << "\n";
+            << std::setw(10) << "batch 64"
+            << "\n";
   const std::pair<const char*, const char*> pairs[] = {{"convnet", "int8-static"},
-                                                      {"convnet", "int8-auto"},
-                                                      {"linear1024", "int8-dynamic"},
-                                                      {"linear1024", "int8-auto"}};
+                                                       {"convnet", "int8-auto"},
+                                                       {"linear1024", "int8-dynamic"},
+                                                       {"linear1024", "int8-auto"}};
   for (const auto& [model, policy] : pairs) {
     {
       std::cout << std::left << std::setw(26) << (std::string(model) + "/" + policy) << std::right;

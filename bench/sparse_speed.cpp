@@ -143,7 +143,8 @@ int main(int argc, char** argv) {
     kernels.push_back(runtime::make_linear_fp32(w, false));
     kernels.push_back(runtime::make_linear_sparse_fp32(w, false));
     for (const char* kind : {"dense", "sparse"}) {
-      const std::string name = std::string("linear1024/") + kind + "/density:" + bench::density_name(d);
+      const std::string name =
+          std::string("linear1024/") + kind + "/density:" + bench::density_name(d);
       benchmark::RegisterBenchmark(name.c_str(), bench::run_kernel,
                                    kernels[kernels.size() - (kind[0] == 'd' ? 2 : 1)].get())
           ->Arg(1)

@@ -13,8 +13,8 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   size_t image_bytes = 0;
   if (size >= 4) {
-    image_bytes = size_t{data[0]} | size_t{data[1]} << 8 | size_t{data[2]} << 16 |
-                  size_t{data[3]} << 24;
+    image_bytes =
+        size_t{data[0]} | size_t{data[1]} << 8 | size_t{data[2]} << 16 | size_t{data[3]} << 24;
     data += 4;
     size -= 4;
   }

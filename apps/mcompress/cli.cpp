@@ -22,10 +22,15 @@ const std::vector<Command>& commands() {
       {"train", "train a model from the zoo or a spec file", run_train},
       {"eval", "accuracy, loss and latency of a model file (deployable runtime)", run_eval},
       {"inspect", "per-tensor storage table of a model file", run_inspect},
-      {"quantize", "fp16/bf16 storage, int8 dynamic or static (calibrated) quantization", run_quantize},
-      {"compress", "run a compression recipe (YAML): stages in order, reports, checkpoints", run_compress},
+      {"quantize", "fp16/bf16 storage, int8 dynamic or static (calibrated) quantization",
+       run_quantize},
+      {"compress", "run a compression recipe (YAML): stages in order, reports, checkpoints",
+       run_compress},
       {"stages", "list the stages a recipe can use, with their options and defaults", run_stages},
-      {"prune", "magnitude pruning (layer/global; one-shot, iterative, gradual) or structured filter pruning", run_prune},
+      {"prune",
+       "magnitude pruning (layer/global; one-shot, iterative, gradual) or structured filter "
+       "pruning",
+       run_prune},
       {"distill", "train a student against a teacher model (knowledge distillation)", run_distill},
       {"version", "versions of mcompress, LibTorch and HDF5", run_version},
   };
@@ -81,23 +86,25 @@ Dataset load_data(const po::variables_map& vm, Split split) {
 }
 
 void add_train_options(po::options_description& options, TrainOptions& t) {
-  options.add_options()
-      ("epochs", po::value<int64_t>(&t.epochs)->default_value(t.epochs), "training epochs")
-      ("batch-size", po::value<int64_t>(&t.batch_size)->default_value(t.batch_size), "batch size")
-      ("optimizer", po::value<std::string>()->default_value(to_string(t.optimizer)), "adam or sgd")
-      ("lr", po::value<double>(&t.lr)->default_value(t.lr), "peak learning rate")
-      ("momentum", po::value<double>(&t.momentum)->default_value(t.momentum), "SGD momentum")
-      ("weight-decay", po::value<double>(&t.weight_decay)->default_value(t.weight_decay),
-       "L2 weight decay")
-      ("schedule", po::value<std::string>()->default_value(to_string(t.schedule)),
-       "learning-rate schedule: constant, step, cosine")
-      ("step-size", po::value<int64_t>(&t.step_size)->default_value(t.step_size),
-       "epochs between lr drops (step schedule)")
-      ("gamma", po::value<double>(&t.gamma)->default_value(t.gamma), "lr factor (step schedule)")
-      ("early-stop", po::value<int64_t>(&t.early_stop_patience)->default_value(t.early_stop_patience),
-       "stop after N epochs without a better validation accuracy (0 = off)")
-      ("seed", po::value<uint64_t>(&t.seed)->default_value(t.seed), "seed of every random choice")
-      ("quiet,q", po::bool_switch(), "no progress output");
+  // clang-format off: one option per line reads better than the formatter's packing
+  options.add_options()("epochs", po::value<int64_t>(&t.epochs)->default_value(t.epochs),
+                        "training epochs")(
+      "batch-size", po::value<int64_t>(&t.batch_size)->default_value(t.batch_size), "batch size")(
+      "optimizer", po::value<std::string>()->default_value(to_string(t.optimizer)), "adam or sgd")(
+      "lr", po::value<double>(&t.lr)->default_value(t.lr), "peak learning rate")(
+      "momentum", po::value<double>(&t.momentum)->default_value(t.momentum), "SGD momentum")(
+      "weight-decay", po::value<double>(&t.weight_decay)->default_value(t.weight_decay),
+      "L2 weight decay")("schedule", po::value<std::string>()->default_value(to_string(t.schedule)),
+                         "learning-rate schedule: constant, step, cosine")(
+      "step-size", po::value<int64_t>(&t.step_size)->default_value(t.step_size),
+      "epochs between lr drops (step schedule)")(
+      "gamma", po::value<double>(&t.gamma)->default_value(t.gamma), "lr factor (step schedule)")(
+      "early-stop",
+      po::value<int64_t>(&t.early_stop_patience)->default_value(t.early_stop_patience),
+      "stop after N epochs without a better validation accuracy (0 = off)")(
+      "seed", po::value<uint64_t>(&t.seed)->default_value(t.seed), "seed of every random choice")(
+      "quiet,q", po::bool_switch(), "no progress output");
+  // clang-format on
 }
 
 void read_train_options(const po::variables_map& vm, TrainOptions& t) {

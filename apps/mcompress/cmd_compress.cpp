@@ -9,13 +9,14 @@ namespace mcompress::cli {
 
 int run_compress(const Args& args) {
   po::options_description options("compress options");
-  options.add_options()
-      ("recipe,r", po::value<std::string>()->required(), "recipe file (YAML)")
-      ("set", po::value<std::vector<std::string>>()->composing(),
-       "override a recipe value, e.g. --set stages[1].prune.target=0.95 (repeatable)")
-      ("resume", po::bool_switch(), "continue after the last completed stage of the checkpoint")
-      ("force", po::bool_switch(), "overwrite an existing output file")
-      ("check", po::bool_switch(), "validate the recipe and exit");
+  // clang-format off: one option per line reads better than the formatter's packing
+  options.add_options()("recipe,r", po::value<std::string>()->required(), "recipe file (YAML)")(
+      "set", po::value<std::vector<std::string>>()->composing(),
+      "override a recipe value, e.g. --set stages[1].prune.target=0.95 (repeatable)")(
+      "resume", po::bool_switch(), "continue after the last completed stage of the checkpoint")(
+      "force", po::bool_switch(), "overwrite an existing output file")(
+      "check", po::bool_switch(), "validate the recipe and exit");
+  // clang-format on
   add_threads_option(options);
   po::positional_options_description positional;
   positional.add("recipe", 1);
@@ -24,8 +25,8 @@ int run_compress(const Args& args) {
              &positional)) {
     return 0;
   }
-  const auto sets = vm.count("set") ? vm["set"].as<std::vector<std::string>>()
-                                    : std::vector<std::string>{};
+  const auto sets =
+      vm.count("set") ? vm["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
   const auto recipe =
       pipeline::load_recipe(vm["recipe"].as<std::string>(), pipeline::default_registry(), sets);
   if (vm["check"].as<bool>()) {
@@ -53,7 +54,8 @@ int run_stages(const Args& args) {
   for (const auto& s : pipeline::default_registry().stages()) {
     std::cout << s.name << ": " << s.summary << "\n";
     for (const auto& o : s.options) {
-      std::cout << "  " << o.name << " (default: " << (o.default_value.empty() ? "required" : o.default_value)
+      std::cout << "  " << o.name
+                << " (default: " << (o.default_value.empty() ? "required" : o.default_value)
                 << ")  " << o.help << "\n";
     }
     std::cout << "\n";

@@ -15,7 +15,8 @@ namespace mcompress::cli {
 namespace {
 
 bool has_suffix(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // --student: a model file (fine-tuning it, e.g. after pruning), a spec file or a zoo name
@@ -49,26 +50,28 @@ std::string percent(double fraction) { return fraction < 0 ? "" : format_fixed(f
 int run_distill(const Args& args) {
   distill::DistillOptions d;
   po::options_description options("distill options");
-  options.add_options()
-      ("teacher", po::value<std::string>()->required(),
-       "teacher model file (.h5); fp32, quantized or pruned, run by the runtime")
-      ("student", po::value<std::string>()->required(),
-       "zoo name or spec file (.json): a fresh student; model file (.h5): fine-tune it")
-      ("out,o", po::value<std::string>()->required(), "output model file (.h5)")
-      ("force", po::bool_switch(), "overwrite an existing output file")
-      ("temperature,T", po::value<double>(&d.temperature)->default_value(d.temperature),
-       "softmax temperature T > 0 of the soft targets")
-      ("alpha", po::value<double>(&d.alpha)->default_value(d.alpha),
-       "weight of the soft-target term T²·KL, in [0, 1]; 1 − alpha weighs the cross-entropy")
-      ("hint-teacher", po::value<std::string>(&d.hint_teacher)->default_value(""),
-       "FitNets hint: teacher activation key (e.g. 18, convnet's penultimate layer; docs/distillation.md lists them)")
-      ("hint-student", po::value<std::string>(&d.hint_student)->default_value(""),
-       "FitNets hint: student activation key")
-      ("beta", po::value<double>(&d.beta)->default_value(d.beta), "weight of the hint term")
-      ("cache-limit-mb", po::value<int64_t>(&d.cache_limit_mb)->default_value(d.cache_limit_mb),
-       "memory for cached teacher outputs; above it the teacher runs on every batch")
-      ("val-fraction", po::value<double>()->default_value(0.1),
-       "fraction of the training data held out for validation (as train)");
+  // clang-format off: one option per line reads better than the formatter's packing
+  options.add_options()("teacher", po::value<std::string>()->required(),
+                        "teacher model file (.h5); fp32, quantized or pruned, run by the runtime")(
+      "student", po::value<std::string>()->required(),
+      "zoo name or spec file (.json): a fresh student; model file (.h5): fine-tune it")(
+      "out,o", po::value<std::string>()->required(), "output model file (.h5)")(
+      "force", po::bool_switch(), "overwrite an existing output file")(
+      "temperature,T", po::value<double>(&d.temperature)->default_value(d.temperature),
+      "softmax temperature T > 0 of the soft targets")(
+      "alpha", po::value<double>(&d.alpha)->default_value(d.alpha),
+      "weight of the soft-target term T²·KL, in [0, 1]; 1 − alpha weighs the cross-entropy")(
+      "hint-teacher", po::value<std::string>(&d.hint_teacher)->default_value(""),
+      "FitNets hint: teacher activation key (e.g. 18, convnet's penultimate layer; "
+      "docs/distillation.md lists them)")(
+      "hint-student", po::value<std::string>(&d.hint_student)->default_value(""),
+      "FitNets hint: student activation key")(
+      "beta", po::value<double>(&d.beta)->default_value(d.beta), "weight of the hint term")(
+      "cache-limit-mb", po::value<int64_t>(&d.cache_limit_mb)->default_value(d.cache_limit_mb),
+      "memory for cached teacher outputs; above it the teacher runs on every batch")(
+      "val-fraction", po::value<double>()->default_value(0.1),
+      "fraction of the training data held out for validation (as train)");
+  // clang-format on
   add_train_options(options, d.train);
   add_data_options(options);
   add_threads_option(options);
@@ -92,7 +95,8 @@ int run_distill(const Args& args) {
   const Model teacher = load_model(teacher_path);
   distill::check_compatible(teacher, student);
   const Dataset all = load_data(vm, Split::kTrain);
-  const auto [train_data, val] = split_train_val(all, vm["val-fraction"].as<double>(), d.train.seed);
+  const auto [train_data, val] =
+      split_train_val(all, vm["val-fraction"].as<double>(), d.train.seed);
   const Dataset test = load_data(vm, Split::kTest);
   std::cerr << "distilling " << teacher.spec().name << " (" << teacher.spec().parameter_count()
             << " parameters) into " << student.spec().name << " ("

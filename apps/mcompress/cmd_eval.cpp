@@ -13,19 +13,22 @@ namespace mcompress::cli {
 
 int run_eval(const Args& args) {
   po::options_description options("eval options");
-  options.add_options()
-      ("model", po::value<std::string>()->required(), "model file (.h5)")
-      ("batch", po::value<int64_t>()->default_value(256), "evaluation batch size")
-      ("latency-batch", po::value<std::vector<int64_t>>()->multitoken()->zero_tokens()->default_value({1, 64}, "1 64"),
-       "batch sizes to measure latency at (empty: skip)")
-      ("split", po::value<std::string>()->default_value("test"), "train or test")
-      ("policy", po::value<std::string>()->default_value("auto"),
-       "kernel policy for layers with an int8 or sparse form: auto (fastest, timed), int8, "
-       "fp32 (dense everywhere), sparse (Eigen kernel for Linear layers of density <= 0.5)")
-      ("deploy-batch", po::value<int64_t>()->default_value(64),
-       "batch size the auto policy tunes for (accuracy run)")
-      ("plan", po::bool_switch(), "print the runtime's per-layer kernel plan")
-      ("json", po::bool_switch(), "print one JSON object instead of tables (for scripts)");
+  // clang-format off: one option per line reads better than the formatter's packing
+  options.add_options()("model", po::value<std::string>()->required(), "model file (.h5)")(
+      "batch", po::value<int64_t>()->default_value(256), "evaluation batch size")(
+      "latency-batch",
+      po::value<std::vector<int64_t>>()->multitoken()->zero_tokens()->default_value({1, 64},
+                                                                                    "1 64"),
+      "batch sizes to measure latency at (empty: skip)")(
+      "split", po::value<std::string>()->default_value("test"), "train or test")(
+      "policy", po::value<std::string>()->default_value("auto"),
+      "kernel policy for layers with an int8 or sparse form: auto (fastest, timed), int8, "
+      "fp32 (dense everywhere), sparse (Eigen kernel for Linear layers of density <= 0.5)")(
+      "deploy-batch", po::value<int64_t>()->default_value(64),
+      "batch size the auto policy tunes for (accuracy run)")(
+      "plan", po::bool_switch(), "print the runtime's per-layer kernel plan")(
+      "json", po::bool_switch(), "print one JSON object instead of tables (for scripts)");
+  // clang-format on
   add_data_options(options);
   add_threads_option(options);
   po::positional_options_description positional;
@@ -67,8 +70,8 @@ int run_eval(const Args& args) {
   if (!latency_batches.empty()) {
     // Each batch size gets an executor tuned for it, and the fp32 plan of the same model is
     // timed alongside, so the speed-up is measured in one run.
-    Table latency({"batch", "median_ms", "p90_ms", "fp32_ms", "speedup", "int8_layers",
-                   "sparse_layers"});
+    Table latency(
+        {"batch", "median_ms", "p90_ms", "fp32_ms", "speedup", "int8_layers", "sparse_layers"});
     for (int64_t b : latency_batches) {
       runtime::ExecutorOptions tuned = eo, fp32 = eo;
       tuned.batch_size = fp32.batch_size = b;

@@ -22,8 +22,7 @@ int run_inspect(const Args& args) {
   std::cout << summary.path << ": " << arch.value("name", std::string("?")) << ", format v"
             << summary.format_version << ", written by " << summary.producer << "\n\n";
 
-  Table table({"tensor", "shape", "encoding", "layout", "params", "nonzeros", "density",
-               "bytes"});
+  Table table({"tensor", "shape", "encoding", "layout", "params", "nonzeros", "density", "bytes"});
   int64_t params = 0, nonzeros = 0, bytes = 0;
   for (const auto& t : summary.tensors) {
     table.add_row({t.name, shape_to_string(t.shape), t.encoding, t.layout,
@@ -39,11 +38,11 @@ int run_inspect(const Args& args) {
                  std::to_string(bytes)});
   std::cout << table.to_text();
   const double dense_fp32 = 4.0 * static_cast<double>(params);
-  std::cout << "\nfp32 dense tensors: " << format_bytes(dense_fp32) << "; stored tensors: "
-            << format_bytes(static_cast<double>(bytes)) << " ("
+  std::cout << "\nfp32 dense tensors: " << format_bytes(dense_fp32)
+            << "; stored tensors: " << format_bytes(static_cast<double>(bytes)) << " ("
             << format_fixed(bytes ? dense_fp32 / double(bytes) : 0, 2)
-            << "x smaller); file: " << format_bytes(static_cast<double>(summary.file_bytes))
-            << " (" << format_fixed(summary.file_bytes ? dense_fp32 / double(summary.file_bytes) : 0, 2)
+            << "x smaller); file: " << format_bytes(static_cast<double>(summary.file_bytes)) << " ("
+            << format_fixed(summary.file_bytes ? dense_fp32 / double(summary.file_bytes) : 0, 2)
             << "x)\n";
   if (vm["history"].as<bool>()) {
     std::cout << "\nhistory:\n";

@@ -103,7 +103,8 @@ void print_rounds(const prune::PruneReport& r) {
              percent(r.val_accuracy_before)});
   for (const auto& round : r.rounds) {
     t.add_row({std::to_string(round.round), format_fixed(round.target, 4),
-               format_fixed(round.sparsity, 4), std::to_string(round.nonzero), percent(round.val_accuracy)});
+               format_fixed(round.sparsity, 4), std::to_string(round.nonzero),
+               percent(round.val_accuracy)});
   }
   std::cout << t.to_text() << "\n";
 }
@@ -121,10 +122,13 @@ void print_tensors(const prune::PruneReport& r) {
 
 void print_widths(const prune::PruneReport& r) {
   Table t({"layer", "width_before", "width_after"});
-  for (const auto& w : r.widths) t.add_row({w.layer, std::to_string(w.before), std::to_string(w.after)});
+  for (const auto& w : r.widths)
+    t.add_row({w.layer, std::to_string(w.before), std::to_string(w.after)});
   std::cout << t.to_text() << "parameters " << r.parameters_before << " -> " << r.parameters_after
-            << " (" << format_fixed(static_cast<double>(r.parameters_before) /
-                                        static_cast<double>(r.parameters_after), 2)
+            << " ("
+            << format_fixed(static_cast<double>(r.parameters_before) /
+                                static_cast<double>(r.parameters_after),
+                            2)
             << "x fewer)\n\n";
 }
 
@@ -132,47 +136,51 @@ void print_widths(const prune::PruneReport& r) {
 
 int run_prune(const Args& args) {
   po::options_description options("prune options");
-  options.add_options()
-      ("model", po::value<std::string>()->required(), "fp32 model file (.h5)")
-      ("out,o", po::value<std::string>()->required(), "output model file (.h5)")
-      ("force", po::bool_switch(), "overwrite an existing output file")
-      ("method", po::value<std::string>()->default_value("magnitude"),
-       "magnitude (unstructured, masks) or structured (remove whole filters / units by L1 norm)")
-      ("structured", po::bool_switch(), "same as --method structured")
-      ("scope", po::value<std::string>()->default_value("layer"),
-       "magnitude: layer (each tensor to its target) or global (one threshold for all)")
-      ("target", po::value<double>()->default_value(0.5),
-       "magnitude: fraction of weights removed; structured: fraction of each layer's filters removed")
-      ("schedule", po::value<std::string>()->default_value("one-shot"), "one-shot, iterative or gradual")
-      ("rounds", po::value<int64_t>()->default_value(5), "iterative: pruning + fine-tuning rounds")
-      ("round-fraction", po::value<double>()->default_value(0),
-       "iterative: remove this fraction of the remaining weights per round (0.2 = lottery ticket; "
-       "without --rounds, as many rounds as the target needs); 0 = the same keep ratio every round")
-      ("initial-sparsity", po::value<double>()->default_value(0), "gradual: s_i at --begin-step")
-      ("begin-step", po::value<int64_t>()->default_value(0), "gradual: first pruning step t0")
-      ("end-step", po::value<int64_t>()->default_value(0),
-       "gradual: step where the target is reached (0 = at 3/4 of the fine-tuning)")
-      ("frequency", po::value<int64_t>()->default_value(100), "gradual: steps between mask updates")
-      ("exclude", po::value<std::vector<std::string>>()->multitoken(),
-       "tensors left dense: names (0.weight) or first / last")
-      ("override", po::value<std::vector<std::string>>()->multitoken(),
-       "per-tensor targets: NAME=FRACTION ...")
-      ("rewind", po::value<std::string>(),
-       "reset surviving weights before fine-tuning: init (the initialisation of the model's seed) "
-       "or a model file (e.g. an early-epoch checkpoint)")
-      ("finetune-epochs", po::value<int64_t>()->default_value(1),
-       "fine-tuning epochs per round (gradual: in all)")
-      ("lr", po::value<double>()->default_value(1e-3), "fine-tuning learning rate")
-      ("lr-schedule", po::value<std::string>()->default_value("cosine"),
-       "fine-tuning lr schedule within each round: constant, step, cosine")
-      ("optimizer", po::value<std::string>()->default_value("adam"), "fine-tuning optimizer: adam or sgd")
-      ("momentum", po::value<double>()->default_value(0.9), "SGD momentum")
-      ("weight-decay", po::value<double>()->default_value(0), "L2 weight decay")
-      ("batch-size", po::value<int64_t>()->default_value(128), "fine-tuning batch size")
-      ("val-fraction", po::value<double>()->default_value(0.1),
-       "fraction of the training data held out to score each round")
-      ("seed", po::value<uint64_t>()->default_value(0), "seed of the validation split and data order")
-      ("progress", po::bool_switch(), "show fine-tuning progress on stderr");
+  // clang-format off: one option per line reads better than the formatter's packing
+  options.add_options()("model", po::value<std::string>()->required(), "fp32 model file (.h5)")(
+      "out,o", po::value<std::string>()->required(), "output model file (.h5)")(
+      "force", po::bool_switch(), "overwrite an existing output file")(
+      "method", po::value<std::string>()->default_value("magnitude"),
+      "magnitude (unstructured, masks) or structured (remove whole filters / units by L1 norm)")(
+      "structured", po::bool_switch(), "same as --method structured")(
+      "scope", po::value<std::string>()->default_value("layer"),
+      "magnitude: layer (each tensor to its target) or global (one threshold for all)")(
+      "target", po::value<double>()->default_value(0.5),
+      "magnitude: fraction of weights removed; structured: fraction of each layer's filters "
+      "removed")("schedule", po::value<std::string>()->default_value("one-shot"),
+                 "one-shot, iterative or gradual")("rounds", po::value<int64_t>()->default_value(5),
+                                                   "iterative: pruning + fine-tuning rounds")(
+      "round-fraction", po::value<double>()->default_value(0),
+      "iterative: remove this fraction of the remaining weights per round (0.2 = lottery ticket; "
+      "without --rounds, as many rounds as the target needs); 0 = the same keep ratio every round")(
+      "initial-sparsity", po::value<double>()->default_value(0), "gradual: s_i at --begin-step")(
+      "begin-step", po::value<int64_t>()->default_value(0), "gradual: first pruning step t0")(
+      "end-step", po::value<int64_t>()->default_value(0),
+      "gradual: step where the target is reached (0 = at 3/4 of the fine-tuning)")(
+      "frequency", po::value<int64_t>()->default_value(100), "gradual: steps between mask updates")(
+      "exclude", po::value<std::vector<std::string>>()->multitoken(),
+      "tensors left dense: names (0.weight) or first / last")(
+      "override", po::value<std::vector<std::string>>()->multitoken(),
+      "per-tensor targets: NAME=FRACTION ...")(
+      "rewind", po::value<std::string>(),
+      "reset surviving weights before fine-tuning: init (the initialisation of the model's seed) "
+      "or a model file (e.g. an early-epoch checkpoint)")(
+      "finetune-epochs", po::value<int64_t>()->default_value(1),
+      "fine-tuning epochs per round (gradual: in all)")(
+      "lr", po::value<double>()->default_value(1e-3), "fine-tuning learning rate")(
+      "lr-schedule", po::value<std::string>()->default_value("cosine"),
+      "fine-tuning lr schedule within each round: constant, step, cosine")(
+      "optimizer", po::value<std::string>()->default_value("adam"),
+      "fine-tuning optimizer: adam or sgd")("momentum", po::value<double>()->default_value(0.9),
+                                            "SGD momentum")(
+      "weight-decay", po::value<double>()->default_value(0), "L2 weight decay")(
+      "batch-size", po::value<int64_t>()->default_value(128), "fine-tuning batch size")(
+      "val-fraction", po::value<double>()->default_value(0.1),
+      "fraction of the training data held out to score each round")(
+      "seed", po::value<uint64_t>()->default_value(0),
+      "seed of the validation split and data order")("progress", po::bool_switch(),
+                                                     "show fine-tuning progress on stderr");
+  // clang-format on
   add_data_options(options);
   add_threads_option(options);
   po::positional_options_description positional;

@@ -18,37 +18,40 @@ namespace mcompress::cli {
 int run_quantize(const Args& args) {
   quant::QuantizeOptions q;
   po::options_description options("quantize options");
-  options.add_options()
-      ("model", po::value<std::string>()->required(), "fp32 model file (.h5)")
-      ("out,o", po::value<std::string>()->required(), "output model file (.h5)")
-      ("force", po::bool_switch(), "overwrite an existing output file")
-      ("mode", po::value<std::string>()->default_value("int8-static"),
-       "fp16, bf16, int8-dynamic, int8-static, qat (quantization-aware fine-tuning, then "
-       "int8-static), codebook (k-means weight sharing, fine-tuned)")
-      ("observer", po::value<std::string>()->default_value("minmax"),
-       "int8-static activation ranges: minmax, moving-average-minmax, percentile, entropy, mse, "
-       "or compare (try all, keep the best on the validation split)")
-      ("percentile", po::value<double>(&q.observer.percentile)->default_value(q.observer.percentile),
-       "percentile observer: percentage of values kept in range")
-      ("calib-batches", po::value<int64_t>(&q.calib_batches)->default_value(q.calib_batches),
-       "int8-static: calibration batches")
-      ("calib-batch-size", po::value<int64_t>(&q.calib_batch_size)->default_value(q.calib_batch_size),
-       "int8-static: calibration batch size")
-      ("per-tensor", po::bool_switch(), "int8 weights: one scale per tensor (default per channel)")
-      ("fp16-fallback", po::value<std::string>()->default_value("fp32"),
-       "fp16: what out-of-range tensors are kept in: fp32 or bf16")
-      ("max-accuracy-drop", po::value<double>(&q.max_accuracy_drop)->default_value(-1),
-       "int8: keep the most sensitive layers fp32 until the validation accuracy drop is within "
-       "this many points (< 0: off)")
-      ("bits", po::value<int64_t>()->default_value(4),
-       "codebook: bits per code, 2 to 8 (at most 2^bits shared values per weight tensor)")
-      ("epochs", po::value<int64_t>()->default_value(2),
-       "qat and codebook: fine-tuning epochs (codebook: 0 keeps the k-means values)")
-      ("lr", po::value<double>()->default_value(1e-4), "qat and codebook: learning rate (Adam, cosine)")
-      ("batch-size", po::value<int64_t>()->default_value(128), "qat and codebook: batch size")
-      ("deploy-batch", po::value<int64_t>()->default_value(64),
-       "batch size the runtime tunes its kernel choice for")
-      ("seed", po::value<uint64_t>()->default_value(0), "seed of the calibration sample");
+  // clang-format off: one option per line reads better than the formatter's packing
+  options.add_options()("model", po::value<std::string>()->required(), "fp32 model file (.h5)")(
+      "out,o", po::value<std::string>()->required(), "output model file (.h5)")(
+      "force", po::bool_switch(), "overwrite an existing output file")(
+      "mode", po::value<std::string>()->default_value("int8-static"),
+      "fp16, bf16, int8-dynamic, int8-static, qat (quantization-aware fine-tuning, then "
+      "int8-static), codebook (k-means weight sharing, fine-tuned)")(
+      "observer", po::value<std::string>()->default_value("minmax"),
+      "int8-static activation ranges: minmax, moving-average-minmax, percentile, entropy, mse, "
+      "or compare (try all, keep the best on the validation split)")(
+      "percentile", po::value<double>(&q.observer.percentile)->default_value(q.observer.percentile),
+      "percentile observer: percentage of values kept in range")(
+      "calib-batches", po::value<int64_t>(&q.calib_batches)->default_value(q.calib_batches),
+      "int8-static: calibration batches")(
+      "calib-batch-size",
+      po::value<int64_t>(&q.calib_batch_size)->default_value(q.calib_batch_size),
+      "int8-static: calibration batch size")(
+      "per-tensor", po::bool_switch(), "int8 weights: one scale per tensor (default per channel)")(
+      "fp16-fallback", po::value<std::string>()->default_value("fp32"),
+      "fp16: what out-of-range tensors are kept in: fp32 or bf16")(
+      "max-accuracy-drop", po::value<double>(&q.max_accuracy_drop)->default_value(-1),
+      "int8: keep the most sensitive layers fp32 until the validation accuracy drop is within "
+      "this many points (< 0: off)")(
+      "bits", po::value<int64_t>()->default_value(4),
+      "codebook: bits per code, 2 to 8 (at most 2^bits shared values per weight tensor)")(
+      "epochs", po::value<int64_t>()->default_value(2),
+      "qat and codebook: fine-tuning epochs (codebook: 0 keeps the k-means values)")(
+      "lr", po::value<double>()->default_value(1e-4),
+      "qat and codebook: learning rate (Adam, cosine)")(
+      "batch-size", po::value<int64_t>()->default_value(128), "qat and codebook: batch size")(
+      "deploy-batch", po::value<int64_t>()->default_value(64),
+      "batch size the runtime tunes its kernel choice for")(
+      "seed", po::value<uint64_t>()->default_value(0), "seed of the calibration sample");
+  // clang-format on
   add_data_options(options);
   add_threads_option(options);
   po::positional_options_description positional;
@@ -77,7 +80,7 @@ int run_quantize(const Args& args) {
   q.compare_observers = observer == "compare";
   if (!q.compare_observers) q.observer.kind = quant::parse_observer(observer);
   q.granularity = vm["per-tensor"].as<bool>() ? quant::Granularity::kPerTensor
-                                               : quant::Granularity::kPerChannel;
+                                              : quant::Granularity::kPerChannel;
   const auto fallback = vm["fp16-fallback"].as<std::string>();
   MCOMPRESS_CHECK(fallback == "fp32" || fallback == "bf16", ConfigError,
                   "--fp16-fallback must be fp32 or bf16, got '", fallback, "'");
@@ -97,8 +100,10 @@ int run_quantize(const Args& args) {
   const Dataset train = load_data(vm, Split::kTrain);
   const auto [calib_pool, val] = split_train_val(train, 0.1, seed);
   const auto order = shuffled_indices(calib_pool.size(), seed);
-  const int64_t n_calib = std::min<int64_t>(calib_pool.size(), q.calib_batches * q.calib_batch_size);
-  const Dataset calib = calib_pool.subset(std::vector<int64_t>(order.begin(), order.begin() + n_calib));
+  const int64_t n_calib =
+      std::min<int64_t>(calib_pool.size(), q.calib_batches * q.calib_batch_size);
+  const Dataset calib =
+      calib_pool.subset(std::vector<int64_t>(order.begin(), order.begin() + n_calib));
   const Dataset test = load_data(vm, Split::kTest);
 
   qo.train.seed = seed;
@@ -125,7 +130,8 @@ int run_quantize(const Args& args) {
 
   if (!report.comparison.empty()) {
     Table cmp({"observer", "val_accuracy"});
-    for (const auto& s : report.comparison) cmp.add_row({s.observer, format_fixed(s.val_accuracy * 100, 2)});
+    for (const auto& s : report.comparison)
+      cmp.add_row({s.observer, format_fixed(s.val_accuracy * 100, 2)});
     std::cout << cmp.to_text() << "kept: " << report.observer << "\n\n";
   }
   print_plan(std::cout, exec, deploy, threads);
@@ -134,11 +140,12 @@ int run_quantize(const Args& args) {
   const auto in_bytes = static_cast<double>(std::filesystem::file_size(in));
   const auto out_bytes = static_cast<double>(std::filesystem::file_size(out));
   Table summary({"", "accuracy", "loss", "file_size"});
-  summary.add_row({"before (fp32)", format_fixed(before.accuracy * 100, 2), format_fixed(before.loss, 4),
-                   format_bytes(in_bytes)});
+  summary.add_row({"before (fp32)", format_fixed(before.accuracy * 100, 2),
+                   format_fixed(before.loss, 4), format_bytes(in_bytes)});
   summary.add_row({"after (" + report.mode + ")", format_fixed(after.accuracy * 100, 2),
                    format_fixed(after.loss, 4), format_bytes(out_bytes)});
-  std::cout << "\n" << summary.to_text() << "size ratio " << format_fixed(in_bytes / out_bytes, 2)
+  std::cout << "\n"
+            << summary.to_text() << "size ratio " << format_fixed(in_bytes / out_bytes, 2)
             << "x; saved " << out << std::endl;
   return 0;
 }

@@ -25,13 +25,14 @@ ArchSpec spec_from_options(const po::variables_map& vm) {
 int run_train(const Args& args) {
   TrainOptions t;
   po::options_description options("train options");
-  options.add_options()
-      ("arch", po::value<std::string>(), "zoo architecture (see 'mcompress zoo')")
-      ("spec", po::value<std::string>(), "architecture spec JSON file")
-      ("out,o", po::value<std::string>()->required(), "output model file (.h5)")
-      ("force", po::bool_switch(), "overwrite an existing output file")
-      ("val-fraction", po::value<double>()->default_value(0.1),
-       "fraction of the training data held out for validation");
+  // clang-format off: one option per line reads better than the formatter's packing
+  options.add_options()("arch", po::value<std::string>(), "zoo architecture (see 'mcompress zoo')")(
+      "spec", po::value<std::string>(), "architecture spec JSON file")(
+      "out,o", po::value<std::string>()->required(), "output model file (.h5)")(
+      "force", po::bool_switch(), "overwrite an existing output file")(
+      "val-fraction", po::value<double>()->default_value(0.1),
+      "fraction of the training data held out for validation");
+  // clang-format on
   add_train_options(options, t);
   add_data_options(options);
   add_threads_option(options);
@@ -50,8 +51,8 @@ int run_train(const Args& args) {
   check_dataset(all, spec.input_shape, spec.num_classes, "training");
   const auto [train_data, val] = split_train_val(all, vm["val-fraction"].as<double>(), t.seed);
   std::cerr << "training " << spec.name << " (" << spec.parameter_count() << " parameters) on "
-            << train_data.size() << " examples, validating on " << val.size() << "; "
-            << threads << " threads, seed " << t.seed << std::endl;
+            << train_data.size() << " examples, validating on " << val.size() << "; " << threads
+            << " threads, seed " << t.seed << std::endl;
 
   Model model = Model::initialize(spec, t.seed);
   const auto result = train_model(model, train_data, val, t);
@@ -61,8 +62,8 @@ int run_train(const Args& args) {
   const auto eval = runtime::evaluate(exec, test);
 
   auto record = nlohmann::json::parse(result.to_json(t));
-  record["metrics"] = {{"test_accuracy", eval.accuracy}, {"test_loss", eval.loss},
-                       {"test_samples", eval.samples}};
+  record["metrics"] = {
+      {"test_accuracy", eval.accuracy}, {"test_loss", eval.loss}, {"test_samples", eval.samples}};
   model.history.push_back(record.dump());
   model.recipe = command_line("train", args);
   model.seed = t.seed;
@@ -72,7 +73,8 @@ int run_train(const Args& args) {
 
   Table table({"model", "params", "epochs", "best_epoch", "val_acc", "test_acc", "test_loss",
                "train_time"});
-  const auto& best = result.epochs.at(static_cast<size_t>(std::max<int64_t>(result.best_epoch, 1) - 1));
+  const auto& best =
+      result.epochs.at(static_cast<size_t>(std::max<int64_t>(result.best_epoch, 1) - 1));
   table.add_row({spec.name, std::to_string(spec.parameter_count()),
                  std::to_string(result.epochs.size()), std::to_string(result.best_epoch),
                  format_fixed(best.val_accuracy * 100, 2), format_fixed(eval.accuracy * 100, 2),

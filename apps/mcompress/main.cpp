@@ -15,8 +15,7 @@ void print_usage(std::ostream& out) {
   out << "usage: mcompress <command> [options]   (mcompress <command> --help for details)\n\n"
          "commands:\n";
   for (const auto& c : mcompress::cli::commands()) {
-    out << "  " << c.name << std::string(10 - std::string(c.name).size(), ' ') << c.summary
-        << "\n";
+    out << "  " << c.name << std::string(10 - std::string(c.name).size(), ' ') << c.summary << "\n";
   }
 }
 

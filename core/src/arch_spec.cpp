@@ -59,15 +59,14 @@ int64_t get_int(const json& node, const std::string& field, const std::string& a
 }
 
 double get_number(const json& node, const std::string& field, const std::string& at) {
-  MCOMPRESS_CHECK(node.is_number(), ModelError, at, ": field '", field,
-                  "' must be a number, got ", node.dump());
+  MCOMPRESS_CHECK(node.is_number(), ModelError, at, ": field '", field, "' must be a number, got ",
+                  node.dump());
   return node.get<double>();
 }
 
 LayerSpec layer_from_json(const json& node, size_t index) {
   const std::string at0 = "layer " + std::to_string(index);
-  MCOMPRESS_CHECK(node.is_object(), ModelError, at0, ": must be a JSON object, got ",
-                  node.dump());
+  MCOMPRESS_CHECK(node.is_object(), ModelError, at0, ": must be a JSON object, got ", node.dump());
   MCOMPRESS_CHECK(node.contains("type") && node["type"].is_string(), ModelError, at0,
                   ": missing string field 'type'");
   LayerSpec layer;
@@ -83,8 +82,8 @@ LayerSpec layer_from_json(const json& node, size_t index) {
     if (allowed.count(key) == 0) {
       std::string accepted;
       for (const auto& f : allowed) accepted += (accepted.empty() ? "" : ", ") + f;
-      throw ModelError(at + ": unknown field '" + key + "'; accepted: " +
-                       (accepted.empty() ? "none" : accepted));
+      throw ModelError(at + ": unknown field '" + key +
+                       "'; accepted: " + (accepted.empty() ? "none" : accepted));
     }
     if (key == "bias" || key == "projection") {
       MCOMPRESS_CHECK(value.is_boolean(), ModelError, at, ": field '", key,
@@ -98,16 +97,26 @@ LayerSpec layer_from_json(const json& node, size_t index) {
       layer.p = get_number(value, key, at);
     } else {
       const int64_t v = get_int(value, key, at);
-      if (key == "in_features") layer.in_features = v;
-      else if (key == "out_features") layer.out_features = v;
-      else if (key == "in_channels") layer.in_channels = v;
-      else if (key == "out_channels") layer.out_channels = v;
-      else if (key == "kernel_size") layer.kernel_size = v;
-      else if (key == "stride") layer.stride = v;
-      else if (key == "padding") layer.padding = v;
-      else if (key == "groups") layer.groups = v;
-      else if (key == "num_features") layer.num_features = v;
-      else if (key == "output_size") layer.output_size = v;
+      if (key == "in_features")
+        layer.in_features = v;
+      else if (key == "out_features")
+        layer.out_features = v;
+      else if (key == "in_channels")
+        layer.in_channels = v;
+      else if (key == "out_channels")
+        layer.out_channels = v;
+      else if (key == "kernel_size")
+        layer.kernel_size = v;
+      else if (key == "stride")
+        layer.stride = v;
+      else if (key == "padding")
+        layer.padding = v;
+      else if (key == "groups")
+        layer.groups = v;
+      else if (key == "num_features")
+        layer.num_features = v;
+      else if (key == "output_size")
+        layer.output_size = v;
     }
   }
   return layer;
@@ -174,9 +183,8 @@ void infer_or_check(int64_t& field, int64_t actual, const std::string& at, const
 
 void require_rank(const Shape& in, size_t rank, const std::string& at) {
   MCOMPRESS_CHECK(in.size() == rank, ModelError, at, ": expects a ",
-                  rank == 1 ? "flat [features]" : "[channels, height, width]",
-                  " input, got shape ", shape_to_string(in),
-                  rank == 1 ? " (add a flatten layer before it)" : "");
+                  rank == 1 ? "flat [features]" : "[channels, height, width]", " input, got shape ",
+                  shape_to_string(in), rank == 1 ? " (add a flatten layer before it)" : "");
 }
 
 void require_positive(int64_t v, const std::string& at, const char* name) {
@@ -209,9 +217,9 @@ Shape resolve_layer(LayerSpec& l, const Shape& in, size_t index) {
       require_positive(l.stride, at, "stride");
       MCOMPRESS_CHECK(l.padding >= 0, ModelError, at, ": padding must be >= 0, got ", l.padding);
       require_positive(l.groups, at, "groups");
-      MCOMPRESS_CHECK(l.in_channels % l.groups == 0 && l.out_channels % l.groups == 0,
-                      ModelError, at, ": groups ", l.groups, " must divide in_channels ",
-                      l.in_channels, " and out_channels ", l.out_channels);
+      MCOMPRESS_CHECK(l.in_channels % l.groups == 0 && l.out_channels % l.groups == 0, ModelError,
+                      at, ": groups ", l.groups, " must divide in_channels ", l.in_channels,
+                      " and out_channels ", l.out_channels);
       return {l.out_channels, pooled_size(in[1], l.kernel_size, l.stride, l.padding, at),
               pooled_size(in[2], l.kernel_size, l.stride, l.padding, at)};
     }
@@ -219,8 +227,8 @@ Shape resolve_layer(LayerSpec& l, const Shape& in, size_t index) {
     case LayerType::kBatchNorm2d:
       require_rank(in, l.type == LayerType::kBatchNorm1d ? 1 : 3, at);
       infer_or_check(l.num_features, in[0], at, "num_features");
-      MCOMPRESS_CHECK(l.eps > 0 && std::isfinite(l.eps), ModelError, at,
-                      ": eps must be > 0, got ", l.eps);
+      MCOMPRESS_CHECK(l.eps > 0 && std::isfinite(l.eps), ModelError, at, ": eps must be > 0, got ",
+                      l.eps);
       MCOMPRESS_CHECK(l.momentum >= 0 && l.momentum <= 1, ModelError, at,
                       ": momentum must be in [0, 1], got ", l.momentum);
       return in;
@@ -337,8 +345,8 @@ ArchSpec ArchSpec::from_json_text(const std::string& text) {
     throw ModelError(std::string("the spec is not valid JSON: ") + e.what());
   }
   MCOMPRESS_CHECK(doc.is_object(), ModelError, "the spec must be a JSON object");
-  static const std::set<std::string> known = {"name",  "input_shape", "num_classes",
-                                              "mean",  "std",         "layers"};
+  static const std::set<std::string> known = {"name", "input_shape", "num_classes",
+                                              "mean", "std",         "layers"};
   for (const auto& [key, value] : doc.items()) {
     MCOMPRESS_CHECK(known.count(key), ModelError, "unknown spec field '", key,
                     "'; accepted: name, input_shape, num_classes, mean, std, layers");
@@ -408,15 +416,11 @@ std::vector<TensorInfo> ArchSpec::tensors() const {
         add_batchnorm_tensors(out, p, l.num_features, idx);
         break;
       case LayerType::kResidual:
-        out.push_back({p + "conv1.weight",
-                       {l.out_channels, l.in_channels, 3, 3},
-                       TensorRole::kWeight,
-                       idx});
+        out.push_back(
+            {p + "conv1.weight", {l.out_channels, l.in_channels, 3, 3}, TensorRole::kWeight, idx});
         add_batchnorm_tensors(out, p + "bn1.", l.out_channels, idx);
-        out.push_back({p + "conv2.weight",
-                       {l.out_channels, l.out_channels, 3, 3},
-                       TensorRole::kWeight,
-                       idx});
+        out.push_back(
+            {p + "conv2.weight", {l.out_channels, l.out_channels, 3, 3}, TensorRole::kWeight, idx});
         add_batchnorm_tensors(out, p + "bn2.", l.out_channels, idx);
         if (l.projection) {
           out.push_back({p + "shortcut.0.weight",

@@ -29,8 +29,8 @@ void write_file_atomically(const std::string& path, const std::string& content) 
                   "' does not exist");
   std::string temp = (folder / ("." + target.filename().string() + ".tmp-XXXXXX")).string();
   const int fd = ::mkstemp(temp.data());
-  MCOMPRESS_CHECK(fd >= 0, IoError, path, ": cannot create a temporary file in '",
-                  folder.string(), "': ", std::strerror(errno));
+  MCOMPRESS_CHECK(fd >= 0, IoError, path, ": cannot create a temporary file in '", folder.string(),
+                  "': ", std::strerror(errno));
   size_t written = 0;
   while (written < content.size()) {
     const ssize_t n = ::write(fd, content.data() + written, content.size() - written);

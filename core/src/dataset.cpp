@@ -66,11 +66,11 @@ std::vector<uint64_t> read_idx_header(detail::GzipReader& in, uint32_t expected_
               (uint64_t{raw[4 * i + 2]} << 8) | uint64_t{raw[4 * i + 3]};
   }
   for (size_t i = 0; i < rank; ++i) {
-    MCOMPRESS_CHECK(dims[i] > 0, FormatError, "load_idx: '", in.path(), "' declares ",
-                    kind, " of size ", dims_string(dims), "; expected every dimension > 0");
+    MCOMPRESS_CHECK(dims[i] > 0, FormatError, "load_idx: '", in.path(), "' declares ", kind,
+                    " of size ", dims_string(dims), "; expected every dimension > 0");
     // Each dimension is < 2^32; stop before the product can leave int64 range.
-    MCOMPRESS_CHECK(product <= (uint64_t{1} << 62) / dims[i], FormatError, "load_idx: '",
-                    in.path(), "' declares ", kind, " of absurd size ", dims_string(dims));
+    MCOMPRESS_CHECK(product <= (uint64_t{1} << 62) / dims[i], FormatError, "load_idx: '", in.path(),
+                    "' declares ", kind, " of absurd size ", dims_string(dims));
     product *= dims[i];
   }
   *total = product;
@@ -83,8 +83,8 @@ at::Tensor read_idx_images(const std::string& path) {
   const auto dims = read_idx_header(in, kIdxImagesMagic, "IDX images", &total);
   auto buffer = in.read_buffer(total, "image data");
   in.expect_end("the image data");
-  const std::vector<int64_t> shape{static_cast<int64_t>(dims[0]), 1,
-                                   static_cast<int64_t>(dims[1]), static_cast<int64_t>(dims[2])};
+  const std::vector<int64_t> shape{static_cast<int64_t>(dims[0]), 1, static_cast<int64_t>(dims[1]),
+                                   static_cast<int64_t>(dims[2])};
   // One conversion over the whole buffer; the division rounds exactly like v / 255.0f.
   return at::from_blob(buffer.data(), shape, at::kByte).to(at::kFloat).div_(255.0);
 }
@@ -150,16 +150,16 @@ H5::DataSet open_h5_dataset(const H5::Group& group, const std::string& path,
   shape->clear();
   uint64_t product = 1;
   for (hsize_t d : dims) {
-    MCOMPRESS_CHECK(d == 0 || product <= (uint64_t{1} << 62) / d, FormatError, kH5, ": '",
-                    path, "' dataset '", full_name, "' has an absurd size");
+    MCOMPRESS_CHECK(d == 0 || product <= (uint64_t{1} << 62) / d, FormatError, kH5, ": '", path,
+                    "' dataset '", full_name, "' has an absurd size");
     product *= d;
     shape->push_back(static_cast<int64_t>(d));
   }
   return ds;
 }
 
-at::Tensor allocate(const std::vector<int64_t>& shape, at::ScalarType type,
-                    const std::string& path, const std::string& full_name) {
+at::Tensor allocate(const std::vector<int64_t>& shape, at::ScalarType type, const std::string& path,
+                    const std::string& full_name) {
   try {
     return at::empty(shape, type);
   } catch (const std::exception&) {
@@ -185,8 +185,8 @@ at::Tensor read_h5_x(const H5::Group& group, const std::string& path, const std:
   }
   if (type_class == H5T_INTEGER) {
     const H5::IntType type = ds.getIntType();
-    MCOMPRESS_CHECK(type.getSize() == 1 && type.getSign() == H5T_SGN_NONE, FormatError, kH5,
-                    ": '", path, "' dataset '", name, "' has a ", type.getSize(), "-byte ",
+    MCOMPRESS_CHECK(type.getSize() == 1 && type.getSign() == H5T_SGN_NONE, FormatError, kH5, ": '",
+                    path, "' dataset '", name, "' has a ", type.getSize(), "-byte ",
                     type.getSign() == H5T_SGN_NONE ? "unsigned" : "signed",
                     " integer type, expected float32, float64 or uint8");
     at::Tensor raw = allocate(shape, at::kByte, path, name);
@@ -203,8 +203,8 @@ at::Tensor read_h5_y(const H5::Group& group, const std::string& path, const std:
   H5::DataSet ds = open_h5_dataset(group, path, name, "y", &shape);
   MCOMPRESS_CHECK(shape.size() == 1, FormatError, kH5, ": '", path, "' dataset '", name,
                   "' has rank ", shape.size(), ", expected 1 (N labels)");
-  MCOMPRESS_CHECK(ds.getTypeClass() == H5T_INTEGER, FormatError, kH5, ": '", path,
-                  "' dataset '", name, "' is not of an integer type, expected integer labels");
+  MCOMPRESS_CHECK(ds.getTypeClass() == H5T_INTEGER, FormatError, kH5, ": '", path, "' dataset '",
+                  name, "' is not of an integer type, expected integer labels");
   at::Tensor y = allocate(shape, at::kLong, path, name);
   if (y.numel() > 0) ds.read(y.data_ptr(), H5::PredType::NATIVE_INT64);
   return y;
@@ -309,12 +309,11 @@ Dataset load_h5_dataset(const std::string& path, Split split) {
     at::Tensor x = read_h5_x(group, path, prefix);
     at::Tensor y = read_h5_y(group, path, prefix);
     MCOMPRESS_CHECK(x.size(0) == y.size(0), FormatError, kH5, ": '", path, "' has ", x.size(0),
-                    " examples in '", prefix, "x' but ", y.size(0), " labels in '", prefix,
-                    "y'");
+                    " examples in '", prefix, "x' but ", y.size(0), " labels in '", prefix, "y'");
     return Dataset{std::move(x), std::move(y), concat(path, " (", split_name(split), ")")};
   } catch (const H5::Exception& e) {
-    throw FormatError(concat(kH5, ": '", path, "' is not a readable HDF5 data set: ",
-                             h5_message(e)));
+    throw FormatError(
+        concat(kH5, ": '", path, "' is not a readable HDF5 data set: ", h5_message(e)));
   }
 }
 
@@ -337,13 +336,13 @@ void check_dataset(const Dataset& data, const std::vector<int64_t>& example_shap
                   num_classes);
   const int64_t n = data.size();
   MCOMPRESS_CHECK(n > 0, DataError, what, ": data set '", data.source, "' is empty");
-  MCOMPRESS_CHECK(data.x.scalar_type() == at::kFloat, DataError, what, ": data set '",
-                  data.source, "' has ", data.x.scalar_type(), " examples, expected float32");
-  MCOMPRESS_CHECK(data.y.defined() && data.y.dim() == 1 && data.y.size(0) == n, DataError,
-                  what, ": data set '", data.source, "' has ", n,
+  MCOMPRESS_CHECK(data.x.scalar_type() == at::kFloat, DataError, what, ": data set '", data.source,
+                  "' has ", data.x.scalar_type(), " examples, expected float32");
+  MCOMPRESS_CHECK(data.y.defined() && data.y.dim() == 1 && data.y.size(0) == n, DataError, what,
+                  ": data set '", data.source, "' has ", n,
                   " examples but its labels are not a vector of ", n);
-  MCOMPRESS_CHECK(data.y.scalar_type() == at::kLong, DataError, what, ": data set '",
-                  data.source, "' has ", data.y.scalar_type(), " labels, expected int64");
+  MCOMPRESS_CHECK(data.y.scalar_type() == at::kLong, DataError, what, ": data set '", data.source,
+                  "' has ", data.y.scalar_type(), " labels, expected int64");
   const auto shape = data.example_shape();
   MCOMPRESS_CHECK(shape == example_shape, DataError, what, ": data set '", data.source,
                   "' has examples of shape ", shape_string(shape), ", expected ",

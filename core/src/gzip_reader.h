@@ -30,8 +30,8 @@ class GzipReader {
     MCOMPRESS_CHECK(std::filesystem::exists(status), IoError, context_, ": cannot open '", path,
                     "': no such file");
     // gzopen happily opens a directory and only fails on the first read.
-    MCOMPRESS_CHECK(std::filesystem::is_regular_file(status), IoError, context_,
-                    ": cannot open '", path, "': not a regular file");
+    MCOMPRESS_CHECK(std::filesystem::is_regular_file(status), IoError, context_, ": cannot open '",
+                    path, "': not a regular file");
     errno = 0;
     file_ = gzopen(path.c_str(), "rb");
     if (file_ == nullptr) {
@@ -154,8 +154,8 @@ class GzipReader {
     if (errnum == Z_ERRNO) {
       throw IoError(concat(context_, ": cannot read '", path_, "': ", std::strerror(errno)));
     }
-    throw FormatError(concat(context_, ": '", path_, "' is not a valid gzip stream (gzip: ",
-                             zlib_message(), ")"));
+    throw FormatError(concat(context_, ": '", path_,
+                             "' is not a valid gzip stream (gzip: ", zlib_message(), ")"));
   }
 
   std::string path_;

@@ -24,8 +24,8 @@ std::string to_string(Encoding e) {
 }
 
 Encoding parse_encoding(const std::string& name) {
-  for (auto e : {Encoding::kFp32, Encoding::kFp16, Encoding::kBf16, Encoding::kInt8,
-                 Encoding::kCodebook}) {
+  for (auto e :
+       {Encoding::kFp32, Encoding::kFp16, Encoding::kBf16, Encoding::kInt8, Encoding::kCodebook}) {
     if (to_string(e) == name) return e;
   }
   throw FormatError("unknown encoding '" + name + "'; accepted: fp32, fp16, bf16, int8, codebook");
@@ -74,8 +74,8 @@ Model Model::from_tensors(const ArchSpec& spec, std::map<std::string, at::Tensor
     auto it = tensors.find(info.name);
     MCOMPRESS_CHECK(it != tensors.end(), ModelError, "missing tensor '", info.name, "'");
     const auto& t = it->second;
-    MCOMPRESS_CHECK(t.defined() && t.scalar_type() == at::kFloat, ModelError, "tensor '",
-                    info.name, "' must be float32");
+    MCOMPRESS_CHECK(t.defined() && t.scalar_type() == at::kFloat, ModelError, "tensor '", info.name,
+                    "' must be float32");
     MCOMPRESS_CHECK(t.sizes().vec() == info.shape, ModelError, "tensor '", info.name,
                     "' has shape ", shape_to_string(t.sizes().vec()), ", expected ",
                     shape_to_string(info.shape));
@@ -113,7 +113,9 @@ Model Model::clone() const {
   Model copy(spec_, std::move(copies));
   copy.history = history;
   copy.quant = quant;
-  for (const auto& [name, mask] : masks) copy.masks[name] = mask.clone();  // encodings are immutable once decided; sharing their tensors is fine
+  for (const auto& [name, mask] : masks)
+    copy.masks[name] =
+        mask.clone();  // encodings are immutable once decided; sharing their tensors is fine
   copy.recipe = recipe;
   copy.seed = seed;
   return copy;

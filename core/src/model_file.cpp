@@ -45,8 +45,8 @@ constexpr hsize_t kChunkTargetElements = hsize_t{1} << 18;
 const std::vector<std::string> kKnownEncodings = {"fp32", "fp16", "bf16", "int8", "codebook"};
 const std::vector<std::string> kKnownLayouts = {"dense", "sparse"};
 // Values of the root attribute quant_mode; "" is a plain fp32 model.
-const std::vector<std::string> kQuantModes = {"",           "fp16",        "bf16",
-                                              "int8-dynamic", "int8-static", "codebook"};
+const std::vector<std::string> kQuantModes = {
+    "", "fp16", "bf16", "int8-dynamic", "int8-static", "codebook"};
 
 std::string join(const std::vector<std::string>& items, const char* sep = ", ") {
   std::string out;
@@ -123,10 +123,9 @@ void check_codebook(const std::string& path, const std::string& name, const Quan
   MCOMPRESS_CHECK(q.bits >= 1 && q.bits <= 8, ErrorT, path, ": tensor '", name,
                   "' (codebook) has bits ", q.bits, ", expected 1 to 8");
   const int64_t capacity = int64_t{1} << q.bits;
-  MCOMPRESS_CHECK(q.codebook.defined() && q.codebook.dim() == 1 &&
-                      q.codebook.scalar_type() == at::kFloat,
-                  ErrorT, path, ": tensor '", name,
-                  "' (codebook) needs a one-dimensional float32 codebook");
+  MCOMPRESS_CHECK(
+      q.codebook.defined() && q.codebook.dim() == 1 && q.codebook.scalar_type() == at::kFloat,
+      ErrorT, path, ": tensor '", name, "' (codebook) needs a one-dimensional float32 codebook");
   MCOMPRESS_CHECK(q.codebook.numel() >= 1 && q.codebook.numel() <= capacity, ErrorT, path,
                   ": tensor '", name, "' (codebook) has ", q.codebook.numel(),
                   " shared values, expected 1 to ", capacity, " (2^bits, bits ", q.bits, ")");
@@ -157,8 +156,8 @@ void check_quantized(const std::string& path, const std::string& name, const Qua
                   name, "' (", enc, ") has values of dtype ", q.values.scalar_type(), ", expected ",
                   dtype_name(q.encoding));
   MCOMPRESS_CHECK(q.values.sizes().vec() == shape, ErrorT, path, ": tensor '", name, "' (", enc,
-                  ") has values of shape ", shape_to_string(q.values.sizes().vec()),
-                  ", expected ", shape_to_string(shape), " from the architecture");
+                  ") has values of shape ", shape_to_string(q.values.sizes().vec()), ", expected ",
+                  shape_to_string(shape), " from the architecture");
   if (q.encoding == Encoding::kCodebook) {
     check_codebook<ErrorT>(path, name, q);
     return;
@@ -177,10 +176,9 @@ void check_quantized(const std::string& path, const std::string& name, const Qua
                   q.scale.numel(), " scales, expected ", channels,
                   q.axis < 0 ? std::string(" (axis -1: one scale for the tensor)")
                              : " (one per channel along axis " + std::to_string(q.axis) + ")");
-  MCOMPRESS_CHECK(q.zero_point.defined() && q.zero_point.dim() == 1 &&
-                      q.zero_point.scalar_type() == at::kInt,
-                  ErrorT, path, ": tensor '", name,
-                  "' (int8) needs a one-dimensional int32 zero_point");
+  MCOMPRESS_CHECK(
+      q.zero_point.defined() && q.zero_point.dim() == 1 && q.zero_point.scalar_type() == at::kInt,
+      ErrorT, path, ": tensor '", name, "' (int8) needs a one-dimensional int32 zero_point");
   MCOMPRESS_CHECK(q.zero_point.numel() == q.scale.numel(), ErrorT, path, ": tensor '", name,
                   "' (int8) has ", q.zero_point.numel(), " zero points but ", q.scale.numel(),
                   " scales; expected one zero point per scale");
@@ -188,8 +186,7 @@ void check_quantized(const std::string& path, const std::string& name, const Qua
   const float* s = scale.data_ptr<float>();
   for (int64_t i = 0; i < scale.numel(); ++i) {
     MCOMPRESS_CHECK(std::isfinite(s[i]) && s[i] > 0.0f, ErrorT, path, ": tensor '", name,
-                    "' (int8) has scale ", s[i], " at index ", i,
-                    ", expected a finite value > 0");
+                    "' (int8) has scale ", s[i], " at index ", i, ", expected a finite value > 0");
   }
   const at::Tensor zero_point = q.zero_point.to(at::kCPU).contiguous();
   const int32_t* z = zero_point.data_ptr<int32_t>();
@@ -212,9 +209,8 @@ void check_activation(const std::string& path, const std::string& key,
                       const ActivationQParams& params) {
   MCOMPRESS_CHECK(!key.empty() && key.find('/') == std::string::npos && key != ".", ErrorT, path,
                   ": activation key '", key, "' cannot be an HDF5 group name");
-  MCOMPRESS_CHECK(std::isfinite(params.scale) && params.scale > 0.0, ErrorT, path,
-                  ": activation '", key, "' has scale ", params.scale,
-                  ", expected a finite value > 0");
+  MCOMPRESS_CHECK(std::isfinite(params.scale) && params.scale > 0.0, ErrorT, path, ": activation '",
+                  key, "' has scale ", params.scale, ", expected a finite value > 0");
   MCOMPRESS_CHECK(params.zero_point >= 0 && params.zero_point <= 255, ErrorT, path,
                   ": activation '", key, "' has zero_point ", params.zero_point,
                   ", expected 0 to 255 (uint8)");
@@ -347,9 +343,9 @@ bool is_half_format(hid_t type, const HalfFormat& format) {
   }
   size_t sign_pos = 0, exp_pos = 0, exp_size = 0, mant_pos = 0, mant_size = 0;
   if (H5Tget_fields(type, &sign_pos, &exp_pos, &exp_size, &mant_pos, &mant_size) < 0) return false;
-  return sign_pos == format.sign_pos && exp_pos == format.exp_pos &&
-         exp_size == format.exp_size && mant_pos == format.mant_pos &&
-         mant_size == format.mant_size && H5Tget_ebias(type) == format.exp_bias;
+  return sign_pos == format.sign_pos && exp_pos == format.exp_pos && exp_size == format.exp_size &&
+         mant_pos == format.mant_pos && mant_size == format.mant_size &&
+         H5Tget_ebias(type) == format.exp_bias;
 }
 
 std::string describe_type(hid_t type) {
@@ -643,7 +639,8 @@ class Writer {
       csr_structure(group, csr, shape, nnz, name);
       stored = csr.values;
     }
-    const std::vector<uint8_t> packed = pack_codes(stored.data_ptr<uint8_t>(), stored.numel(), q.bits);
+    const std::vector<uint8_t> packed =
+        pack_codes(stored.data_ptr<uint8_t>(), stored.numel(), q.bits);
     write_dataset(group, "codes", {static_cast<int64_t>(packed.size())}, H5T_STD_U8LE,
                   H5T_NATIVE_UINT8, packed.data(), name);
   }
@@ -705,8 +702,8 @@ class Writer {
       float bad = 0.0f;
       const int64_t index = first_non_finite(values.to(at::kFloat).contiguous(), &bad);
       MCOMPRESS_CHECK(index < 0, ModelError, path_, ": tensor '", name, "' (",
-                      to_string(q->encoding), ") has a non-finite value (", bad,
-                      ") at flat index ", index, "; refusing to save it");
+                      to_string(q->encoding), ") has a non-finite value (", bad, ") at flat index ",
+                      index, "; refusing to save it");
     }
     return values;
   }
@@ -725,7 +722,8 @@ class Writer {
 
   void write_dataset(hid_t loc, const std::string& name, const std::vector<int64_t>& shape,
                      hid_t file_type, hid_t mem_type, const void* data, const std::string& owner) {
-    const std::string subject = owner == "history" ? std::string("/history") : "tensor '" + owner + "'";
+    const std::string subject =
+        owner == "history" ? std::string("/history") : "tensor '" + owner + "'";
     std::vector<hsize_t> dims(shape.begin(), shape.end());
     Handle space =
         dims.empty()
@@ -848,7 +846,8 @@ void check_masks(const Model& model, const std::string& path) {
     const at::Tensor stored = quantized != model.quant.tensors.end()
                                   ? quantized->second.dequantize()
                                   : master.to(at::kCPU);
-    const at::Tensor leaked = stored.ne(0).logical_and(mask.to(at::kCPU).to(at::kBool).logical_not());
+    const at::Tensor leaked =
+        stored.ne(0).logical_and(mask.to(at::kCPU).to(at::kBool).logical_not());
     const int64_t count = leaked.sum().item<int64_t>();
     MCOMPRESS_CHECK(count == 0, ModelError, path, ": tensor '", name, "' has ", count,
                     " non-zero values where its pruning mask is false (first at flat index ",
@@ -933,11 +932,11 @@ class Reader {
       const std::vector<int64_t> shape = dataset_shape(dataset, "/history/entries");
       Handle type = checked<FormatError>(H5Dget_type(dataset), H5Tclose, path_,
                                          "cannot read the type of /history/entries");
-      MCOMPRESS_CHECK(shape.size() == 1 && H5Tget_class(type) == H5T_INTEGER &&
-                          H5Tget_size(type) == 1,
-                      FormatError, path_,
-                      ": /history/entries must be a one-dimensional dataset of bytes (UTF-8 "
-                      "JSON Lines)");
+      MCOMPRESS_CHECK(
+          shape.size() == 1 && H5Tget_class(type) == H5T_INTEGER && H5Tget_size(type) == 1,
+          FormatError, path_,
+          ": /history/entries must be a one-dimensional dataset of bytes (UTF-8 "
+          "JSON Lines)");
       std::string text(static_cast<size_t>(shape[0]), '\0');
       if (!text.empty() &&
           H5Dread(dataset, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, text.data()) < 0) {
@@ -1276,8 +1275,8 @@ at::Tensor read_values(Reader& reader, hid_t values, Encoding encoding,
   switch (encoding) {
     case Encoding::kFp32:
       // Reading a float64 dataset as float32 would silently round; fp32 means 32-bit floats.
-      MCOMPRESS_CHECK(H5Tget_class(type) == H5T_FLOAT && H5Tget_size(type) == 4, FormatError,
-                      path, ": tensor '", name,
+      MCOMPRESS_CHECK(H5Tget_class(type) == H5T_FLOAT && H5Tget_size(type) == 4, FormatError, path,
+                      ": tensor '", name,
                       "' has encoding fp32 but its values are not 32-bit floats (",
                       H5Tget_size(type), "-byte ",
                       H5Tget_class(type) == H5T_FLOAT ? "float" : "non-float", ")");
@@ -1302,7 +1301,8 @@ at::Tensor read_values(Reader& reader, hid_t values, Encoding encoding,
                       FormatError, path, ": tensor '", name,
                       "' has encoding int8 but its values are not 8-bit signed integers (",
                       describe_type(type), ")");
-      if (out.numel() > 0) reader.read_data(values, H5T_NATIVE_INT8, out.data_ptr(), name, "values");
+      if (out.numel() > 0)
+        reader.read_data(values, H5T_NATIVE_INT8, out.data_ptr(), name, "values");
       break;
     case Encoding::kCodebook:  // read_codebook reads its packed `codes` instead
       throw FormatError(path + ": tensor '" + name + "' (codebook) has no values dataset");
@@ -1317,7 +1317,8 @@ QuantizedTensor read_int8_params(Reader& reader, hid_t group, const std::string&
   QuantizedTensor q;
   q.encoding = Encoding::kInt8;
 
-  std::optional<int64_t> axis = reader.integer_attr<int64_t>(group, "axis", where, H5T_NATIVE_INT64);
+  std::optional<int64_t> axis =
+      reader.integer_attr<int64_t>(group, "axis", where, H5T_NATIVE_INT64);
   MCOMPRESS_CHECK(axis.has_value(), FormatError, path, ": tensor '", name,
                   "' (int8) has no 'axis' attribute");
   q.axis = *axis;
@@ -1356,7 +1357,7 @@ QuantizedTensor read_int8_params(Reader& reader, hid_t group, const std::string&
   int32_t* zp = q.zero_point.data_ptr<int32_t>();
   for (size_t i = 0; i < wide.size(); ++i) {
     zp[i] = static_cast<int32_t>(std::clamp<int64_t>(wide[i], std::numeric_limits<int32_t>::min(),
-                                                    std::numeric_limits<int32_t>::max()));
+                                                     std::numeric_limits<int32_t>::max()));
   }
   return q;
 }
@@ -1370,8 +1371,7 @@ std::vector<int64_t> read_index_dataset(Reader& reader, hid_t group, const std::
   Handle dataset = reader.open_dataset(group, member, where);
   const std::vector<int64_t> shape = reader.dataset_shape(dataset, where);
   MCOMPRESS_CHECK(shape.size() == 1, FormatError, path, ": tensor '", name, "' (sparse) has an ",
-                  member, " dataset of shape ", shape_to_string(shape),
-                  ", expected one dimension");
+                  member, " dataset of shape ", shape_to_string(shape), ", expected one dimension");
   Handle type = checked<FormatError>(H5Dget_type(dataset), H5Tclose, path,
                                      "cannot read the type of " + where);
   MCOMPRESS_CHECK(H5Tget_class(type) == H5T_INTEGER, FormatError, path, ": tensor '", name,
@@ -1403,19 +1403,19 @@ std::vector<int64_t> read_csr_positions(Reader& reader, hid_t group, const std::
   const std::vector<int64_t> indices =
       read_index_dataset(reader, group, name, delta ? "indices_delta" : "indices");
 
-  MCOMPRESS_CHECK(static_cast<int64_t>(indptr.size()) == rows + 1, FormatError, path, ": ",
-                  tensor, " has an indptr of ", indptr.size(), " entries, expected ", rows + 1,
+  MCOMPRESS_CHECK(static_cast<int64_t>(indptr.size()) == rows + 1, FormatError, path, ": ", tensor,
+                  " has an indptr of ", indptr.size(), " entries, expected ", rows + 1,
                   " (shape[0] + 1)");
   MCOMPRESS_CHECK(static_cast<int64_t>(indices.size()) == nnz, FormatError, path, ": ", tensor,
                   " has ", indices.size(), " indices but ", nnz,
                   " values; expected one column index per stored value");
-  MCOMPRESS_CHECK(indptr.front() == 0, FormatError, path, ": ", tensor, " has indptr[0] = ",
-                  indptr.front(), ", expected 0");
+  MCOMPRESS_CHECK(indptr.front() == 0, FormatError, path, ": ", tensor,
+                  " has indptr[0] = ", indptr.front(), ", expected 0");
   for (int64_t r = 0; r < rows; ++r) {
     const auto i = static_cast<size_t>(r);
     MCOMPRESS_CHECK(indptr[i + 1] >= indptr[i], FormatError, path, ": ", tensor,
-                    " has a decreasing indptr at row ", r, " (", indptr[i], " then ",
-                    indptr[i + 1], "); it must be non-decreasing");
+                    " has a decreasing indptr at row ", r, " (", indptr[i], " then ", indptr[i + 1],
+                    "); it must be non-decreasing");
   }
   MCOMPRESS_CHECK(indptr.back() == nnz, FormatError, path, ": ", tensor, " has indptr ending at ",
                   indptr.back(), ", expected ", nnz, " (the number of stored values)");
@@ -1437,8 +1437,7 @@ std::vector<int64_t> read_csr_positions(Reader& reader, hid_t group, const std::
       }
       const int64_t column = delta && k > begin ? previous + stored : stored;
       MCOMPRESS_CHECK(column >= 0 && column < columns, FormatError, path, ": ", tensor,
-                      " has column index ", column, " in row ", r, ", expected 0 to ",
-                      columns - 1);
+                      " has column index ", column, " in row ", r, ", expected 0 to ", columns - 1);
       MCOMPRESS_CHECK(k == begin || column > previous, FormatError, path, ": ", tensor,
                       " has column indices out of order in row ", r, " (", column, " after ",
                       previous, "); they must be strictly increasing within a row");
@@ -1494,8 +1493,8 @@ QuantizedTensor read_codebook(Reader& reader, hid_t group, const std::string& na
                   ", expected one dimension");
   Handle book_type = checked<FormatError>(H5Dget_type(book), H5Tclose, path,
                                           "cannot read the type of " + where + "/codebook");
-  MCOMPRESS_CHECK(H5Tget_class(book_type) == H5T_FLOAT && H5Tget_size(book_type) == 4,
-                  FormatError, path, ": tensor '", name,
+  MCOMPRESS_CHECK(H5Tget_class(book_type) == H5T_FLOAT && H5Tget_size(book_type) == 4, FormatError,
+                  path, ": tensor '", name,
                   "' (codebook) has a codebook dataset that is not 32-bit floats (",
                   describe_type(book_type), ")");
   q.codebook = at::empty(book_shape, at::kFloat);
@@ -1506,7 +1505,8 @@ QuantizedTensor read_codebook(Reader& reader, hid_t group, const std::string& na
   // sparse.
   int64_t count = product(shape);
   if (sparse) {
-    const std::string member = reader.link_exists(group, "indices_delta") ? "indices_delta" : "indices";
+    const std::string member =
+        reader.link_exists(group, "indices_delta") ? "indices_delta" : "indices";
     Handle index = reader.open_dataset(group, member, where + "/" + member);
     const std::vector<int64_t> index_shape = reader.dataset_shape(index, where + "/" + member);
     MCOMPRESS_CHECK(index_shape.size() == 1, FormatError, path, ": tensor '", name,
@@ -1687,14 +1687,15 @@ StoredTensorInfo inspect_tensor(Reader& reader, hid_t tensors, const std::string
   int64_t inner = 1;  // elements per step of the channel axis
   if (out.encoding == "int8" && reader.link_exists(group, "zero_point")) {
     Handle zp = reader.open_dataset(group, "zero_point", where + "/zero_point");
-    std::vector<float> stored(static_cast<size_t>(
-        product(reader.dataset_shape(zp, where + "/zero_point"))));
+    std::vector<float> stored(
+        static_cast<size_t>(product(reader.dataset_shape(zp, where + "/zero_point"))));
     if (!stored.empty()) reader.read_data(zp, H5T_NATIVE_FLOAT, stored.data(), name, "zero_point");
     const int64_t axis =
         reader.integer_attr<int64_t>(group, "axis", where, H5T_NATIVE_INT64).value_or(-1);
     const auto& shape = out.shape;
-    const bool per_channel = axis >= 0 && axis < static_cast<int64_t>(shape.size()) &&
-                             static_cast<int64_t>(stored.size()) == shape[static_cast<size_t>(axis)];
+    const bool per_channel =
+        axis >= 0 && axis < static_cast<int64_t>(shape.size()) &&
+        static_cast<int64_t>(stored.size()) == shape[static_cast<size_t>(axis)];
     if (stored.size() == 1 || per_channel) zero = stored;
     if (per_channel) {
       for (size_t d = static_cast<size_t>(axis) + 1; d < shape.size(); ++d) inner *= shape[d];
@@ -1702,8 +1703,8 @@ StoredTensorInfo inspect_tensor(Reader& reader, hid_t tensors, const std::string
   }
   std::vector<int64_t> positions;  // flat position of each stored value
   if (out.layout == "sparse") {
-    positions = read_csr_positions(reader, group, name, out.shape,
-                                   static_cast<int64_t>(data.size()));
+    positions =
+        read_csr_positions(reader, group, name, out.shape, static_cast<int64_t>(data.size()));
   }
   const int64_t channels = static_cast<int64_t>(zero.size());
   for (size_t i = 0; i < data.size(); ++i) {

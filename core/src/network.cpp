@@ -15,8 +15,7 @@ torch::nn::Conv2d make_conv(int64_t in, int64_t out, int64_t kernel, int64_t str
 }
 
 torch::nn::BatchNorm2d make_bn2d(int64_t features, double eps = 1e-5, double momentum = 0.1) {
-  return torch::nn::BatchNorm2d(
-      torch::nn::BatchNormOptions(features).eps(eps).momentum(momentum));
+  return torch::nn::BatchNorm2d(torch::nn::BatchNormOptions(features).eps(eps).momentum(momentum));
 }
 
 torch::nn::AnyModule make_layer(const LayerSpec& l) {
@@ -25,8 +24,8 @@ torch::nn::AnyModule make_layer(const LayerSpec& l) {
     case LayerType::kLinear:
       return AnyModule(Linear(LinearOptions(l.in_features, l.out_features).bias(l.bias)));
     case LayerType::kConv2d:
-      return AnyModule(make_conv(l.in_channels, l.out_channels, l.kernel_size, l.stride,
-                                 l.padding, l.groups, l.bias));
+      return AnyModule(make_conv(l.in_channels, l.out_channels, l.kernel_size, l.stride, l.padding,
+                                 l.groups, l.bias));
     case LayerType::kBatchNorm1d:
       return AnyModule(
           BatchNorm1d(BatchNormOptions(l.num_features).eps(l.eps).momentum(l.momentum)));
@@ -69,8 +68,8 @@ ResidualBlockImpl::ResidualBlockImpl(const LayerSpec& l, const std::string& key)
       conv1_key_(key + ".conv1"),
       conv2_key_(key + ".conv2"),
       shortcut_key_(key + ".shortcut") {
-  conv1 = register_module("conv1", make_conv(l.in_channels, l.out_channels, 3, l.stride, 1, 1,
-                                             false));
+  conv1 =
+      register_module("conv1", make_conv(l.in_channels, l.out_channels, 3, l.stride, 1, 1, false));
   bn1 = register_module("bn1", make_bn2d(l.out_channels));
   conv2 = register_module("conv2", make_conv(l.out_channels, l.out_channels, 3, 1, 1, 1, false));
   bn2 = register_module("bn2", make_bn2d(l.out_channels));
@@ -90,8 +89,8 @@ torch::Tensor ResidualBlockImpl::forward_hooked(const torch::Tensor& x, const Fo
   // zero padding), so that a hook can substitute the weight.
   auto conv = [hooks](const torch::nn::Conv2d& c, const std::string& name, const torch::Tensor& in,
                       int64_t stride, int64_t padding) {
-    const torch::Tensor w = hooks != nullptr && hooks->weight ? hooks->weight(name, c->weight)
-                                                              : c->weight;
+    const torch::Tensor w =
+        hooks != nullptr && hooks->weight ? hooks->weight(name, c->weight) : c->weight;
     return torch::conv2d(in, w, c->bias, {stride, stride}, {padding, padding});
   };
   auto tap = [hooks](const std::string& key, torch::Tensor t) {
@@ -158,9 +157,7 @@ NetworkImpl::NetworkImpl(const ArchSpec& spec) : spec_(spec.resolved()) {
   }
 }
 
-torch::Tensor NetworkImpl::normalize(const torch::Tensor& x) const {
-  return (x - mean_) / std_;
-}
+torch::Tensor NetworkImpl::normalize(const torch::Tensor& x) const { return (x - mean_) / std_; }
 
 torch::Tensor NetworkImpl::forward(const torch::Tensor& input) {
   static const std::string kInputKey = "input";
@@ -173,18 +170,15 @@ torch::Tensor NetworkImpl::forward(const torch::Tensor& input) {
     switch (s.kind) {
       case Step::Kind::kLinear:
         // = LinearImpl::forward
-        x = torch::linear(x,
-                          hook_weights ? hooks->weight(s.weight_name, s.linear->weight)
-                                       : s.linear->weight,
-                          s.linear->bias);
+        x = torch::linear(
+            x, hook_weights ? hooks->weight(s.weight_name, s.linear->weight) : s.linear->weight,
+            s.linear->bias);
         break;
       case Step::Kind::kConv2d:
         // = Conv2dImpl::forward with zero padding and dilation 1
-        x = torch::conv2d(x,
-                          hook_weights ? hooks->weight(s.weight_name, s.conv->weight)
-                                       : s.conv->weight,
-                          s.conv->bias, {s.stride, s.stride}, {s.padding, s.padding}, {1, 1},
-                          s.groups);
+        x = torch::conv2d(
+            x, hook_weights ? hooks->weight(s.weight_name, s.conv->weight) : s.conv->weight,
+            s.conv->bias, {s.stride, s.stride}, {s.padding, s.padding}, {1, 1}, s.groups);
         break;
       case Step::Kind::kResidual:
         x = s.residual->forward_hooked(x, hooks);
@@ -228,7 +222,8 @@ void NetworkImpl::set_mask(const std::string& name, const torch::Tensor& mask) {
   auto it = mine.find(name);
   MCOMPRESS_CHECK(it != mine.end(), ModelError, "network has no tensor '", name, "' to mask");
   MCOMPRESS_CHECK(mask.defined() && mask.sizes() == it->second.sizes(), ModelError, "mask for '",
-                  name, "' must have the tensor's shape ", shape_to_string(it->second.sizes().vec()));
+                  name, "' must have the tensor's shape ",
+                  shape_to_string(it->second.sizes().vec()));
   masks_[name] = mask.to(torch::kBool).contiguous();
   masked_params_[name] = it->second;
   torch::NoGradGuard no_grad;

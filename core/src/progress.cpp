@@ -1,10 +1,10 @@
 #include "mcompress/core/progress.h"
 
+#include <unistd.h>
 #include <cstdio>
 #include <iomanip>
 #include <ostream>
 #include <sstream>
-#include <unistd.h>
 
 namespace mcompress {
 
@@ -45,10 +45,9 @@ void Progress::update(int64_t batch, double loss, double accuracy) {
   constexpr int kWidth = 24;
   const int filled = batches_ > 0 ? static_cast<int>(kWidth * batch / batches_) : 0;
   out_ << "\repoch " << epoch_ << "/" << epochs_ << " [" << std::string(filled, '=')
-       << std::string(kWidth - filled, ' ') << "] " << batch << "/" << batches_
-       << " loss " << std::fixed << std::setprecision(4) << loss_ << " acc "
-       << std::setprecision(4) << accuracy_ << " eta " << format_duration(eta) << "   "
-       << std::flush;
+       << std::string(kWidth - filled, ' ') << "] " << batch << "/" << batches_ << " loss "
+       << std::fixed << std::setprecision(4) << loss_ << " acc " << std::setprecision(4)
+       << accuracy_ << " eta " << format_duration(eta) << "   " << std::flush;
 }
 
 void Progress::end_epoch(const std::string& summary) {
@@ -56,9 +55,9 @@ void Progress::end_epoch(const std::string& summary) {
   const double elapsed =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   if (interactive_) out_ << "\r" << std::string(100, ' ') << "\r";
-  out_ << "epoch " << epoch_ << "/" << epochs_ << "  loss " << std::fixed
-       << std::setprecision(4) << loss_ << "  acc " << accuracy_ << "  " << summary << "  "
-       << format_duration(elapsed) << std::endl;
+  out_ << "epoch " << epoch_ << "/" << epochs_ << "  loss " << std::fixed << std::setprecision(4)
+       << loss_ << "  acc " << accuracy_ << "  " << summary << "  " << format_duration(elapsed)
+       << std::endl;
 }
 
 }  // namespace mcompress

@@ -154,10 +154,11 @@ int64_t StageOptions::integer(const std::string& name, int64_t lo, int64_t hi) c
     fail(name, "must be an integer, got '" + scalar_text(n) + "'");
   }
   if (v < lo || v > hi) {
-    fail(name, "must be " +
-                   (hi == INT64_MAX ? ">= " + std::to_string(lo)
-                                    : "in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]") +
-                   ", got " + std::to_string(v));
+    fail(name,
+         "must be " +
+             (hi == INT64_MAX ? ">= " + std::to_string(lo)
+                              : "in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]") +
+             ", got " + std::to_string(v));
   }
   return v;
 }

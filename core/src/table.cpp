@@ -16,7 +16,8 @@ bool looks_numeric(const std::string& s) {
   std::strtod(s.c_str(), &end);
   const size_t parsed = static_cast<size_t>(end - s.c_str());
   if (parsed == 0) return false;
-  static const char* const kUnits[] = {"", "x", "s", "%", "ms", " ms", " B", " KiB", " MiB", " GiB"};
+  static const char* const kUnits[] = {"",    "x",  "s",    "%",    "ms",
+                                       " ms", " B", " KiB", " MiB", " GiB"};
   const std::string suffix = s.substr(parsed);
   return std::any_of(std::begin(kUnits), std::end(kUnits),
                      [&](const char* unit) { return suffix == unit; });

@@ -27,14 +27,13 @@ double lr_at(const TrainOptions& o, int64_t epoch /*0-based*/) {
     case LrSchedule::kCosine:
       // Per-epoch cosine annealing to 0 at the end of the last epoch (torch's CosineAnnealingLR
       // with T_max = epochs, eta_min = 0).
-      return 0.5 * o.lr * (1.0 + std::cos(M_PI * static_cast<double>(epoch) /
-                                          static_cast<double>(o.epochs)));
+      return 0.5 * o.lr *
+             (1.0 + std::cos(M_PI * static_cast<double>(epoch) / static_cast<double>(o.epochs)));
   }
   return o.lr;
 }
 
-std::unique_ptr<torch::optim::Optimizer> make_optimizer(NetworkImpl& net,
-                                                        const TrainOptions& o) {
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(NetworkImpl& net, const TrainOptions& o) {
   if (o.optimizer == OptimizerKind::kSgd) {
     return std::make_unique<torch::optim::SGD>(
         net.parameters(),
@@ -92,14 +91,14 @@ void TrainOptions::validate() const {
   MCOMPRESS_CHECK(epochs >= 1, ConfigError, "epochs must be >= 1, got ", epochs);
   MCOMPRESS_CHECK(batch_size >= 1, ConfigError, "batch_size must be >= 1, got ", batch_size);
   MCOMPRESS_CHECK(lr > 0 && std::isfinite(lr), ConfigError, "lr must be > 0, got ", lr);
-  MCOMPRESS_CHECK(momentum >= 0 && momentum < 1, ConfigError,
-                  "momentum must be in [0, 1), got ", momentum);
+  MCOMPRESS_CHECK(momentum >= 0 && momentum < 1, ConfigError, "momentum must be in [0, 1), got ",
+                  momentum);
   MCOMPRESS_CHECK(weight_decay >= 0 && std::isfinite(weight_decay), ConfigError,
                   "weight_decay must be >= 0, got ", weight_decay);
   MCOMPRESS_CHECK(step_size >= 1, ConfigError, "step_size must be >= 1, got ", step_size);
   MCOMPRESS_CHECK(gamma > 0 && gamma <= 1, ConfigError, "gamma must be in (0, 1], got ", gamma);
-  MCOMPRESS_CHECK(early_stop_patience >= 0, ConfigError,
-                  "early_stop_patience must be >= 0, got ", early_stop_patience);
+  MCOMPRESS_CHECK(early_stop_patience >= 0, ConfigError, "early_stop_patience must be >= 0, got ",
+                  early_stop_patience);
 }
 
 Metrics evaluate_network(NetworkImpl& net, const Dataset& data, int64_t batch_size) {
@@ -178,7 +177,8 @@ TrainResult train(NetworkImpl& net, const Dataset& train_data, const Dataset& va
       if (hooks.before_batch) hooks.before_batch(idx);
       optimizer->zero_grad();
       const auto logits = net.forward(x);
-      const auto loss = hooks.loss ? hooks.loss(logits, x, y) : torch::cross_entropy_loss(logits, y);
+      const auto loss =
+          hooks.loss ? hooks.loss(logits, x, y) : torch::cross_entropy_loss(logits, y);
       MCOMPRESS_CHECK(std::isfinite(loss.item<double>()), Error, "training diverged at epoch ",
                       epoch + 1, " batch ", b + 1, " (loss is not finite); lower the lr");
       loss.backward();

@@ -11,8 +11,7 @@ std::string version_details() {
   unsigned major = 0, minor = 0, release = 0;
   H5get_libversion(&major, &minor, &release);
   return "mcompress " + version() + " (LibTorch " + TORCH_VERSION + ", HDF5 " +
-         std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(release) +
-         ")";
+         std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(release) + ")";
 }
 
 }  // namespace mcompress

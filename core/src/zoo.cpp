@@ -79,37 +79,39 @@ const std::vector<ZooModel>& zoo() {
   static const std::vector<ZooModel> models = {
       {{"mlp", "LeNet-300-100: 784-300-100-10 fully connected"},
        [] {
-         return fashion_spec("mlp", {flatten(), linear(300), relu(), linear(100), relu(),
-                                     linear(10)});
+         return fashion_spec("mlp",
+                             {flatten(), linear(300), relu(), linear(100), relu(), linear(10)});
        }},
       {{"lenet5", "LeNet-5: two 5x5 convs with max pooling, then 120-84-10"},
        [] {
-         return fashion_spec("lenet5", {conv(6, 5, 2), relu(), maxpool(2), conv(16, 5, 0),
-                                        relu(), maxpool(2), flatten(), linear(120), relu(),
-                                        linear(84), relu(), linear(10)});
+         return fashion_spec("lenet5",
+                             {conv(6, 5, 2), relu(), maxpool(2), conv(16, 5, 0), relu(), maxpool(2),
+                              flatten(), linear(120), relu(), linear(84), relu(), linear(10)});
        }},
       {{"convnet", "VGG-style: 4 conv-bn-relu (32-64-64-128), 3 max pools, 128-10 head"},
        [] {
-         return fashion_spec(
-             "convnet", {conv(32, 3, 1), bn2d(), relu(), maxpool(2),   //
-                         conv(64, 3, 1), bn2d(), relu(), maxpool(2),   //
-                         conv(64, 3, 1), bn2d(), relu(),               //
-                         conv(128, 3, 1), bn2d(), relu(), maxpool(2),  //
-                         flatten(), dropout(0.3), linear(128), relu(), linear(10)});
+         return fashion_spec("convnet",
+                             {conv(32, 3, 1),  bn2d(),       relu(),      maxpool(2),  //
+                              conv(64, 3, 1),  bn2d(),       relu(),      maxpool(2),  //
+                              conv(64, 3, 1),  bn2d(),       relu(),                   //
+                              conv(128, 3, 1), bn2d(),       relu(),      maxpool(2),  //
+                              flatten(),       dropout(0.3), linear(128), relu(),     linear(10)});
        }},
       {{"resnet8", "ResNet-8: 3x3 stem, 3 residual blocks (16-32-64), global pool, linear"},
        [] {
-         return fashion_spec("resnet8", {conv(16, 3, 1), bn2d(), relu(), residual(16, 1),
-                                         residual(32, 2), residual(64, 2), global_avgpool(),
-                                         flatten(), linear(10)});
+         return fashion_spec("resnet8",
+                             {conv(16, 3, 1), bn2d(), relu(), residual(16, 1), residual(32, 2),
+                              residual(64, 2), global_avgpool(), flatten(), linear(10)});
        }},
       {{"mlp-small", "student: 784-32-10 fully connected"},
-       [] { return fashion_spec("mlp-small", {flatten(), linear(32), relu(), linear(10)}); }},
+       [] {
+         return fashion_spec("mlp-small", {flatten(), linear(32), relu(), linear(10)});
+       }},
       {{"lenet5-small", "student: LeNet-5 with 4 and 8 filters, 32-10 head"},
        [] {
-         return fashion_spec("lenet5-small", {conv(4, 5, 2), relu(), maxpool(2), conv(8, 5, 0),
-                                              relu(), maxpool(2), flatten(), linear(32), relu(),
-                                              linear(10)});
+         return fashion_spec("lenet5-small",
+                             {conv(4, 5, 2), relu(), maxpool(2), conv(8, 5, 0), relu(), maxpool(2),
+                              flatten(), linear(32), relu(), linear(10)});
        }},
   };
   return models;

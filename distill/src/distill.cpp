@@ -44,8 +44,9 @@ void DistillOptions::validate() const {
   MCOMPRESS_CHECK(hint_teacher.empty() == hint_student.empty(), ConfigError,
                   "hint_teacher and hint_student go together; got hint_teacher '", hint_teacher,
                   "' and hint_student '", hint_student, "'");
-  MCOMPRESS_CHECK(!has_hint() || beta > 0, ConfigError, "beta must be > 0 with a hint (hint_teacher '",
-                  hint_teacher, "', hint_student '", hint_student, "')");
+  MCOMPRESS_CHECK(!has_hint() || beta > 0, ConfigError,
+                  "beta must be > 0 with a hint (hint_teacher '", hint_teacher, "', hint_student '",
+                  hint_student, "')");
   MCOMPRESS_CHECK(has_hint() || beta == 0, ConfigError,
                   "beta must be 0 without a hint (hint_teacher, hint_student), got ", beta);
   MCOMPRESS_CHECK(cache_limit_mb >= 0, ConfigError, "cache_limit_mb must be >= 0, got ",
@@ -61,10 +62,9 @@ void check_compatible(const Model& teacher, const Model& student) {
   MCOMPRESS_CHECK(t.num_classes == s.num_classes, ModelError, "teacher '", t.name, "' has ",
                   t.num_classes, " classes but student '", s.name, "' has ", s.num_classes,
                   "; distillation needs the same classes");
-  MCOMPRESS_CHECK(t.input_shape == s.input_shape, ModelError, "teacher '", t.name,
-                  "' takes input ", shape_to_string(t.input_shape), " but student '", s.name,
-                  "' takes ", shape_to_string(s.input_shape),
-                  "; distillation needs the same input");
+  MCOMPRESS_CHECK(t.input_shape == s.input_shape, ModelError, "teacher '", t.name, "' takes input ",
+                  shape_to_string(t.input_shape), " but student '", s.name, "' takes ",
+                  shape_to_string(s.input_shape), "; distillation needs the same input");
 }
 
 DistillReport distill_model(Model& student, const Model& teacher, const DistillOptions& o,
@@ -75,7 +75,8 @@ DistillReport distill_model(Model& student, const Model& teacher, const DistillO
                   student.quant.mode, "); distill into its fp32 original, then quantize");
   const ArchSpec& spec = student.spec();
   check_dataset(train_data, spec.input_shape, spec.num_classes, "distillation training");
-  if (val.size() > 0) check_dataset(val, spec.input_shape, spec.num_classes, "distillation validation");
+  if (val.size() > 0)
+    check_dataset(val, spec.input_shape, spec.num_classes, "distillation validation");
 
   // Hint keys are checked before anything runs (the teacher's again by TeacherOutputs).
   std::vector<int64_t> student_shape;

@@ -46,8 +46,8 @@ HintAdapterImpl::HintAdapterImpl(const std::vector<int64_t>& student_shape,
                     ConfigError, "hint: the student activation ", shape_to_string(student_shape),
                     " is spatially smaller than the teacher activation ",
                     shape_to_string(teacher_shape), "; pick an earlier student layer");
-    conv_ = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(
-                                        student_shape[0], teacher_shape[0], 1)));
+    conv_ = register_module(
+        "conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(student_shape[0], teacher_shape[0], 1)));
     if (student_shape[1] != teacher_shape[1] || student_shape[2] != teacher_shape[2]) {
       teacher_hw_ = {teacher_shape[1], teacher_shape[2]};
     }

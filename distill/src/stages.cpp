@@ -39,8 +39,8 @@ class DistillStage : public Stage {
 
   std::string cannot_follow(const ModelTraits& traits) const override {
     if (student_ == kCurrent && !traits.quant_mode.empty()) {
-      return "distilling into the current model would change weights whose " +
-             traits.quant_mode + " encoding is already decided; distill before quantize, or "
+      return "distilling into the current model would change weights whose " + traits.quant_mode +
+             " encoding is already decided; distill before quantize, or "
              "into a new student";
     }
     return "";
@@ -52,7 +52,8 @@ class DistillStage : public Stage {
   StageReport apply(Model& model, const StageContext& ctx) override {
     const Model teacher = teacher_ == kCurrent ? model.clone() : load_model(teacher_);
     std::optional<Model> fresh;
-    if (student_ != kCurrent) fresh.emplace(Model::initialize(arch_by_name_or_file(student_), ctx.seed));
+    if (student_ != kCurrent)
+      fresh.emplace(Model::initialize(arch_by_name_or_file(student_), ctx.seed));
     Model& student = fresh ? *fresh : model;
     DistillOptions o = options_;
     o.train.seed = ctx.seed;
@@ -66,7 +67,8 @@ class DistillStage : public Stage {
       model = std::move(*fresh);
     }
     StageReport out;
-    out.metrics = nlohmann::json::parse(report.to_json()).value("metrics", nlohmann::json::object());
+    out.metrics =
+        nlohmann::json::parse(report.to_json()).value("metrics", nlohmann::json::object());
     return out;
   }
 
@@ -82,7 +84,8 @@ void register_stages(StageRegistry& registry) {
       {"distill",
        "teacher-student training (Hinton et al.): the current model teaches a new student, or "
        "a teacher file teaches the current model",
-       {{"student", "current", "zoo name or spec file of a new student, or current (self-distillation)"},
+       {{"student", "current",
+         "zoo name or spec file of a new student, or current (self-distillation)"},
         {"teacher", "current", "model file, or current (the model the pipeline has so far)"},
         {"temperature", "1", "softmax temperature T, > 0"},
         {"alpha", "0.5", "weight of the soft-target term, [0, 1]"},

@@ -58,8 +58,8 @@ void apply_set(YAML::Node& root, const std::string& assignment) {
                       key.substr(1), "] is out of range");
       const size_t index = std::stoul(key.substr(1));
       walked += "[" + key.substr(1) + "]";
-      MCOMPRESS_CHECK(node.IsSequence() && index < node.size(), ConfigError, "--set '",
-                      assignment, "': ", walked, " does not exist",
+      MCOMPRESS_CHECK(node.IsSequence() && index < node.size(), ConfigError, "--set '", assignment,
+                      "': ", walked, " does not exist",
                       node.IsSequence() ? " (" + std::to_string(node.size()) + " entries)" : "");
       if (last) {
         node[index] = value;
@@ -69,8 +69,8 @@ void apply_set(YAML::Node& root, const std::string& assignment) {
       }
     } else {
       walked += (walked.empty() ? "" : ".") + key;
-      MCOMPRESS_CHECK(node.IsMap() || node.IsNull(), ConfigError, "--set '", assignment, "': ",
-                      walked, " is inside a value that is not a mapping");
+      MCOMPRESS_CHECK(node.IsMap() || node.IsNull(), ConfigError, "--set '", assignment,
+                      "': ", walked, " is inside a value that is not a mapping");
       if (last) {
         node[key] = value;
       } else {
@@ -89,10 +89,11 @@ ModelSource parse_model(const YAML::Node& n) {
     m.path = n.Scalar();
     return m;
   }
-  const StageOptions o(n, "model",
-                       {{"arch", "", "zoo name or spec file to train from scratch"},
-                        {"train", "{}", "training options: epochs, lr, batch_size, ..."},
-                        {"cache", "\"\"", "model file keeping the trained start model between runs"}});
+  const StageOptions o(
+      n, "model",
+      {{"arch", "", "zoo name or spec file to train from scratch"},
+       {"train", "{}", "training options: epochs, lr, batch_size, ..."},
+       {"cache", "\"\"", "model file keeping the trained start model between runs"}});
   m.arch = o.text("arch");
   m.cache = o.text("cache");
   const YAML::Node train = n["train"];
@@ -163,8 +164,8 @@ RecipeStage parse_stage(const YAML::Node& item, size_t index, const StageRegistr
       has_guard = true;
       continue;
     }
-    MCOMPRESS_CHECK(s.name.empty(), ConfigError, at, line_of(kv.first), ": one stage per entry, got '",
-                    s.name, "' and '", key, "'");
+    MCOMPRESS_CHECK(s.name.empty(), ConfigError, at, line_of(kv.first),
+                    ": one stage per entry, got '", s.name, "' and '", key, "'");
     if (!registry.contains(key)) {
       try {
         registry.find(key);
@@ -213,13 +214,15 @@ Recipe parse_recipe_unchecked(const std::string& text, const StageRegistry& regi
   } catch (const YAML::Exception& e) {
     throw ConfigError(source + ": line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
   }
-  MCOMPRESS_CHECK(root.IsMap(), ConfigError, source, ": a recipe is a YAML mapping with model, data, stages and output");
+  MCOMPRESS_CHECK(root.IsMap(), ConfigError, source,
+                  ": a recipe is a YAML mapping with model, data, stages and output");
   for (const auto& s : sets) apply_set(root, s);
 
   Recipe r;
   r.source = source;
   r.text = text;
-  for (const auto& s : sets) r.text += (r.text.empty() || r.text.back() == '\n' ? "" : "\n") + ("# --set " + s + "\n");
+  for (const auto& s : sets)
+    r.text += (r.text.empty() || r.text.back() == '\n' ? "" : "\n") + ("# --set " + s + "\n");
 
   // Top-level keys; StageOptions gives the unknown-key and typed-value errors with lines.
   const StageOptions top(root, "",
@@ -242,7 +245,8 @@ Recipe parse_recipe_unchecked(const std::string& text, const StageRegistry& regi
   MCOMPRESS_CHECK(stages.IsDefined() && !stages.IsNull(), ConfigError, "stages: required (a list)");
   MCOMPRESS_CHECK(stages.IsSequence() && stages.size() > 0, ConfigError, "stages", line_of(stages),
                   ": expected a non-empty list of stages");
-  for (size_t i = 0; i < stages.size(); ++i) r.stages.push_back(parse_stage(stages[i], i, registry));
+  for (size_t i = 0; i < stages.size(); ++i)
+    r.stages.push_back(parse_stage(stages[i], i, registry));
   MCOMPRESS_CHECK(r.model.path.empty() || r.model.path != r.output, ConfigError,
                   "output: must differ from the input model '", r.model.path, "'");
   return r;

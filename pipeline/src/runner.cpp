@@ -90,19 +90,22 @@ StageRow measure(const Model& model, const std::string& file, const RunData& dat
   runtime::ExecutorOptions b1 = deploy, b64 = deploy;
   b1.batch_size = 1;
   b64.batch_size = 64;
-  row.latency_b1_ms = runtime::measure_latency(runtime::Executor(model, b1), 1, o.latency_seconds).median_ms;
+  row.latency_b1_ms =
+      runtime::measure_latency(runtime::Executor(model, b1), 1, o.latency_seconds).median_ms;
   row.latency_b64_ms =
       recipe.deploy_batch == 64
           ? runtime::measure_latency(exec, 64, o.latency_seconds).median_ms
-          : runtime::measure_latency(runtime::Executor(model, b64), 64, o.latency_seconds).median_ms;
+          : runtime::measure_latency(runtime::Executor(model, b64), 64, o.latency_seconds)
+                .median_ms;
   return row;
 }
 
 // "Did not pay off" flags against the previous kept row.
 void flag(StageRow& row, const StageRow& before) {
   if (row.file_bytes >= before.file_bytes) {
-    row.flags.push_back("not smaller on disk: " + format_bytes(static_cast<double>(before.file_bytes)) +
-                        " -> " + format_bytes(static_cast<double>(row.file_bytes)));
+    row.flags.push_back(
+        "not smaller on disk: " + format_bytes(static_cast<double>(before.file_bytes)) + " -> " +
+        format_bytes(static_cast<double>(row.file_bytes)));
   }
   auto slower = [&](const char* batch, double was, double now) {
     if (was > 0 && now > was * kSlowerThreshold) {
@@ -233,8 +236,11 @@ class Checkpoints {
     } catch (const std::exception& e) {
       throw FormatError(path.string() + ": unreadable checkpoint state: " + e.what());
     }
-    MCOMPRESS_CHECK(state.value("digest", "") == recipe_.digest(), ConfigError, "--resume: the "
-                    "checkpoint in '", dir_.string(), "' was made by another recipe or seed; "
+    MCOMPRESS_CHECK(state.value("digest", "") == recipe_.digest(), ConfigError,
+                    "--resume: the "
+                    "checkpoint in '",
+                    dir_.string(),
+                    "' was made by another recipe or seed; "
                     "run without --resume to start over");
     std::vector<StageRow> rows;
     for (const auto& r : state.at("rows")) rows.push_back(StageRow::from_json(r));
@@ -251,7 +257,8 @@ void log_header(std::ostream& out) {
   out << std::left << std::setw(22) << "stage" << std::right << std::setw(9) << "test_acc"
       << std::setw(8) << "delta" << std::setw(12) << "size" << std::setw(8) << "ratio"
       << std::setw(10) << "nonzeros" << std::setw(10) << "b1_ms" << std::setw(10) << "b64_ms"
-      << std::setw(9) << "seconds" << "  status\n";
+      << std::setw(9) << "seconds"
+      << "  status\n";
 }
 
 void log_row(std::ostream& out, const StageRow& row, const StageRow& start) {
@@ -259,7 +266,8 @@ void log_row(std::ostream& out, const StageRow& row, const StageRow& start) {
       << std::setw(9) << format_fixed(row.test_accuracy * 100, 2) << std::setw(8)
       << format_fixed((row.test_accuracy - start.test_accuracy) * 100, 2) << std::setw(12)
       << format_bytes(static_cast<double>(row.file_bytes)) << std::setw(8)
-      << format_fixed(static_cast<double>(start.file_bytes) / static_cast<double>(row.file_bytes), 2)
+      << format_fixed(static_cast<double>(start.file_bytes) / static_cast<double>(row.file_bytes),
+                      2)
       << std::setw(10) << row.nonzeros << std::setw(10) << format_fixed(row.latency_b1_ms, 3)
       << std::setw(10) << format_fixed(row.latency_b64_ms, 3) << std::setw(9)
       << format_fixed(row.seconds, 1) << "  " << row.status << "\n";
@@ -294,11 +302,12 @@ Model start_model(const Recipe& recipe, const RunData& data, const RunOptions& o
   t.seed = recipe.seed;
   t.progress = o.progress;
   // What identifies a trained start model: the architecture, the data and how it was trained.
-  const nlohmann::json identity = {{"arch", nlohmann::json::parse(spec.to_json_text())},
-                                   {"data", recipe.data.path},
-                                   {"limit", recipe.data.limit},
-                                   {"val_fraction", recipe.data.val_fraction},
-                                   {"train", nlohmann::json::parse(TrainResult{}.to_json(t)).at("options")}};
+  const nlohmann::json identity = {
+      {"arch", nlohmann::json::parse(spec.to_json_text())},
+      {"data", recipe.data.path},
+      {"limit", recipe.data.limit},
+      {"val_fraction", recipe.data.val_fraction},
+      {"train", nlohmann::json::parse(TrainResult{}.to_json(t)).at("options")}};
   report.options = {{"arch", recipe.model.arch}, {"epochs", t.epochs}, {"lr", t.lr}};
   const std::string& cache = recipe.model.cache;
   if (!cache.empty() && fs::exists(cache)) {
@@ -386,9 +395,9 @@ std::string rows_markdown(const std::vector<StageRow>& rows) {
        << format_fixed((r.test_accuracy - start.test_accuracy) * 100, 2) << " | "
        << format_bytes(static_cast<double>(r.file_bytes)) << " | "
        << format_fixed(static_cast<double>(start.file_bytes) / static_cast<double>(r.file_bytes), 2)
-       << "x | " << r.parameters << " | " << r.nonzeros << " | "
-       << format_fixed(r.latency_b1_ms, 3) << " | " << format_fixed(r.latency_b64_ms, 3) << " | "
-       << format_fixed(r.seconds, 1) << " | " << r.status << " |\n";
+       << "x | " << r.parameters << " | " << r.nonzeros << " | " << format_fixed(r.latency_b1_ms, 3)
+       << " | " << format_fixed(r.latency_b64_ms, 3) << " | " << format_fixed(r.seconds, 1) << " | "
+       << r.status << " |\n";
   }
   return md.str();
 }
@@ -415,8 +424,8 @@ void write_reports(const Recipe& recipe, const RunOptions& o, const std::vector<
   any = false;
   for (const auto& r : rows) {
     for (const auto& w : r.warnings) {
-      md << (any ? "" : "\n## Warnings\n\n") << "- " << (r.path.empty() ? r.stage : r.path)
-         << ": " << w << "\n";
+      md << (any ? "" : "\n## Warnings\n\n") << "- " << (r.path.empty() ? r.stage : r.path) << ": "
+         << w << "\n";
       any = true;
     }
   }
@@ -525,8 +534,8 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& o) {
   for (size_t i = rows.size() - 1; i < recipe.stages.size(); ++i) {
     const RecipeStage& s = recipe.stages[i];
     Model before = model.clone();
-    const StageContext ctx{data.train, data.val, data.calib, stage_seed(recipe.seed, i),
-                           o.threads, o.progress};
+    const StageContext ctx{data.train, data.val,  data.calib, stage_seed(recipe.seed, i),
+                           o.threads,  o.progress};
     const auto t0 = std::chrono::steady_clock::now();
     StageReport report = s.stage->apply(model, ctx);
     const double seconds =
@@ -550,8 +559,10 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& o) {
       if (!(s.guard.max_accuracy_drop >= 0 ? s.guard.skip : recipe.guard.skip)) {
         fs::remove(file);
         if (o.log) log_row(*o.log, row, rows.front());
-        throw Error(s.path + ": " + why + "; stopped (guard on_violation: fail). The stages "
-                    "before it are checkpointed in '" + ckpt.dir().string() + "'");
+        throw Error(s.path + ": " + why +
+                    "; stopped (guard on_violation: fail). The stages "
+                    "before it are checkpointed in '" +
+                    ckpt.dir().string() + "'");
       }
       row.status = "skipped: " + why;
       model = std::move(before);  // undo the stage

@@ -29,10 +29,10 @@ std::vector<std::string> prunable_tensors(const ArchSpec& spec) {
 std::vector<at::Tensor> global_magnitude_masks(const std::vector<at::Tensor>& weights,
                                                double sparsity,
                                                const std::vector<at::Tensor>& previous) {
-  MCOMPRESS_CHECK(sparsity >= 0 && sparsity <= 1, ConfigError,
-                  "sparsity must be in [0, 1], got ", sparsity);
-  MCOMPRESS_CHECK(previous.empty() || previous.size() == weights.size(), ModelError,
-                  "got ", previous.size(), " previous masks for ", weights.size(), " tensors");
+  MCOMPRESS_CHECK(sparsity >= 0 && sparsity <= 1, ConfigError, "sparsity must be in [0, 1], got ",
+                  sparsity);
+  MCOMPRESS_CHECK(previous.empty() || previous.size() == weights.size(), ModelError, "got ",
+                  previous.size(), " previous masks for ", weights.size(), " tensors");
   // One ranking key per entry, concatenated in tensor order: |w|, or -1 for an entry already
   // pruned so that it is removed first whatever its stored value.
   std::vector<float> key;
@@ -43,9 +43,9 @@ std::vector<at::Tensor> global_magnitude_masks(const std::vector<at::Tensor>& we
                     "cannot rank weights by magnitude: tensor ", t, " has non-finite values");
     at::Tensor k = w;
     if (!previous.empty() && previous[t].defined()) {
-      MCOMPRESS_CHECK(previous[t].sizes() == weights[t].sizes(), ModelError,
-                      "previous mask ", t, " has shape ", shape_to_string(previous[t].sizes().vec()),
-                      ", its tensor ", shape_to_string(weights[t].sizes().vec()));
+      MCOMPRESS_CHECK(previous[t].sizes() == weights[t].sizes(), ModelError, "previous mask ", t,
+                      " has shape ", shape_to_string(previous[t].sizes().vec()), ", its tensor ",
+                      shape_to_string(weights[t].sizes().vec()));
       k = at::where(previous[t].to(at::kBool).reshape({-1}), w, at::full_like(w, -1.0f));
     }
     key.insert(key.end(), k.data_ptr<float>(), k.data_ptr<float>() + k.numel());
@@ -81,9 +81,9 @@ std::vector<at::Tensor> global_magnitude_masks(const std::vector<at::Tensor>& we
 
 at::Tensor layer_magnitude_mask(const at::Tensor& weight, double sparsity,
                                 const at::Tensor& previous) {
-  return global_magnitude_masks({weight}, sparsity,
-                                previous.defined() ? std::vector<at::Tensor>{previous}
-                                                   : std::vector<at::Tensor>{})
+  return global_magnitude_masks(
+             {weight}, sparsity,
+             previous.defined() ? std::vector<at::Tensor>{previous} : std::vector<at::Tensor>{})
       .front();
 }
 

@@ -39,8 +39,8 @@ std::string resolve_name(const ArchSpec& spec, const std::vector<std::string>& p
   MCOMPRESS_CHECK(!exists, ConfigError, option, ": tensor '", name,
                   "' is not prunable (only conv and linear weights are); prunable: ",
                   join(prunable), ", first, last");
-  throw ConfigError(std::string(option) + ": unknown tensor '" + name + "'; prunable: " +
-                    join(prunable) + ", first, last");
+  throw ConfigError(std::string(option) + ": unknown tensor '" + name +
+                    "'; prunable: " + join(prunable) + ", first, last");
 }
 
 // Which tensors are pruned, how.
@@ -49,7 +49,7 @@ struct Plan {
   std::vector<std::string> pool;                    // global scope: one shared threshold
   std::vector<std::pair<std::string, double>> own;  // each to its own final target
   std::set<std::string> excluded;
-  std::map<std::string, double> overrides;          // resolved names
+  std::map<std::string, double> overrides;  // resolved names
 };
 
 Plan make_plan(const ArchSpec& spec, const PruneOptions& o) {
@@ -57,7 +57,8 @@ Plan make_plan(const ArchSpec& spec, const PruneOptions& o) {
   plan.prunable = prunable_tensors(spec);
   MCOMPRESS_CHECK(!plan.prunable.empty(), ConfigError, "model '", spec.name,
                   "' has no conv or linear weight to prune");
-  for (const auto& name : o.exclude) plan.excluded.insert(resolve_name(spec, plan.prunable, name, "exclude"));
+  for (const auto& name : o.exclude)
+    plan.excluded.insert(resolve_name(spec, plan.prunable, name, "exclude"));
   for (const auto& [name, target] : o.overrides) {
     const auto resolved = resolve_name(spec, plan.prunable, name, "overrides");
     MCOMPRESS_CHECK(plan.excluded.count(resolved) == 0, ConfigError, "overrides: tensor '", name,
@@ -85,7 +86,8 @@ using Scheduled = std::function<double(double final_target)>;
 // tensors with smaller targets than the pool's rounds simply get there earlier.
 double round_sparsity(double t, int64_t r, int64_t rounds, double round_fraction) {
   if (r >= rounds) return t;
-  if (round_fraction > 0) return std::min(t, 1 - std::pow(1 - round_fraction, static_cast<double>(r)));
+  if (round_fraction > 0)
+    return std::min(t, 1 - std::pow(1 - round_fraction, static_cast<double>(r)));
   return 1 - std::pow(1 - t, static_cast<double>(r) / static_cast<double>(rounds));
 }
 
@@ -159,7 +161,8 @@ void finetune(Model& model, const PruneOptions& o, const Dataset& train, const D
 void rewind(Model& model, const Model& to) {
   torch::NoGradGuard no_grad;
   for (const auto& info : model.tensor_infos()) model.tensor(info.name).copy_(to.tensor(info.name));
-  for (const auto& [name, mask] : model.masks) model.tensor(name).masked_fill_(mask.logical_not(), 0.0f);
+  for (const auto& [name, mask] : model.masks)
+    model.tensor(name).masked_fill_(mask.logical_not(), 0.0f);
 }
 
 void check_rewind_model(const Model& model, const Model& to) {
@@ -195,7 +198,8 @@ void run_rounds(Model& model, const Plan& plan, const PruneOptions& o, const Dat
   const auto targets = iterative_sparsities(o.target, rounds, fraction);
   for (int64_t r = 1; r <= rounds; ++r) {
     const Scheduled now = [=](double t) { return round_sparsity(t, r, rounds, fraction); };
-    for (const auto& [name, mask] : magnitude_masks(plan, o.target, now, model.tensors(), model.masks)) {
+    for (const auto& [name, mask] :
+         magnitude_masks(plan, o.target, now, model.tensors(), model.masks)) {
       model.set_mask(name, mask);
     }
     if (rewind_to != nullptr) rewind(model, *rewind_to);
@@ -209,8 +213,8 @@ GradualSchedule gradual_schedule(const PruneOptions& o, int64_t steps) {
   g.initial_sparsity = o.gradual.initial_sparsity;
   g.final_sparsity = o.target;
   g.begin_step = o.gradual.begin_step;
-  g.end_step = o.gradual.end_step > 0 ? o.gradual.end_step
-                                      : g.begin_step + 3 * (steps - g.begin_step) / 4;
+  g.end_step =
+      o.gradual.end_step > 0 ? o.gradual.end_step : g.begin_step + 3 * (steps - g.begin_step) / 4;
   g.frequency = o.gradual.frequency;
   MCOMPRESS_CHECK(g.end_step > g.begin_step && g.end_step <= steps, ConfigError,
                   "gradual.end_step ", g.end_step, " must be after gradual.begin_step ",
@@ -236,7 +240,8 @@ void run_gradual(Model& model, const Plan& plan, const PruneOptions& o, const Da
     };
   };
   if (g.prunes_at(0)) {
-    for (const auto& [name, mask] : magnitude_masks(plan, o.target, at_step(0), model.tensors(), model.masks)) {
+    for (const auto& [name, mask] :
+         magnitude_masks(plan, o.target, at_step(0), model.tensors(), model.masks)) {
       model.set_mask(name, mask);
     }
   }
@@ -245,7 +250,8 @@ void run_gradual(Model& model, const Plan& plan, const PruneOptions& o, const Da
   TrainHooks hooks;
   hooks.after_step = [&](NetworkImpl& n, int64_t step) {
     if (!g.prunes_at(step)) return;
-    for (const auto& [name, mask] : magnitude_masks(plan, o.target, at_step(step), n.state(), n.masks())) {
+    for (const auto& [name, mask] :
+         magnitude_masks(plan, o.target, at_step(step), n.state(), n.masks())) {
       n.set_mask(name, mask);
     }
   };
@@ -340,10 +346,12 @@ void run_structured(Model& model, const Plan& plan, const PruneOptions& o, const
     for (const auto& [chain, target] : targets) {
       const int64_t width0 = original.at(chain.producer);
       const double s = round_sparsity(target, r, rounds, fraction);
-      const int64_t keep = std::max<int64_t>(1, width0 - std::llround(s * static_cast<double>(width0)));
+      const int64_t keep =
+          std::max<int64_t>(1, width0 - std::llround(s * static_cast<double>(width0)));
       const std::string weight = std::to_string(chain.producer) + ".weight";
       if (keep >= model.tensor(weight).size(0)) continue;
-      model = remove_channels(model, chain, channels_to_keep(filter_l1_norms(model.tensor(weight)), keep));
+      model = remove_channels(model, chain,
+                              channels_to_keep(filter_l1_norms(model.tensor(weight)), keep));
     }
     finetune(model, o, train, val, r);
     auto round = round_report(model, plan, r, scheduled[static_cast<size_t>(r - 1)], val);
@@ -370,7 +378,9 @@ std::string rule_of(const std::string& name, const Plan& plan, const PruneOption
 
 }  // namespace
 
-std::string to_string(PruneMethod m) { return m == PruneMethod::kMagnitude ? "magnitude" : "structured"; }
+std::string to_string(PruneMethod m) {
+  return m == PruneMethod::kMagnitude ? "magnitude" : "structured";
+}
 
 PruneMethod parse_prune_method(const std::string& name) {
   for (auto m : {PruneMethod::kMagnitude, PruneMethod::kStructured}) {
@@ -404,7 +414,8 @@ PruneSchedule parse_prune_schedule(const std::string& name) {
   for (auto s : {PruneSchedule::kOneShot, PruneSchedule::kIterative, PruneSchedule::kGradual}) {
     if (to_string(s) == name) return s;
   }
-  throw ConfigError("unknown pruning schedule '" + name + "'; accepted: one-shot, iterative, gradual");
+  throw ConfigError("unknown pruning schedule '" + name +
+                    "'; accepted: one-shot, iterative, gradual");
 }
 
 void PruneOptions::validate() const {
@@ -420,13 +431,14 @@ void PruneOptions::validate() const {
   t.epochs = 1;  // the count comes from finetune_epochs, checked above
   t.validate();
   for (const auto& [name, t_override] : overrides) {
-    MCOMPRESS_CHECK(t_override >= 0 && t_override < 1, ConfigError, "overrides: target of '",
-                    name, "' must be in [0, 1), got ", t_override);
+    MCOMPRESS_CHECK(t_override >= 0 && t_override < 1, ConfigError, "overrides: target of '", name,
+                    "' must be in [0, 1), got ", t_override);
   }
   if (schedule == PruneSchedule::kGradual) {
     MCOMPRESS_CHECK(finetune_epochs >= 1, ConfigError,
                     "finetune_epochs must be >= 1 for the gradual schedule (it prunes while "
-                    "fine-tuning), got ", finetune_epochs);
+                    "fine-tuning), got ",
+                    finetune_epochs);
     MCOMPRESS_CHECK(gradual.initial_sparsity >= 0 && gradual.initial_sparsity <= target,
                     ConfigError, "gradual.initial_sparsity must be in [0, target = ", target,
                     "], got ", gradual.initial_sparsity);
@@ -441,7 +453,8 @@ void PruneOptions::validate() const {
   if (method == PruneMethod::kStructured) {
     MCOMPRESS_CHECK(scope == PruneScope::kLayer, ConfigError,
                     "scope must be layer for structured pruning (filter norms of different "
-                    "layers are not comparable), got ", to_string(scope));
+                    "layers are not comparable), got ",
+                    to_string(scope));
     MCOMPRESS_CHECK(schedule != PruneSchedule::kGradual, ConfigError,
                     "schedule gradual applies to magnitude pruning; structured takes one-shot "
                     "or iterative");
@@ -470,7 +483,8 @@ PruneReport prune_model(Model& model, const PruneOptions& o, const Dataset& trai
   MCOMPRESS_CHECK(model.quant.empty(), ConfigError, "the model is quantized (", model.quant.mode,
                   "); prune its fp32 original, then quantize");
   const ArchSpec& spec = model.spec();
-  if (o.finetune_epochs > 0) check_dataset(train, spec.input_shape, spec.num_classes, "fine-tuning");
+  if (o.finetune_epochs > 0)
+    check_dataset(train, spec.input_shape, spec.num_classes, "fine-tuning");
   if (val.size() > 0) check_dataset(val, spec.input_shape, spec.num_classes, "validation");
   if (rewind_to != nullptr) {
     MCOMPRESS_CHECK(o.method == PruneMethod::kMagnitude && o.schedule != PruneSchedule::kGradual,
@@ -499,7 +513,8 @@ PruneReport prune_model(Model& model, const PruneOptions& o, const Dataset& trai
   }
 
   std::set<std::string> structured_producers;
-  for (const auto& c : channel_chains(model.spec())) structured_producers.insert(std::to_string(c.producer) + ".weight");
+  for (const auto& c : channel_chains(model.spec()))
+    structured_producers.insert(std::to_string(c.producer) + ".weight");
   for (const auto& name : plan.prunable) {
     TensorReport t;
     t.name = name;
@@ -516,8 +531,8 @@ PruneReport prune_model(Model& model, const PruneOptions& o, const Dataset& trai
     t.rule = rule_of(name, plan, o, structured_producers);
     const auto it = plan.overrides.find(name);
     t.target = t.rule == "excluded" || t.rule == "fixed" ? 0
-               : it != plan.overrides.end()            ? it->second
-                                                       : o.target;
+               : it != plan.overrides.end()              ? it->second
+                                                         : o.target;
     report.kept += t.kept;
     report.total += t.total;
     report.tensors.push_back(std::move(t));
@@ -525,8 +540,8 @@ PruneReport prune_model(Model& model, const PruneOptions& o, const Dataset& trai
   report.spec_after = model.spec().to_json_text();
   report.parameters_after = model.spec().parameter_count();
   report.nonzero_after = nonzero_parameters(model.spec(), model.tensors());
-  report.val_accuracy_after = report.rounds.empty() ? val_accuracy(model, val)
-                                                    : report.rounds.back().val_accuracy;
+  report.val_accuracy_after =
+      report.rounds.empty() ? val_accuracy(model, val) : report.rounds.back().val_accuracy;
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return report;
 }
@@ -536,23 +551,22 @@ std::string PruneReport::to_json() const {
   const PruneOptions& o = options;
   json doc;
   doc["stage"] = "prune";
-  doc["options"] = {
-      {"method", to_string(o.method)},
-      {"scope", to_string(o.scope)},
-      {"target", o.target},
-      {"schedule", to_string(o.schedule)},
-      {"rounds", o.rounds},
-      {"round_fraction", o.round_fraction},
-      {"gradual",
-       {{"initial_sparsity", o.gradual.initial_sparsity},
-        {"begin_step", o.gradual.begin_step},
-        {"end_step", o.gradual.end_step},
-        {"frequency", o.gradual.frequency}}},
-      {"exclude", o.exclude},
-      {"overrides", o.overrides},
-      {"finetune_epochs", o.finetune_epochs},
-      {"finetune", json::parse(TrainResult{}.to_json(o.finetune)).at("options")},
-      {"rewind", rewound}};
+  doc["options"] = {{"method", to_string(o.method)},
+                    {"scope", to_string(o.scope)},
+                    {"target", o.target},
+                    {"schedule", to_string(o.schedule)},
+                    {"rounds", o.rounds},
+                    {"round_fraction", o.round_fraction},
+                    {"gradual",
+                     {{"initial_sparsity", o.gradual.initial_sparsity},
+                      {"begin_step", o.gradual.begin_step},
+                      {"end_step", o.gradual.end_step},
+                      {"frequency", o.gradual.frequency}}},
+                    {"exclude", o.exclude},
+                    {"overrides", o.overrides},
+                    {"finetune_epochs", o.finetune_epochs},
+                    {"finetune", json::parse(TrainResult{}.to_json(o.finetune)).at("options")},
+                    {"rewind", rewound}};
   doc["metrics"] = {{"sparsity", sparsity()},
                     {"kept", kept},
                     {"total", total},
@@ -564,16 +578,25 @@ std::string PruneReport::to_json() const {
                     {"val_accuracy_after", val_accuracy_after}};
   auto& ts = doc["tensors"] = json::array();
   for (const auto& t : tensors) {
-    ts.push_back({{"name", t.name}, {"shape", t.shape}, {"kept", t.kept}, {"total", t.total},
-                  {"density", t.density()}, {"rule", t.rule}, {"target", t.target}});
+    ts.push_back({{"name", t.name},
+                  {"shape", t.shape},
+                  {"kept", t.kept},
+                  {"total", t.total},
+                  {"density", t.density()},
+                  {"rule", t.rule},
+                  {"target", t.target}});
   }
   auto& rs = doc["rounds"] = json::array();
   for (const auto& r : rounds) {
-    rs.push_back({{"round", r.round}, {"target", r.target}, {"sparsity", r.sparsity},
-                  {"nonzero", r.nonzero}, {"val_accuracy", r.val_accuracy}});
+    rs.push_back({{"round", r.round},
+                  {"target", r.target},
+                  {"sparsity", r.sparsity},
+                  {"nonzero", r.nonzero},
+                  {"val_accuracy", r.val_accuracy}});
   }
   auto& ws = doc["widths"] = json::array();
-  for (const auto& w : widths) ws.push_back({{"layer", w.layer}, {"before", w.before}, {"after", w.after}});
+  for (const auto& w : widths)
+    ws.push_back({{"layer", w.layer}, {"before", w.before}, {"after", w.after}});
   if (!widths.empty()) {
     doc["spec_before"] = json::parse(spec_before);
     doc["spec_after"] = json::parse(spec_after);

@@ -15,9 +15,10 @@ std::vector<double> iterative_sparsities(double target, int64_t rounds, double r
                   round_fraction);
   std::vector<double> out;
   for (int64_t r = 1; r < rounds; ++r) {
-    const double s = round_fraction > 0
-                         ? 1 - std::pow(1 - round_fraction, static_cast<double>(r))
-                         : 1 - std::pow(1 - target, static_cast<double>(r) / static_cast<double>(rounds));
+    const double s =
+        round_fraction > 0
+            ? 1 - std::pow(1 - round_fraction, static_cast<double>(r))
+            : 1 - std::pow(1 - target, static_cast<double>(r) / static_cast<double>(rounds));
     MCOMPRESS_CHECK(s < target, ConfigError, "rounds: ", rounds, " rounds of round_fraction ",
                     round_fraction, " pass the target ", target, " already at round ", r,
                     "; use at most ", rounds_for_fraction(target, round_fraction), " rounds");

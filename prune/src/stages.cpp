@@ -49,7 +49,8 @@ class PruneStage : public Stage {
     if (rewind_) init.emplace(Model::initialize(model.spec(), model.seed));
     const PruneReport report = prune_model(model, o, ctx.train, ctx.val, init ? &*init : nullptr);
     StageReport out;
-    out.metrics = nlohmann::json::parse(report.to_json()).value("metrics", nlohmann::json::object());
+    out.metrics =
+        nlohmann::json::parse(report.to_json()).value("metrics", nlohmann::json::object());
     return out;
   }
 
@@ -66,7 +67,8 @@ void register_stages(StageRegistry& registry) {
        "magnitude pruning (layer or global threshold; one-shot, iterative or gradual) or "
        "structured filter pruning, with fine-tuning",
        {{"method", "magnitude", "magnitude (unstructured, masks) or structured (removes filters)"},
-        {"scope", "layer", "magnitude: layer (each tensor to the target) or global (one threshold)"},
+        {"scope", "layer",
+         "magnitude: layer (each tensor to the target) or global (one threshold)"},
         {"target", "0.5", "fraction of weights (structured: of filters) removed, [0, 1)"},
         {"schedule", "one-shot", "one-shot, iterative or gradual (Zhu & Gupta)"},
         {"rounds", "5", "iterative: rounds of pruning + fine-tuning"},

@@ -10,7 +10,9 @@
 namespace mcompress::prune {
 namespace {
 
-bool is_batchnorm(LayerType t) { return t == LayerType::kBatchNorm1d || t == LayerType::kBatchNorm2d; }
+bool is_batchnorm(LayerType t) {
+  return t == LayerType::kBatchNorm1d || t == LayerType::kBatchNorm2d;
+}
 
 // Layers that act on each channel separately, so a channel can be removed through them.
 bool is_channelwise(LayerType t) {
@@ -91,7 +93,8 @@ std::vector<ChannelChain> channel_chains(const ArchSpec& spec, std::vector<std::
 }
 
 at::Tensor filter_l1_norms(const at::Tensor& weight) {
-  MCOMPRESS_CHECK(weight.dim() >= 2, ModelError, "filter norms need a conv or linear weight, got shape ",
+  MCOMPRESS_CHECK(weight.dim() >= 2, ModelError,
+                  "filter norms need a conv or linear weight, got shape ",
                   shape_to_string(weight.sizes().vec()));
   return weight.detach().abs().reshape({weight.size(0), -1}).sum(1);
 }
@@ -121,8 +124,8 @@ Model remove_channels(const Model& model, const ChannelChain& chain,
   MCOMPRESS_CHECK(!keep.empty() && std::is_sorted(keep.begin(), keep.end()) &&
                       std::adjacent_find(keep.begin(), keep.end()) == keep.end() &&
                       keep.front() >= 0 && keep.back() < width,
-                  ModelError, "layer ", chain.producer, ": channels to keep must be ascending, unique and in [0, ",
-                  width, ")");
+                  ModelError, "layer ", chain.producer,
+                  ": channels to keep must be ascending, unique and in [0, ", width, ")");
   std::map<std::string, at::Tensor> tensors;
   for (const auto& [name, t] : model.tensors()) tensors[name] = t.clone();
   std::map<std::string, at::Tensor> masks;
@@ -141,7 +144,8 @@ Model remove_channels(const Model& model, const ChannelChain& chain,
   (producer.type == LayerType::kConv2d ? producer.out_channels : producer.out_features) = n;
   for (int64_t b : chain.batchnorms) {
     const std::string prefix = std::to_string(b) + ".";
-    for (const char* field : {"weight", "bias", "running_mean", "running_var"}) slice(prefix + field, 0, index);
+    for (const char* field : {"weight", "bias", "running_mean", "running_var"})
+      slice(prefix + field, 0, index);
     spec.layers[static_cast<size_t>(b)].num_features = n;
   }
   LayerSpec& consumer = spec.layers.at(static_cast<size_t>(chain.consumer));

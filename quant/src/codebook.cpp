@@ -11,8 +11,8 @@
 
 #include "mcompress/core/error.h"
 #include "mcompress/core/network.h"
-#include "mcompress/runtime/executor.h"
 #include "mcompress/quant/tensor_quant.h"
+#include "mcompress/runtime/executor.h"
 
 namespace mcompress::quant {
 namespace {
@@ -107,8 +107,10 @@ QuantizedTensor share_weights(const at::Tensor& weight, int64_t bits, int64_t ma
     const double lo = sorted.front(), hi = sorted.back();
     std::vector<double> start(static_cast<size_t>(learned));
     for (int64_t k = 0; k < learned; ++k)
-      start[static_cast<size_t>(k)] = lo + (hi - lo) * static_cast<double>(k) / static_cast<double>(learned - 1);
-    for (double c : kmeans_1d(sorted, start, max_iterations)) centres.push_back(static_cast<float>(c));
+      start[static_cast<size_t>(k)] =
+          lo + (hi - lo) * static_cast<double>(k) / static_cast<double>(learned - 1);
+    for (double c : kmeans_1d(sorted, start, max_iterations))
+      centres.push_back(static_cast<float>(c));
     // Two centres can round to the same float; one code is enough for them.
     centres.erase(std::unique(centres.begin(), centres.end()), centres.end());
   }
@@ -162,8 +164,8 @@ QuantizeReport codebook_model(Model& model, const CodebookOptions& options, cons
   std::map<std::string, QuantizedTensor> shared;
   for (const TensorInfo& info : model.tensor_infos()) {
     if (!is_int8_weight(model.spec(), info)) continue;
-    QuantizedTensor q = share_weights(model.tensor(info.name), options.bits,
-                                      options.kmeans_iterations);
+    QuantizedTensor q =
+        share_weights(model.tensor(info.name), options.bits, options.kmeans_iterations);
     model.tensor(info.name).copy_(q.dequantize());
     shared.emplace(info.name, std::move(q));
   }

@@ -15,8 +15,8 @@ namespace mcompress::quant {
 namespace {
 
 constexpr const char* kQatObserver = "qat-moving-average";
-constexpr int64_t kActQMin = 0, kActQMax = 255;      // quint8 activations
-constexpr int64_t kWeightQMax = 127;                 // symmetric int8 weights: [-127, 127]
+constexpr int64_t kActQMin = 0, kActQMax = 255;  // quint8 activations
+constexpr int64_t kWeightQMax = 127;             // symmetric int8 weights: [-127, 127]
 
 // The observers' qparams rule (observer.h), applied to a moving-average range.
 void set_qparams(QatFakeQuant::Range& r) {

@@ -47,9 +47,9 @@ void apply_int8_weights(Model& model, const QuantizeOptions& o, bool linear_only
     auto q = quantize_weight_int8(model.tensor(info.name), o.granularity);
     model.tensor(info.name).copy_(q.dequantize());
     model.quant.tensors[info.name] = std::move(q);
-    report.tensors.push_back(
-        {info.name, "int8",
-         o.granularity == Granularity::kPerChannel ? "per-channel symmetric" : "per-tensor symmetric"});
+    report.tensors.push_back({info.name, "int8",
+                              o.granularity == Granularity::kPerChannel ? "per-channel symmetric"
+                                                                        : "per-tensor symmetric"});
   }
 }
 
@@ -110,8 +110,8 @@ std::string to_string(QuantMode mode) {
 }
 
 QuantMode parse_quant_mode(const std::string& name) {
-  for (auto m : {QuantMode::kFp16, QuantMode::kBf16, QuantMode::kInt8Dynamic,
-                 QuantMode::kInt8Static}) {
+  for (auto m :
+       {QuantMode::kFp16, QuantMode::kBf16, QuantMode::kInt8Dynamic, QuantMode::kInt8Static}) {
     if (to_string(m) == name) return m;
   }
   throw ConfigError("unknown quantization mode '" + name +
@@ -130,8 +130,8 @@ void QuantizeOptions::validate() const {
 }
 
 std::map<std::string, ActivationQParams> calibrate(const Model& model, const Dataset& data,
-                                                   const ObserverOptions& observer,
-                                                   int64_t batches, int64_t batch_size) {
+                                                   const ObserverOptions& observer, int64_t batches,
+                                                   int64_t batch_size) {
   check_dataset(data, model.spec().input_shape, model.spec().num_classes, "calibration");
   runtime::ExecutorOptions eo;
   eo.policy = runtime::KernelPolicy::kFp32;
@@ -142,7 +142,8 @@ std::map<std::string, ActivationQParams> calibrate(const Model& model, const Dat
     exec.run_observed(data.x.slice(0, begin, std::min(n, begin + batch_size)),
                       [&](const std::string& key, const at::Tensor& value) {
                         auto it = observers.find(key);
-                        if (it == observers.end()) it = observers.emplace(key, Observer(observer)).first;
+                        if (it == observers.end())
+                          it = observers.emplace(key, Observer(observer)).first;
                         it->second.observe(value);
                       });
   }
@@ -190,7 +191,8 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& o, const Data
       model.quant.mode = report.mode;
       // Ranges are observed on the model with its int8-rounded weights, as it will run.
       if (!o.compare_observers) {
-        model.quant.activations = calibrate(model, calib, o.observer, o.calib_batches, o.calib_batch_size);
+        model.quant.activations =
+            calibrate(model, calib, o.observer, o.calib_batches, o.calib_batch_size);
         report.observer = to_string(o.observer.kind);
         break;
       }
@@ -222,11 +224,14 @@ QuantizeReport quantize_model(Model& model, const QuantizeOptions& o, const Data
 std::string QuantizeReport::to_json() const {
   nlohmann::json doc;
   doc["stage"] = "quantize";
-  doc["options"] = {{"mode", mode}, {"observer", observer}, {"max_accuracy_drop", max_accuracy_drop}};
+  doc["options"] = {
+      {"mode", mode}, {"observer", observer}, {"max_accuracy_drop", max_accuracy_drop}};
   auto& t = doc["tensors"] = nlohmann::json::array();
-  for (const auto& d : tensors) t.push_back({{"tensor", d.tensor}, {"encoding", d.encoding}, {"note", d.note}});
+  for (const auto& d : tensors)
+    t.push_back({{"tensor", d.tensor}, {"encoding", d.encoding}, {"note", d.note}});
   auto& c = doc["observer_comparison"] = nlohmann::json::array();
-  for (const auto& s : comparison) c.push_back({{"observer", s.observer}, {"val_accuracy", s.val_accuracy}});
+  for (const auto& s : comparison)
+    c.push_back({{"observer", s.observer}, {"val_accuracy", s.val_accuracy}});
   doc["warnings"] = warnings;
   if (!metrics.empty()) doc["metrics"] = metrics;
   if (max_accuracy_drop >= 0) {
@@ -239,7 +244,8 @@ std::string QuantizeReport::to_json() const {
     g["kept_fp32"] = kept_fp32;
     auto& ss = g["sensitivity"] = nlohmann::json::array();
     for (const auto& s : sensitivity) {
-      ss.push_back({{"tensor", s.tensor}, {"val_accuracy", s.accuracy}, {"drop_points", s.drop_points}});
+      ss.push_back(
+          {{"tensor", s.tensor}, {"val_accuracy", s.accuracy}, {"drop_points", s.drop_points}});
     }
   }
   return doc.dump();

@@ -49,7 +49,8 @@ void check_inputs(const Model& fp32_model, const Model& quantized, const Dataset
                     ": the fp32 model has no tensor '", name, "' of the quantized model");
     MCOMPRESS_CHECK(fp32_model.tensor(name).sizes() == quantized.tensor(name).sizes(), ModelError,
                     what, ": tensor '", name, "' has shape ",
-                    shape_to_string(fp32_model.tensor(name).sizes().vec()), " in the fp32 model but ",
+                    shape_to_string(fp32_model.tensor(name).sizes().vec()),
+                    " in the fp32 model but ",
                     shape_to_string(quantized.tensor(name).sizes().vec()), " in the quantized one");
   }
 }
@@ -77,9 +78,10 @@ std::vector<LayerSensitivity> rank(const Model& fp32_model, const Model& quantiz
     const double acc = int8_accuracy(probe, val);
     out.push_back({name, acc, drop_points(fp32_acc, acc)});
   }
-  std::stable_sort(out.begin(), out.end(), [](const LayerSensitivity& a, const LayerSensitivity& b) {
-    return a.drop_points > b.drop_points;  // names are already in order within ties
-  });
+  std::stable_sort(
+      out.begin(), out.end(), [](const LayerSensitivity& a, const LayerSensitivity& b) {
+        return a.drop_points > b.drop_points;  // names are already in order within ties
+      });
   return out;
 }
 

@@ -23,7 +23,8 @@ class QuantizeStage : public Stage {
     options_.compare_observers = observer == "compare";
     if (!options_.compare_observers) options_.observer.kind = parse_observer(observer);
     options_.observer.percentile = o.number("percentile", 50, 100);
-    options_.granularity = o.flag("per_tensor") ? Granularity::kPerTensor : Granularity::kPerChannel;
+    options_.granularity =
+        o.flag("per_tensor") ? Granularity::kPerTensor : Granularity::kPerChannel;
     options_.half_fallback_bf16 = o.choice("fp16_fallback", {"fp32", "bf16"}) == "bf16";
     options_.max_accuracy_drop = o.number("max_accuracy_drop", -1, 100);
     qat_options_.train.epochs = o.integer("epochs", codebook_ ? 0 : 1, 1000);
@@ -54,7 +55,8 @@ class QuantizeStage : public Stage {
   StageReport apply(Model& model, const StageContext& ctx) override {
     QuantizeOptions q = options_;
     q.calib_batch_size = kCalibBatchSize;
-    q.calib_batches = std::max<int64_t>(1, (ctx.calib.size() + kCalibBatchSize - 1) / kCalibBatchSize);
+    q.calib_batches =
+        std::max<int64_t>(1, (ctx.calib.size() + kCalibBatchSize - 1) / kCalibBatchSize);
     QuantizeReport report;
     if (qat_) {
       QatOptions qo = qat_options_;
@@ -98,14 +100,18 @@ void register_stages(StageRegistry& registry) {
         {"observer", "minmax",
          "int8-static activation ranges: minmax, moving-average-minmax, percentile, entropy, mse, "
          "or compare (each, keep the best on validation)"},
-        {"percentile", "99.99", "percentile observer: percentage of values kept in range, [50, 100]"},
+        {"percentile", "99.99",
+         "percentile observer: percentage of values kept in range, [50, 100]"},
         {"per_tensor", "false", "int8 weights: one scale per tensor instead of per output channel"},
-        {"fp16_fallback", "fp32", "fp16: encoding of tensors beyond the float16 range: fp32 or bf16"},
+        {"fp16_fallback", "fp32",
+         "fp16: encoding of tensors beyond the float16 range: fp32 or bf16"},
         {"max_accuracy_drop", "-1",
          "int8: keep the most sensitive layers fp32 until the validation drop is within this many "
          "points (< 0: off)"},
-        {"bits", "4", "codebook: bits per code, 2 to 8 (at most 2^bits shared values per weight tensor)"},
-        {"epochs", "2", "qat and codebook: fine-tuning epochs (codebook: 0 keeps the k-means values)"},
+        {"bits", "4",
+         "codebook: bits per code, 2 to 8 (at most 2^bits shared values per weight tensor)"},
+        {"epochs", "2",
+         "qat and codebook: fine-tuning epochs (codebook: 0 keeps the k-means values)"},
         {"lr", "1e-4", "qat and codebook: learning rate (Adam, cosine)"},
         {"batch_size", "128", "qat and codebook: batch size"}},
        [](const StageOptions& o) { return std::make_unique<QuantizeStage>(o); }});

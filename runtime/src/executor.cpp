@@ -19,25 +19,23 @@ bool is_batchnorm(LayerType t) {
 }
 
 BatchNormStats batchnorm_stats(const Model& m, const std::string& prefix, double eps) {
-  return {m.tensor(prefix + "weight"), m.tensor(prefix + "bias"),
-          m.tensor(prefix + "running_mean"), m.tensor(prefix + "running_var"), eps};
+  return {m.tensor(prefix + "weight"), m.tensor(prefix + "bias"), m.tensor(prefix + "running_mean"),
+          m.tensor(prefix + "running_var"), eps};
 }
 
-AffineWeights layer_weights(const Model& m, const std::string& prefix, bool has_bias,
-                            int64_t out) {
+AffineWeights layer_weights(const Model& m, const std::string& prefix, bool has_bias, int64_t out) {
   return {m.tensor(prefix + "weight"),
           has_bias ? m.tensor(prefix + "bias") : at::zeros({out}, at::kFloat)};
 }
 
 std::string layer_range(size_t first, size_t last) {
-  return first == last ? std::to_string(first)
-                       : std::to_string(first) + "-" + std::to_string(last);
+  return first == last ? std::to_string(first) : std::to_string(first) + "-" + std::to_string(last);
 }
 
 const QuantizedTensor* find_int8(const Model& m, const std::string& name) {
   auto it = m.quant.tensors.find(name);
   return it != m.quant.tensors.end() && it->second.encoding == Encoding::kInt8 ? &it->second
-                                                                              : nullptr;
+                                                                               : nullptr;
 }
 
 const ActivationQParams* find_qparams(const Model& m, const std::string& key) {
@@ -84,7 +82,9 @@ struct Unit {
 
   bool has_alternative() const { return int8 || sparse; }
   const Kernel* kernel() const {
-    return choice == Choice::kInt8 ? int8.get() : choice == Choice::kSparse ? sparse.get() : fp32.get();
+    return choice == Choice::kInt8     ? int8.get()
+           : choice == Choice::kSparse ? sparse.get()
+                                       : fp32.get();
   }
   // The faster fp32-domain kernel as timed: sparse or dense.
   Choice float_choice() const {
@@ -126,7 +126,8 @@ std::string to_string(KernelPolicy p) {
 }
 
 KernelPolicy parse_kernel_policy(const std::string& name) {
-  for (auto p : {KernelPolicy::kAuto, KernelPolicy::kInt8, KernelPolicy::kFp32, KernelPolicy::kSparse}) {
+  for (auto p :
+       {KernelPolicy::kAuto, KernelPolicy::kInt8, KernelPolicy::kFp32, KernelPolicy::kSparse}) {
     if (to_string(p) == name) return p;
   }
   throw ConfigError("unknown kernel policy '" + name + "'; accepted: auto, int8, fp32, sparse");
@@ -159,8 +160,8 @@ struct Executor::Impl {
     const auto* stored = find_int8(m, weight_name);
     if (stored == nullptr) return;  // kept fp32 (not quantized, or excluded by the guard)
     const bool folded = u.op.find("+bn") != std::string::npos;
-    const auto qweight = quantize_weight_for_kernel(w.weight, folded ? nullptr : stored,
-                                                    stored->axis >= 0);
+    const auto qweight =
+        quantize_weight_for_kernel(w.weight, folded ? nullptr : stored, stored->axis >= 0);
     if (m.quant.mode == "int8-dynamic") {
       if (conv) return;  // dynamic quantization covers Linear layers, as in PyTorch
       u.int8 = make_linear_dynamic_int8(qweight, w.bias, relu);
@@ -180,8 +181,8 @@ struct Executor::Impl {
   // The sparse form of a Linear unit whose weight (batchnorm folded) is sparse enough to be a
   // candidate; the note records the density either way, so the plan shows why.
   void attach_sparse(Unit& u, const AffineWeights& w, bool relu) {
-    const double density =
-        static_cast<double>(w.weight.ne(0).sum().item<int64_t>()) / static_cast<double>(w.weight.numel());
+    const double density = static_cast<double>(w.weight.ne(0).sum().item<int64_t>()) /
+                           static_cast<double>(w.weight.numel());
     if (density >= 1.0) return;
     if (density > options.sparse_candidate_density) {
       append_note(u, "density " + format_fixed(density, 3) + " > sparse bound " +
@@ -209,8 +210,8 @@ struct Executor::Impl {
         std::string op = conv ? "conv2d" : "linear";
         if (last + 1 < layers.size() && is_batchnorm(layers[last + 1].type)) {
           ++last;
-          w = fold_batchnorm(w, batchnorm_stats(model, std::to_string(last) + ".",
-                                                layers[last].eps));
+          w = fold_batchnorm(w,
+                             batchnorm_stats(model, std::to_string(last) + ".", layers[last].eps));
           op += "+bn";
         }
         const bool relu = last + 1 < layers.size() && layers[last + 1].type == LayerType::kReLU;
@@ -294,7 +295,9 @@ struct Executor::Impl {
       if (find_qparams(model, key) == nullptr) return;
     }
     if (l.projection && find_qparams(model, k + ".shortcut") == nullptr) return;
-    auto q = [&](const AffineWeights& w) { return quantize_weight_for_kernel(w.weight, nullptr, true); };
+    auto q = [&](const AffineWeights& w) {
+      return quantize_weight_for_kernel(w.weight, nullptr, true);
+    };
     u.int8 = make_residual_int8(
         make_conv2d_static_int8(q(w1), w1.bias, g1, true, *find_qparams(model, k + ".conv1")),
         make_conv2d_static_int8(q(w2), w2.bias, g2, false, *find_qparams(model, k + ".conv2")),
@@ -327,8 +330,8 @@ struct Executor::Impl {
       }
       m.kernels.push_back(k);
       // Pools, relu and flatten run on whatever flows in; say which.
-      const std::string kind = u.choice == Choice::kInt8     ? u.int8_kind
-                               : u.choice == Choice::kSparse ? "fp32-sparse"
+      const std::string kind = u.choice == Choice::kInt8                  ? u.int8_kind
+                               : u.choice == Choice::kSparse              ? "fp32-sparse"
                                : k->domain() == Domain::kAny && quantized ? "int8-passthrough"
                                                                           : "fp32-dense";
       m.steps.push_back({u.layers, u.op, kind, u.note, u.fp32_ms, u.int8_ms, u.sparse_ms});
@@ -409,8 +412,8 @@ struct Executor::Impl {
       std::string name;
       std::vector<Choice> choice;
     };
-    std::vector<Candidate> candidates = {{"per-layer", {}}, {"all-int8", {}},
-                                         {"float-only", {}}, {"fp32", {}}};
+    std::vector<Candidate> candidates = {
+        {"per-layer", {}}, {"all-int8", {}}, {"float-only", {}}, {"fp32", {}}};
     for (const auto& u : units) {
       candidates[0].choice.push_back(u.choice);
       candidates[1].choice.push_back(u.int8 ? Choice::kInt8 : u.float_choice());
@@ -425,7 +428,8 @@ struct Executor::Impl {
     std::vector<double> ms(candidates.size(), -1.0);
     for (size_t c = 0; c < candidates.size(); ++c) {
       bool repeated = false;
-      for (size_t d = c + 1; d < candidates.size(); ++d) repeated |= candidates[d].choice == candidates[c].choice;
+      for (size_t d = c + 1; d < candidates.size(); ++d)
+        repeated |= candidates[d].choice == candidates[c].choice;
       if (repeated) continue;
       set_choices(candidates[c].choice);
       const Materialized m = materialize(model);
@@ -444,14 +448,15 @@ struct Executor::Impl {
     plan = materialize(model);
     const std::string at_batch = " at batch " + std::to_string(options.batch_size);
     if (best == fp32 && runner_up == fp32) {
-      plan_note = "auto: fp32 everywhere; every layer was fastest on its fp32 dense kernel" + at_batch;
+      plan_note =
+          "auto: fp32 everywhere; every layer was fastest on its fp32 dense kernel" + at_batch;
     } else if (best == fp32) {
       plan_note = "auto: fp32 everywhere; the " + candidates[runner_up].name + " plan (" +
                   format_ms(ms[runner_up]) + ") is not faster than fp32 (" + format_ms(ms[fp32]) +
                   ")" + at_batch;
     } else {
-      plan_note = "auto: " + candidates[best].name + " plan " + format_ms(ms[best]) +
-                  " vs fp32 " + format_ms(ms[fp32]) + at_batch;
+      plan_note = "auto: " + candidates[best].name + " plan " + format_ms(ms[best]) + " vs fp32 " +
+                  format_ms(ms[fp32]) + at_batch;
     }
   }
 
@@ -483,7 +488,8 @@ const std::string& Executor::plan_note() const { return impl_->plan_note; }
 
 int64_t Executor::int8_layers() const {
   int64_t n = 0;
-  for (const auto& s : impl_->plan.steps) n += s.kernel == "int8-static" || s.kernel == "int8-dynamic";
+  for (const auto& s : impl_->plan.steps)
+    n += s.kernel == "int8-static" || s.kernel == "int8-dynamic";
   return n;
 }
 

@@ -38,8 +38,7 @@ class LinearFp32 : public Kernel {
 
 class Conv2dFp32 : public Kernel {
  public:
-  Conv2dFp32(AffineWeights w, Conv2dGeometry g, bool relu)
-      : w_(std::move(w)), g_(g), relu_(relu) {}
+  Conv2dFp32(AffineWeights w, Conv2dGeometry g, bool relu) : w_(std::move(w)), g_(g), relu_(relu) {}
   at::Tensor run(const at::Tensor& x) const override {
     auto y = at::conv2d(x, w_.weight, w_.bias, {g_.stride, g_.stride}, {g_.padding, g_.padding},
                         {1, 1}, g_.groups);
@@ -119,7 +118,9 @@ class Flatten : public AnyDomainKernel {
 class Residual : public Kernel {
  public:
   Residual(KernelPtr main1, KernelPtr main2, KernelPtr shortcut, std::string key)
-      : main1_(std::move(main1)), main2_(std::move(main2)), shortcut_(std::move(shortcut)),
+      : main1_(std::move(main1)),
+        main2_(std::move(main2)),
+        shortcut_(std::move(shortcut)),
         key_(std::move(key)) {}
   at::Tensor run(const at::Tensor& x) const override { return run_observed(x, nullptr); }
   at::Tensor run_observed(const at::Tensor& x, const ActivationSink& sink) const override {

@@ -30,7 +30,8 @@ class LinearDynamicInt8 : public Kernel {
  public:
   LinearDynamicInt8(const at::Tensor& qweight, const at::Tensor& bias, bool relu)
       : packed_(pack_linear(qweight, bias)),
-        op_(op("quantized::linear_dynamic", "")), relu_(relu) {}
+        op_(op("quantized::linear_dynamic", "")),
+        relu_(relu) {}
   at::Tensor run(const at::Tensor& x) const override {
     // reduce_range=false: oneDNN's u8s8 kernels do not need the 7-bit trick FBGEMM uses.
     auto y = call(op_, {x, packed_, false}).toTensor();
@@ -62,8 +63,11 @@ class PackedStaticInt8 : public Kernel {
 class ResidualInt8 : public Kernel {
  public:
   ResidualInt8(KernelPtr main1, KernelPtr main2, KernelPtr shortcut, ActivationQParams out)
-      : main1_(std::move(main1)), main2_(std::move(main2)), shortcut_(std::move(shortcut)),
-        add_relu_(op("quantized::add_relu", "")), out_(std::move(out)) {}
+      : main1_(std::move(main1)),
+        main2_(std::move(main2)),
+        shortcut_(std::move(shortcut)),
+        add_relu_(op("quantized::add_relu", "")),
+        out_(std::move(out)) {}
   Domain domain() const override { return Domain::kQuant; }
   at::Tensor run(const at::Tensor& x) const override {
     auto y = main2_->run(main1_->run(x));
@@ -138,11 +142,10 @@ KernelPtr make_linear_static_int8(const at::Tensor& qweight, const at::Tensor& b
 KernelPtr make_conv2d_static_int8(const at::Tensor& qweight, const at::Tensor& bias,
                                   Conv2dGeometry geometry, bool relu, ActivationQParams out) {
   const Conv2dGeometry& g = geometry;
-  auto packed = call(op("quantized::conv2d_prepack", ""),
-                     {qweight, c10::optional<at::Tensor>(bias),
-                      std::vector<int64_t>{g.stride, g.stride},
-                      std::vector<int64_t>{g.padding, g.padding}, std::vector<int64_t>{1, 1},
-                      g.groups});
+  auto packed =
+      call(op("quantized::conv2d_prepack", ""),
+           {qweight, c10::optional<at::Tensor>(bias), std::vector<int64_t>{g.stride, g.stride},
+            std::vector<int64_t>{g.padding, g.padding}, std::vector<int64_t>{1, 1}, g.groups});
   return std::make_unique<PackedStaticInt8>(
       std::move(packed), op(relu ? "quantized::conv2d_relu" : "quantized::conv2d", "new"),
       std::move(out));

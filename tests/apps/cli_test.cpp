@@ -3,12 +3,12 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
 #include <array>
 #include <cstdio>
 #include <fstream>
 #include <random>
 #include <string>
-#include <sys/wait.h>
 
 #include "test_support.h"
 
@@ -26,14 +26,16 @@ Result run_cli(const std::string& args) {
   if (pipe == nullptr) return r;
   std::array<char, 4096> buffer{};
   size_t n = 0;
-  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0) r.out.append(buffer.data(), n);
+  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
+    r.out.append(buffer.data(), n);
   const int status = ::pclose(pipe);
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
 }
 
 void write_be32(std::ofstream& out, uint32_t v) {
-  const unsigned char b[4] = {static_cast<unsigned char>(v >> 24), static_cast<unsigned char>(v >> 16),
+  const unsigned char b[4] = {static_cast<unsigned char>(v >> 24),
+                              static_cast<unsigned char>(v >> 16),
                               static_cast<unsigned char>(v >> 8), static_cast<unsigned char>(v)};
   out.write(reinterpret_cast<const char*>(b), 4);
 }
@@ -102,7 +104,8 @@ TEST(CliBasicsTest, ZooListsModelsWithParameterCounts) {
 
 TEST(CliErrorTest, UsageErrorsExitTwo) {
   expect_one_error_line(run_cli("frobnicate"), 2, "unknown command 'frobnicate'");
-  expect_one_error_line(run_cli("train --arch nope --out /tmp/x.h5"), 2, "unknown zoo model 'nope'");
+  expect_one_error_line(run_cli("train --arch nope --out /tmp/x.h5"), 2,
+                        "unknown zoo model 'nope'");
   expect_one_error_line(run_cli("train --arch mlp --epochs 0 --out /tmp/x.h5"), 2,
                         "epochs must be >= 1");
   expect_one_error_line(run_cli("train --arch mlp"), 2, "--out");
@@ -113,9 +116,9 @@ TEST_F(CliTest, BadInputsExitOneWithTheCulprit) {
   expect_one_error_line(run_cli("eval " + dir_.file("missing.h5")), 1, "missing.h5");
   mcompress::testing::write_bytes(dir_.file("text.h5"), "not a model\n");
   expect_one_error_line(run_cli("inspect " + dir_.file("text.h5")), 1, "text.h5");
-  expect_one_error_line(run_cli("train --arch mlp-small " + data() + " --out " +
-                                dir_.file("no/such/dir/m.h5")),
-                        1, "does not exist");
+  expect_one_error_line(
+      run_cli("train --arch mlp-small " + data() + " --out " + dir_.file("no/such/dir/m.h5")), 1,
+      "does not exist");
   expect_one_error_line(run_cli("train --arch mlp-small --data " + dir_.file("nowhere") +
                                 " --out " + dir_.file("m.h5")),
                         1, "nowhere");
@@ -148,7 +151,6 @@ TEST_F(CliTest, TrainEvalInspectRoundTrip) {
   EXPECT_EQ(mcompress::testing::read_bytes(model), before);
 }
 
-
 TEST_F(CliTest, PruneIterativeGlobalThenStructured) {
   const std::string model = dir_.file("m.h5"), pruned = dir_.file("p.h5"), slim = dir_.file("s.h5");
   auto r = run_cli("train --arch mlp-small " + data() +
@@ -157,10 +159,14 @@ TEST_F(CliTest, PruneIterativeGlobalThenStructured) {
 
   r = run_cli("prune " + model + " " + data() +
               " --scope global --target 0.9 --schedule iterative --rounds 2 --finetune-epochs 1"
-              " --batch-size 32 --lr 0.001 --threads 1 --out " + pruned);
+              " --batch-size 32 --lr 0.001 --threads 1 --out " +
+              pruned);
   ASSERT_EQ(r.code, 0) << r.out;
-  EXPECT_NE(r.out.find("pruning mlp-small (25450 parameters): magnitude, target 0.900, global scope, "
-                       "iterative (2 rounds)"), std::string::npos) << r.out;
+  EXPECT_NE(
+      r.out.find("pruning mlp-small (25450 parameters): magnitude, target 0.900, global scope, "
+                 "iterative (2 rounds)"),
+      std::string::npos)
+      << r.out;
   EXPECT_NE(r.out.find("val_acc"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("\nbefore "), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("\n     2  0.9000    0.9000"), std::string::npos) << r.out;  // round 2 row
@@ -190,7 +196,8 @@ TEST_F(CliTest, PruneBadOptionsExitTwoNamingTheOption) {
                         "--override expects NAME=FRACTION, got '1.weight'");
   expect_one_error_line(run_cli("prune " + model + " --structured --scope global" + out), 2,
                         "scope must be layer for structured pruning");
-  auto r = run_cli("train --arch mlp-small " + data() + " --epochs 1 --threads 1 --quiet --out " + model);
+  auto r = run_cli("train --arch mlp-small " + data() + " --epochs 1 --threads 1 --quiet --out " +
+                   model);
   ASSERT_EQ(r.code, 0) << r.out;
   expect_one_error_line(run_cli("prune " + model + " " + data() + " --exclude nope" + out), 2,
                         "exclude: unknown tensor 'nope'");
@@ -198,14 +205,17 @@ TEST_F(CliTest, PruneBadOptionsExitTwoNamingTheOption) {
                         "--out must differ from the input model");
 }
 
-
 TEST_F(CliTest, CompressRunsARecipeAndRejectsABadOne) {
   const std::string recipe = dir_.file("r.yaml");
   mcompress::testing::write_bytes(
-      recipe, "model: {arch: lenet5-small, train: {epochs: 1, batch_size: 32}}\n"
-              "data: {path: " + dir_.path().string() + ", calib_batches: 1}\n"
-              "stages:\n  - quantize: {mode: int8-dynamic}\n"
-              "output: " + dir_.file("c.h5") + "\n");
+      recipe,
+      "model: {arch: lenet5-small, train: {epochs: 1, batch_size: 32}}\n"
+      "data: {path: " +
+          dir_.path().string() +
+          ", calib_batches: 1}\n"
+          "stages:\n  - quantize: {mode: int8-dynamic}\n"
+          "output: " +
+          dir_.file("c.h5") + "\n");
   auto r = run_cli("compress " + recipe + " --threads 1");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("stages[0].quantize"), std::string::npos) << r.out;
@@ -215,8 +225,10 @@ TEST_F(CliTest, CompressRunsARecipeAndRejectsABadOne) {
 
   expect_one_error_line(run_cli("compress " + recipe + " --set stages[0].quantize.mode=int4"), 2,
                         "stages[0].quantize.mode (--set): must be one of");
-  mcompress::testing::write_bytes(recipe, "model: m.h5\nstages:\n  - prune: {target: 1.5}\noutput: o.h5\n");
-  expect_one_error_line(run_cli("compress " + recipe), 2, "stages[0].prune.target (line 3): must be in [0, 1), got 1.5");
+  mcompress::testing::write_bytes(recipe,
+                                  "model: m.h5\nstages:\n  - prune: {target: 1.5}\noutput: o.h5\n");
+  expect_one_error_line(run_cli("compress " + recipe), 2,
+                        "stages[0].prune.target (line 3): must be in [0, 1), got 1.5");
   expect_one_error_line(run_cli("compress " + dir_.file("none.yaml")), 1, "none.yaml");
   r = run_cli("stages");
   EXPECT_EQ(r.code, 0);
@@ -230,7 +242,8 @@ TEST_F(CliTest, DistillTinyRun) {
   ASSERT_EQ(r.code, 0) << r.out;
   r = run_cli("distill --teacher " + teacher + " --student mlp-small " + data() +
               " --temperature 4 --alpha 0.9 --epochs 2 --batch-size 32 --lr 0.003 --threads 1"
-              " --quiet --out " + student);
+              " --quiet --out " +
+              student);
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("lenet5"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("teacher"), std::string::npos) << r.out;
@@ -251,16 +264,18 @@ TEST_F(CliTest, DistillTinyRun) {
 }
 
 TEST_F(CliTest, DistillBadInputExitsTwoNamingTheOption) {
-  const std::string base = "distill --teacher " + dir_.file("t.h5") + " " + data() + " --out " +
-                           dir_.file("s.h5");
+  const std::string base =
+      "distill --teacher " + dir_.file("t.h5") + " " + data() + " --out " + dir_.file("s.h5");
   expect_one_error_line(run_cli(base + " --student mlp-small --temperature 0"), 2,
                         "temperature must be > 0, got 0");
   expect_one_error_line(run_cli(base + " --student mlp-small --alpha 1.5"), 2,
                         "alpha must be in [0, 1], got 1.5");
-  expect_one_error_line(run_cli(base + " --student mlp-small --epochs 0"), 2, "epochs must be >= 1");
+  expect_one_error_line(run_cli(base + " --student mlp-small --epochs 0"), 2,
+                        "epochs must be >= 1");
   expect_one_error_line(run_cli(base + " --student mlp-small --beta 1"), 2,
                         "beta must be 0 without a hint");
-  expect_one_error_line(run_cli(base + " --student nope"), 2, "--student: unknown zoo model 'nope'");
+  expect_one_error_line(run_cli(base + " --student nope"), 2,
+                        "--student: unknown zoo model 'nope'");
   expect_one_error_line(run_cli(base), 2, "student");
   expect_one_error_line(run_cli("distill --teacher " + dir_.file("t.h5") +
                                 " --student mlp-small --out " + dir_.file("t.h5")),

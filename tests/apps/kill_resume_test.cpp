@@ -72,7 +72,8 @@ int completed_stages(const fs::path& ckpt) {
 TEST(KillResumeTest, SigkillDuringAStageLosesNothingAndResumeFinishes) {
   using namespace std::chrono;
   mcompress::testing::TempDir dir;
-  mcompress::testing::write_idx_folder(dir.path().string(), mcompress::testing::block_images(600, 1),
+  mcompress::testing::write_idx_folder(dir.path().string(),
+                                       mcompress::testing::block_images(600, 1),
                                        mcompress::testing::block_images(100, 2));
   // The previous output, which the run replaces only when every stage is done.
   const std::string out = dir.file("out.h5");
@@ -83,18 +84,22 @@ TEST(KillResumeTest, SigkillDuringAStageLosesNothingAndResumeFinishes) {
   // Three stages; the second (40 epochs of self-distillation, ~4 s in Release) is the one the
   // kill is meant to land in, and it may land later: every check below holds either way.
   const std::string recipe = dir.file("r.yaml");
-  write_bytes(recipe, "model: {arch: lenet5, train: {epochs: 1, batch_size: 32}}\n"
-                      "data: {path: " + dir.path().string() + ", calib_batches: 1}\n"
-                      "stages:\n"
-                      "  - prune: {target: 0.5, finetune_epochs: 0}\n"
-                      "  - distill: {student: current, epochs: 40, batch_size: 32}\n"
-                      "  - quantize: {mode: int8-dynamic}\n"
-                      "output: " + out + "\n");
+  write_bytes(recipe,
+              "model: {arch: lenet5, train: {epochs: 1, batch_size: 32}}\n"
+              "data: {path: " +
+                  dir.path().string() +
+                  ", calib_batches: 1}\n"
+                  "stages:\n"
+                  "  - prune: {target: 0.5, finetune_epochs: 0}\n"
+                  "  - distill: {student: current, epochs: 40, batch_size: 32}\n"
+                  "  - quantize: {mode: int8-dynamic}\n"
+                  "output: " +
+                  out + "\n");
   const fs::path ckpt = out + ".ckpt";
 
   const std::string first_log = dir.file("first.log");
-  const pid_t pid = spawn_cli({"compress", "--recipe", recipe, "--force", "--threads", "1"},
-                              first_log);
+  const pid_t pid =
+      spawn_cli({"compress", "--recipe", recipe, "--force", "--threads", "1"}, first_log);
   ASSERT_GT(pid, 0) << "cannot start " << MCOMPRESS_CLI;
   // Kill as soon as state.json records stage 1 (its checkpoint 01 is then on disk too).
   const auto deadline = steady_clock::now() + seconds(120);
@@ -153,10 +158,10 @@ TEST(KillResumeTest, SigkillDuringAStageLosesNothingAndResumeFinishes) {
   // random suffixes in write_file_atomically's). A temporary file of a live process (this
   // test's pid) must be left alone.
   const std::string dead = std::to_string(pid);
-  const std::vector<std::string> stale = {
-      (ckpt / ("02-distill.h5.tmp-" + dead + "-0")).string(),
-      (ckpt / ".state.json.tmp-Ab3xYz").string(), dir.file("out.h5.tmp-" + dead + "-1"),
-      dir.file(".out.report.md.tmp-Qw9eRt")};
+  const std::vector<std::string> stale = {(ckpt / ("02-distill.h5.tmp-" + dead + "-0")).string(),
+                                          (ckpt / ".state.json.tmp-Ab3xYz").string(),
+                                          dir.file("out.h5.tmp-" + dead + "-1"),
+                                          dir.file(".out.report.md.tmp-Qw9eRt")};
   for (const auto& f : stale) write_bytes(f, "half a file");
   const std::string live = dir.file("out.h5.tmp-" + std::to_string(::getpid()) + "-0");
   write_bytes(live, "another process's save");

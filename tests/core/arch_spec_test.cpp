@@ -57,13 +57,12 @@ TEST(ArchSpecTest, ZooParameterCounts) {
   EXPECT_EQ(zoo_spec("lenet5").parameter_count(), 61706);
   // Students stay within 10% of the convnet teacher.
   EXPECT_LE(zoo_spec("mlp-small").parameter_count() * 10, zoo_spec("convnet").parameter_count());
-  EXPECT_LE(zoo_spec("lenet5-small").parameter_count() * 10,
-            zoo_spec("convnet").parameter_count());
+  EXPECT_LE(zoo_spec("lenet5-small").parameter_count() * 10, zoo_spec("convnet").parameter_count());
 }
 
 TEST(ArchSpecErrorTest, UnknownLayerTypeNamesTheLayer) {
-  ASSERT_THROWS_WITH(ArchSpec::from_json_text(spec_with_layers(
-                         R"({"type":"flatten"},{"type":"lstm","hidden":3})")),
+  ASSERT_THROWS_WITH(ArchSpec::from_json_text(
+                         spec_with_layers(R"({"type":"flatten"},{"type":"lstm","hidden":3})")),
                      ModelError, "layer 1: unknown layer type 'lstm'; accepted: linear");
 }
 
@@ -77,34 +76,40 @@ TEST(ArchSpecErrorTest, BadValues) {
   ASSERT_THROWS_WITH(ArchSpec::from_json_text(spec_with_layers(
                          R"({"type":"flatten"},{"type":"linear","out_features":-3})")),
                      ModelError, "layer 1 (linear): out_features must be > 0, got -3");
-  ASSERT_THROWS_WITH(ArchSpec::from_json_text(spec_with_layers(
-                         R"({"type":"flatten"},{"type":"dropout","p":1.5},{"type":"linear","out_features":10})")),
-                     ModelError, "layer 1 (dropout): p must be in [0, 1), got 1.5");
+  ASSERT_THROWS_WITH(
+      ArchSpec::from_json_text(spec_with_layers(
+          R"({"type":"flatten"},{"type":"dropout","p":1.5},{"type":"linear","out_features":10})")),
+      ModelError, "layer 1 (dropout): p must be in [0, 1), got 1.5");
   ASSERT_THROWS_WITH(ArchSpec::from_json_text(spec_with_layers(
                          R"({"type":"flatten"},{"type":"linear","out_features":"ten"})")),
                      ModelError, "field 'out_features' must be an integer");
-  ASSERT_THROWS_WITH(ArchSpec::from_json_text(spec_with_layers(
-                         R"({"type":"conv2d","out_channels":4,"kernel_size":3,"groups":3},{"type":"flatten"},{"type":"linear","out_features":10})")),
-                     ModelError, "layer 0 (conv2d): groups 3 must divide");
+  ASSERT_THROWS_WITH(
+      ArchSpec::from_json_text(spec_with_layers(
+          R"({"type":"conv2d","out_channels":4,"kernel_size":3,"groups":3},{"type":"flatten"},{"type":"linear","out_features":10})")),
+      ModelError, "layer 0 (conv2d): groups 3 must divide");
   ASSERT_THROWS_WITH(ArchSpec::from_json_text("{not json"), ModelError, "not valid JSON");
 }
 
 TEST(ArchSpecErrorTest, ShapesThatDoNotChain) {
-  ASSERT_THROWS_WITH(ArchSpec::from_json_text(spec_with_layers(R"({"type":"linear","out_features":10})")),
-                     ModelError, "layer 0 (linear): expects a flat [features] input, got shape [1, 28, 28]");
-  ASSERT_THROWS_WITH(ArchSpec::from_json_text(spec_with_layers(
-                         R"({"type":"flatten"},{"type":"linear","in_features":100,"out_features":10})")),
-                     ModelError, "layer 1 (linear): in_features is 100 but the input has 784");
+  ASSERT_THROWS_WITH(
+      ArchSpec::from_json_text(spec_with_layers(R"({"type":"linear","out_features":10})")),
+      ModelError, "layer 0 (linear): expects a flat [features] input, got shape [1, 28, 28]");
+  ASSERT_THROWS_WITH(
+      ArchSpec::from_json_text(spec_with_layers(
+          R"({"type":"flatten"},{"type":"linear","in_features":100,"out_features":10})")),
+      ModelError, "layer 1 (linear): in_features is 100 but the input has 784");
   ASSERT_THROWS_WITH(ArchSpec::from_json_text(spec_with_layers(
                          R"({"type":"flatten"},{"type":"linear","out_features":7})")),
                      ModelError, "the last layer outputs [7] but num_classes is 10");
-  ASSERT_THROWS_WITH(ArchSpec::from_json_text(spec_with_layers(
-                         R"({"type":"conv2d","out_channels":4,"kernel_size":30},{"type":"flatten"},{"type":"linear","out_features":10})")),
-                     ModelError, "kernel 30 does not fit an input of size 28");
+  ASSERT_THROWS_WITH(
+      ArchSpec::from_json_text(spec_with_layers(
+          R"({"type":"conv2d","out_channels":4,"kernel_size":30},{"type":"flatten"},{"type":"linear","out_features":10})")),
+      ModelError, "kernel 30 does not fit an input of size 28");
 }
 
 TEST(ZooTest, UnknownNameListsTheZoo) {
-  ASSERT_THROWS_WITH(zoo_spec("vgg16"), ConfigError, "unknown zoo model 'vgg16'; accepted: mlp, lenet5");
+  ASSERT_THROWS_WITH(zoo_spec("vgg16"), ConfigError,
+                     "unknown zoo model 'vgg16'; accepted: mlp, lenet5");
 }
 
 }  // namespace

@@ -143,9 +143,9 @@ TEST(IdxTest, DetectsGzipFromContentNotName) {
 TEST(IdxTest, WrongMagicNamesTheFile) {
   TempDir dir;
   const auto files = write_idx_pair(dir, "m", 2, 2, 2, true);
-  ASSERT_THROWS_WITH(load_idx(files.labels, files.labels), FormatError,
-                     "load_idx: '" + files.labels +
-                         "' has magic 0x00000801, expected 0x00000803 (IDX images)");
+  ASSERT_THROWS_WITH(
+      load_idx(files.labels, files.labels), FormatError,
+      "load_idx: '" + files.labels + "' has magic 0x00000801, expected 0x00000803 (IDX images)");
   ASSERT_THROWS_WITH(load_idx(files.images, files.images), FormatError,
                      "has magic 0x00000803, expected 0x00000801 (IDX labels)");
 }
@@ -164,9 +164,9 @@ TEST(IdxTest, TruncatedPlainFile) {
   const auto files = write_idx_pair(dir, "t", 4, 3, 3, false);
   const std::string bytes = read_bytes(files.images);
   write_bytes(files.images, bytes.substr(0, bytes.size() - 5));
-  ASSERT_THROWS_WITH(load_idx(files.images, files.labels), FormatError,
-                     "'" + files.images +
-                         "' is truncated: expected 36 bytes of image data, got 31");
+  ASSERT_THROWS_WITH(
+      load_idx(files.images, files.labels), FormatError,
+      "'" + files.images + "' is truncated: expected 36 bytes of image data, got 31");
   write_bytes(files.images, bytes.substr(0, 10));
   ASSERT_THROWS_WITH(load_idx(files.images, files.labels), FormatError, "is truncated");
   write_bytes(files.images, "");
@@ -178,8 +178,8 @@ TEST(IdxTest, TruncatedGzip) {
   const auto files = write_idx_pair(dir, "tg", 20, 8, 8, true);
   const std::string bytes = read_bytes(files.images);
   // Cuts inside the trailer (CRC and size: last 8 bytes) as well as inside the deflate data.
-  for (size_t cut : {size_t{1}, size_t{4}, size_t{8}, size_t{20}, bytes.size() / 2,
-                     bytes.size() - 12}) {
+  for (size_t cut :
+       {size_t{1}, size_t{4}, size_t{8}, size_t{20}, bytes.size() / 2, bytes.size() - 12}) {
     SCOPED_TRACE(cut);
     write_bytes(files.images, bytes.substr(0, bytes.size() - cut));
     ASSERT_THROWS_WITH(load_idx(files.images, files.labels), FormatError,
@@ -230,8 +230,7 @@ TEST(IdxTest, MissingFileIsIoError) {
   const std::string missing = dir.file("nope");
   ASSERT_THROWS_WITH(load_idx(missing, files.labels), IoError, "'" + missing + "'");
   ASSERT_THROWS_WITH(load_idx(files.images, missing), IoError, "'" + missing + "'");
-  ASSERT_THROWS_WITH(load_idx(dir.path().string(), files.labels), IoError,
-                     "not a regular file");
+  ASSERT_THROWS_WITH(load_idx(dir.path().string(), files.labels), IoError, "not a regular file");
 }
 
 TEST(IdxTest, LoadDirPrefersGzip) {
@@ -363,8 +362,7 @@ TEST(H5DatasetTest, MissingY) {
   }
   ASSERT_THROWS_WITH(load_h5_dataset(path, Split::kTrain), FormatError,
                      "load_h5_dataset: '" + path + "' has no dataset '/train/y'");
-  ASSERT_THROWS_WITH(load_h5_dataset(path, Split::kTest), FormatError,
-                     "has no dataset '/test/x'");
+  ASSERT_THROWS_WITH(load_h5_dataset(path, Split::kTest), FormatError, "has no dataset '/test/x'");
 }
 
 TEST(H5DatasetTest, ShapeAndTypeErrors) {

@@ -9,8 +9,8 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cstdint>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -580,7 +580,8 @@ TEST_F(ModelFileTest, RawHdf5ReaderSeesQuantizedLayout) {
 
   // fp16: a true 16-bit IEEE float type; HDF5's own conversion to float32 gives the values.
   for (const auto& [name, encoding] :
-       {std::pair<std::string, Encoding>{"4.weight", Encoding::kFp16}, {"2.bias", Encoding::kBf16}}) {
+       {std::pair<std::string, Encoding>{"4.weight", Encoding::kFp16},
+        {"2.bias", Encoding::kBf16}}) {
     SCOPED_TRACE(name);
     hid_t group = H5Gopen2(file, ("/tensors/" + name).c_str(), H5P_DEFAULT);
     EXPECT_EQ(read_string_attr(group, "encoding"), to_string(encoding));
@@ -734,7 +735,8 @@ Model sparse_mlp(const std::string& encoding) {
     model.quant.mode = "int8-static";
     model.quant.tensors["0.weight"] = int8_per_tensor(w, 3);
   }
-  for (const auto& [name, q] : model.quant.tensors) model.tensor(name) = q.dequantize().contiguous();
+  for (const auto& [name, q] : model.quant.tensors)
+    model.tensor(name) = q.dequantize().contiguous();
   return model;
 }
 
@@ -749,7 +751,8 @@ TEST_P(SparseRoundTripTest, IsBitIdenticalAndDeterministic) {
       model.quant.tensors["0.weight"].encoding != Encoding::kInt8) {
     // A pruned entry holding -0.0 is stored (only +0.0 is implicit) and keeps its sign.
     QuantizedTensor& q = model.quant.tensors["0.weight"];
-    const int64_t pruned = model.masks["0.weight"].reshape({-1}).logical_not().nonzero()[0].item<int64_t>();
+    const int64_t pruned =
+        model.masks["0.weight"].reshape({-1}).logical_not().nonzero()[0].item<int64_t>();
     q.values.view({-1})[pruned] = -0.0;
     model.tensor("0.weight") = q.dequantize().contiguous();
   }
@@ -778,7 +781,8 @@ TEST_P(SparseRoundTripTest, IsBitIdenticalAndDeterministic) {
   // The mask comes back as the non-zero pattern: the pruning mask, less any kept weight whose
   // stored value is 0 (an int8 code rounded to the zero point).
   ASSERT_EQ(loaded.masks.count("0.weight"), 1u);
-  EXPECT_TRUE(loaded.masks["0.weight"].equal(model.masks["0.weight"].logical_and(model.tensor("0.weight").ne(0))));
+  EXPECT_TRUE(loaded.masks["0.weight"].equal(
+      model.masks["0.weight"].logical_and(model.tensor("0.weight").ne(0))));
   if (GetParam() == "fp32") {
     EXPECT_TRUE(loaded.masks["0.weight"].equal(model.masks["0.weight"]));
   }
@@ -916,8 +920,8 @@ TEST_F(ModelFileTest, RawHdf5ReaderSeesSparseLayout) {
        {std::tuple<std::string, std::string, hid_t, int64_t>{"0.weight", "int8", H5T_STD_I8LE, 784},
         {"2.weight", "fp32", H5T_IEEE_F32LE, 300}}) {
     SCOPED_TRACE(name);
-    const at::Tensor dense = encoding == "int8" ? model.quant.tensors[name].values.to(at::kFloat)
-                                                : model.tensor(name);
+    const at::Tensor dense =
+        encoding == "int8" ? model.quant.tensors[name].values.to(at::kFloat) : model.tensor(name);
     const int64_t rows = dense.size(0);
     const int64_t nnz = dense.ne(0).sum().item<int64_t>();  // int8 symmetric: zero point 0
     hid_t group = H5Gopen2(file, ("/tensors/" + name).c_str(), H5P_DEFAULT);
@@ -943,12 +947,15 @@ TEST_F(ModelFileTest, RawHdf5ReaderSeesSparseLayout) {
 
     // Types: values in the encoding; indptr in the smallest unsigned type that holds nnz, the
     // column gaps in the smallest that holds the largest gap (checked below).
-    const hid_t indptr_type = nnz <= 0xFF ? H5T_STD_U8LE : nnz <= 0xFFFF ? H5T_STD_U16LE : H5T_STD_U32LE;
+    const hid_t indptr_type = nnz <= 0xFF     ? H5T_STD_U8LE
+                              : nnz <= 0xFFFF ? H5T_STD_U16LE
+                                              : H5T_STD_U32LE;
     std::vector<int64_t> indptr, indices;
     hid_t gap_type = -1;
     EXPECT_EQ(H5Lexists(group, "indices", H5P_DEFAULT), 0);  // version 1's absolute form
     for (const auto& [member, type, length, out] :
-         {std::tuple<const char*, hid_t, int64_t, std::vector<int64_t>*>{"indptr", indptr_type, rows + 1, &indptr},
+         {std::tuple<const char*, hid_t, int64_t, std::vector<int64_t>*>{"indptr", indptr_type,
+                                                                         rows + 1, &indptr},
           {"indices_delta", -1, nnz, &indices},
           {"values", value_type, nnz, nullptr}}) {
       hid_t dset = H5Dopen2(group, member, H5P_DEFAULT);
@@ -977,7 +984,8 @@ TEST_F(ModelFileTest, RawHdf5ReaderSeesSparseLayout) {
     EXPECT_TRUE(H5Tequal(gap_type, max_gap <= 0xFF ? H5T_STD_U8LE : H5T_STD_U16LE) > 0) << max_gap;
     H5Tclose(gap_type);
     for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t k = indptr[static_cast<size_t>(r)] + 1; k < indptr[static_cast<size_t>(r) + 1]; ++k) {
+      for (int64_t k = indptr[static_cast<size_t>(r)] + 1; k < indptr[static_cast<size_t>(r) + 1];
+           ++k) {
         EXPECT_GE(indices[static_cast<size_t>(k)], 1);
         indices[static_cast<size_t>(k)] += indices[static_cast<size_t>(k) - 1];
       }
@@ -990,7 +998,8 @@ TEST_F(ModelFileTest, RawHdf5ReaderSeesSparseLayout) {
     at::Tensor rebuilt = at::zeros({rows, columns});
     auto cell = rebuilt.accessor<float, 2>();
     for (int64_t r = 0; r < rows; ++r) {
-      for (int64_t k = indptr[static_cast<size_t>(r)]; k < indptr[static_cast<size_t>(r) + 1]; ++k) {
+      for (int64_t k = indptr[static_cast<size_t>(r)]; k < indptr[static_cast<size_t>(r) + 1];
+           ++k) {
         cell[r][indices[static_cast<size_t>(k)]] = values[static_cast<size_t>(k)];
       }
     }
@@ -1011,8 +1020,9 @@ TEST_F(ModelFileTest, SparseReaderAcceptsAnyIntegerType) {
   save_model(model, path);
   edit_file(path, [](hid_t file) {
     // Signed 32- and 64-bit instead of the uint16 mcompress writes.
-    for (const auto& [member, type] : {std::pair<std::string, hid_t>{"indices_delta", H5T_STD_I32LE},
-                                       {"indptr", H5T_STD_I64BE}}) {
+    for (const auto& [member, type] :
+         {std::pair<std::string, hid_t>{"indices_delta", H5T_STD_I32LE},
+          {"indptr", H5T_STD_I64BE}}) {
       const std::string name = "/tensors/0.weight/" + member;
       hid_t dset = H5Dopen2(file, name.c_str(), H5P_DEFAULT);
       hid_t space = H5Dget_space(dset);
@@ -1306,8 +1316,9 @@ TEST_F(ModelFileErrorTest, Int8ZeroPointSizeMismatch) {
 TEST_F(ModelFileErrorTest, Int8ValuesOfWrongShape) {
   Model model = quantized_model();
   model.quant.tensors["0.weight"].values = at::zeros({784, 300}, at::kChar);
-  ASSERT_THROWS_WITH(save_model(model, path), ModelError,
-                     "tensor '0.weight' (int8) has values of shape [784, 300], expected [300, 784]");
+  ASSERT_THROWS_WITH(
+      save_model(model, path), ModelError,
+      "tensor '0.weight' (int8) has values of shape [784, 300], expected [300, 784]");
 }
 
 TEST_F(ModelFileErrorTest, Fp16InfRefused) {
@@ -1416,7 +1427,6 @@ TEST_F(ModelFileErrorTest, MissingArch) {
   ASSERT_THROWS_WITH(load_model(path), FormatError, "attribute 'arch' of / is missing");
 }
 
-
 // --- Sparse layout: every broken CSR is refused, naming the tensor ---------------------------
 
 const std::string kSparseWeight = "/tensors/0.weight";
@@ -1443,7 +1453,8 @@ class SparseFileErrorTest : public ModelFileErrorTest {
       const std::vector<int64_t> indptr = read_ints(file, kSparseWeight + "/indptr");
       std::vector<int64_t> columns = read_ints(file, kSparseWeight + "/indices_delta");
       for (size_t r = 0; r + 1 < indptr.size(); ++r) {
-        for (auto k = static_cast<size_t>(indptr[r]) + 1; k < static_cast<size_t>(indptr[r + 1]); ++k)
+        for (auto k = static_cast<size_t>(indptr[r]) + 1; k < static_cast<size_t>(indptr[r + 1]);
+             ++k)
           columns[k] += columns[k - 1];
       }
       ASSERT_GE(H5Ldelete(file, (kSparseWeight + "/indices_delta").c_str(), H5P_DEFAULT), 0);
@@ -1452,7 +1463,8 @@ class SparseFileErrorTest : public ModelFileErrorTest {
   }
   // Rewrites /tensors/0.weight/<member> (indptr, indices or indices_delta) after `change` edits
   // its values.
-  void edit_ints(const std::string& member, const std::function<void(std::vector<int64_t>&)>& change) {
+  void edit_ints(const std::string& member,
+                 const std::function<void(std::vector<int64_t>&)>& change) {
     edit_file(path, [&](hid_t file) {
       const std::string name = kSparseWeight + "/" + member;
       std::vector<int64_t> values = read_ints(file, name);
@@ -1462,7 +1474,8 @@ class SparseFileErrorTest : public ModelFileErrorTest {
   }
   void expect_refused(const std::string& message) {
     ASSERT_THROWS_WITH(load_model(path), FormatError, "tensor '0.weight' (sparse) " + message);
-    ASSERT_THROWS_WITH(inspect_model_file(path), FormatError, "tensor '0.weight' (sparse) " + message);
+    ASSERT_THROWS_WITH(inspect_model_file(path), FormatError,
+                       "tensor '0.weight' (sparse) " + message);
   }
   int64_t nnz = 0;
 };
@@ -1495,7 +1508,8 @@ TEST_F(SparseFileErrorTest, IndptrNotEndingAtNnz) {
 
 TEST_F(SparseFileErrorTest, ColumnIndexOutOfRange) {
   int64_t last_of_row0 = 0;
-  edit_file(path, [&](hid_t file) { last_of_row0 = read_ints(file, kSparseWeight + "/indptr")[1] - 1; });
+  edit_file(path,
+            [&](hid_t file) { last_of_row0 = read_ints(file, kSparseWeight + "/indptr")[1] - 1; });
   ASSERT_GT(last_of_row0, 0);
   // Row-delta (version 2): the last gap of row 0 reaches past the last column, also when it is
   // so large that adding it would overflow.
@@ -1676,7 +1690,8 @@ TEST_F(ModelFileErrorTest, CorruptHistoryIsReported) {
   std::string bytes = read_bytes(path);
   bytes[address + size / 2] ^= 0x08;
   write_bytes(path, bytes);
-  ASSERT_THROWS_WITH(load_model(path), FormatError, "cannot read /history/entries; the data is corrupt");
+  ASSERT_THROWS_WITH(load_model(path), FormatError,
+                     "cannot read /history/entries; the data is corrupt");
 }
 
 // --- Older format versions -------------------------------------------------------------------
@@ -1742,8 +1757,10 @@ Model codebook_mlp() {
   a.encoding = Encoding::kCodebook;
   a.bits = 2;
   a.codebook = at::tensor({0.0f, -0.5f, 0.25f, 1.0f});
-  a.values = (at::arange(keep.numel(), at::kLong).remainder(3) + 1).reshape(keep.sizes())
-                 .mul(keep).to(at::kByte);
+  a.values = (at::arange(keep.numel(), at::kLong).remainder(3) + 1)
+                 .reshape(keep.sizes())
+                 .mul(keep)
+                 .to(at::kByte);
   QuantizedTensor b;
   b.encoding = Encoding::kCodebook;
   b.bits = 3;
@@ -1752,7 +1769,8 @@ Model codebook_mlp() {
   model.quant.mode = "codebook";
   model.quant.tensors["0.weight"] = a;
   model.quant.tensors["2.weight"] = b;
-  for (const auto& [name, q] : model.quant.tensors) model.tensor(name) = q.dequantize().contiguous();
+  for (const auto& [name, q] : model.quant.tensors)
+    model.tensor(name) = q.dequantize().contiguous();
   return model;
 }
 
@@ -1789,8 +1807,9 @@ TEST_F(ModelFileTest, RawHdf5ReaderSeesCodebookLayout) {
   hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   ASSERT_GE(file, 0);
   EXPECT_EQ(read_string_attr(file, "quant_mode"), "codebook");
-  for (const auto& [name, bits, layout] : {std::tuple<std::string, int64_t, std::string>{"0.weight", 2, "sparse"},
-                                           {"2.weight", 3, "dense"}}) {
+  for (const auto& [name, bits, layout] :
+       {std::tuple<std::string, int64_t, std::string>{"0.weight", 2, "sparse"},
+        {"2.weight", 3, "dense"}}) {
     SCOPED_TRACE(name);
     const QuantizedTensor& q = model.quant.tensors.at(name);
     hid_t group = H5Gopen2(file, ("/tensors/" + name).c_str(), H5P_DEFAULT);
@@ -1896,8 +1915,9 @@ TEST_F(CodebookFileErrorTest, CodesOfTheWrongLengthOrType) {
     replace_dataset(file, "/tensors/2.weight/codes", H5T_STD_U8LE, H5T_NATIVE_UINT8,
                     std::vector<uint8_t>(100, 0));
   });
-  expect_refused("tensor '2.weight' (codebook) has a codes dataset of shape [100], expected [7200] "
-                 "(19200 codes of 3 bits, packed)");
+  expect_refused(
+      "tensor '2.weight' (codebook) has a codes dataset of shape [100], expected [7200] "
+      "(19200 codes of 3 bits, packed)");
   edit_file(path, [](hid_t file) {
     replace_dataset(file, "/tensors/2.weight/codes", H5T_STD_I16LE, H5T_NATIVE_INT16,
                     std::vector<int16_t>(7200, 0));
@@ -1916,7 +1936,8 @@ TEST_F(CodebookFileErrorTest, CodeBeyondTheCodebookOrBadSharedValue) {
   edit_file(path, [&](hid_t file) {
     replace_dataset(file, "/tensors/2.weight/codebook", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, book);
   });
-  expect_refused("tensor '2.weight' (codebook) has shared value nan at index 3, expected finite values");
+  expect_refused(
+      "tensor '2.weight' (codebook) has shared value nan at index 3, expected finite values");
 }
 
 TEST_F(CodebookFileErrorTest, SparseCodebookWithoutZero) {

@@ -14,7 +14,6 @@
 namespace mcompress {
 namespace {
 
-
 TrainOptions quick_options(uint64_t seed) {
   TrainOptions o;
   o.epochs = 2;
@@ -97,7 +96,8 @@ TEST_F(TrainTest, BeforeBatchSeesTheRowsOfEachBatch) {
   EXPECT_EQ(batches, 6);  // 2 epochs x ceil(70/32)
   ASSERT_EQ(seen.size(), 140u);
   std::sort(seen.begin(), seen.end());
-  for (int64_t i = 0; i < 140; ++i) EXPECT_EQ(seen[static_cast<size_t>(i)], i / 2);  // every row once per epoch
+  for (int64_t i = 0; i < 140; ++i)
+    EXPECT_EQ(seen[static_cast<size_t>(i)], i / 2);  // every row once per epoch
 }
 
 TEST_F(TrainTest, EarlyStopRestoresTheBestEpoch) {
@@ -181,7 +181,8 @@ TEST_F(TrainTest, ValidateStartKeepsTheStartingWeightsWhenNoEpochBeatsThem) {
   o.validate_start = true;
   const auto result = train_model(model, data, val, o);
   ASSERT_EQ(result.best_epoch, 0);
-  for (const auto& [name, t] : start.tensors()) EXPECT_TRUE(torch::equal(t, model.tensor(name))) << name;
+  for (const auto& [name, t] : start.tensors())
+    EXPECT_TRUE(torch::equal(t, model.tensor(name))) << name;
   // Without it, the loop ends with one of its own epochs.
   o.validate_start = false;
   Model again = start.clone();

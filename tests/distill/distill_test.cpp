@@ -92,8 +92,9 @@ TEST_F(DistillTest, InputShapeMismatchIsAClearError) {
   small.input_shape = {1, 14, 14};
   for (auto& l : small.layers) l.in_features = 0;  // inferred again from the new input
   Model student = Model::initialize(small.resolved(), 0);
-  ASSERT_THROWS_WITH(distill::check_compatible(testing::trained_teacher("mlp"), student), ModelError,
-                     "teacher 'mlp' takes input [1, 28, 28] but student 'mlp-small' takes [1, 14, 14]");
+  ASSERT_THROWS_WITH(
+      distill::check_compatible(testing::trained_teacher("mlp"), student), ModelError,
+      "teacher 'mlp' takes input [1, 28, 28] but student 'mlp-small' takes [1, 14, 14]");
 }
 
 TEST_F(DistillTest, QuantizedStudentIsRejected) {
@@ -111,7 +112,8 @@ TEST_F(DistillTest, AlphaZeroIsPlainTraining) {
   const auto& val = testing::distill_val_data();
   Model distilled = fresh("mlp-small"), alone = fresh("mlp-small");
   const auto o = quick(2, 0.0);
-  const auto report = distill::distill_model(distilled, testing::trained_teacher("lenet5"), o, data, val);
+  const auto report =
+      distill::distill_model(distilled, testing::trained_teacher("lenet5"), o, data, val);
   const auto result = train_model(alone, data, val, o.train);
   expect_same_tensors(distilled, alone);
   EXPECT_EQ(report.train.best_epoch, result.best_epoch);
@@ -122,13 +124,14 @@ TEST_F(DistillTest, AlphaOneLearnsFromTheTeacherAlone) {
   // teacher's soft targets; with α = 0 it can only learn the noise.
   Dataset scrambled = testing::distill_train_data();
   torch::manual_seed(4);
-  scrambled.y = scrambled.y.index_select(0, torch::randperm(scrambled.size(),
-                                                            torch::TensorOptions(torch::kLong)));
+  scrambled.y = scrambled.y.index_select(
+      0, torch::randperm(scrambled.size(), torch::TensorOptions(torch::kLong)));
   const Model& teacher = testing::trained_teacher("lenet5");
   const auto& val = testing::distill_val_data();
   ASSERT_GT(accuracy(teacher, val), 0.95);
   Model from_teacher = fresh("mlp-small"), from_labels = fresh("mlp-small");
-  const auto report = distill::distill_model(from_teacher, teacher, quick(4, 1.0), scrambled, Dataset{});
+  const auto report =
+      distill::distill_model(from_teacher, teacher, quick(4, 1.0), scrambled, Dataset{});
   distill::distill_model(from_labels, teacher, quick(4, 0.0), scrambled, Dataset{});
   EXPECT_GT(accuracy(from_teacher, val), 0.9);
   EXPECT_LT(accuracy(from_labels, val), 0.5);
@@ -144,7 +147,8 @@ TEST_F(DistillTest, TeacherIsUnchangedAndOnlyTheStudentTrains) {
   distill::distill_model(student, teacher, quick(1, 0.9), testing::distill_train_data(), Dataset{});
   expect_same_tensors(teacher, before);
   bool any_changed = false;
-  for (const auto& [name, t] : student.tensors()) any_changed |= !t.equal(student_before.tensor(name));
+  for (const auto& [name, t] : student.tensors())
+    any_changed |= !t.equal(student_before.tensor(name));
   EXPECT_TRUE(any_changed);
 }
 
@@ -153,7 +157,8 @@ TEST_F(DistillTest, SelfDistillationFromAClone) {
   Model student = testing::trained_teacher("lenet5-small").clone();
   const Model teacher = student.clone();
   const auto& val = testing::distill_val_data();
-  const auto report = distill::distill_model(student, teacher, quick(1, 1.0), testing::distill_train_data(), val);
+  const auto report =
+      distill::distill_model(student, teacher, quick(1, 1.0), testing::distill_train_data(), val);
   EXPECT_DOUBLE_EQ(report.teacher_val_accuracy, report.student_val_accuracy_before);
   EXPECT_GE(report.student_val_accuracy, report.student_val_accuracy_before - 0.02);
   expect_same_tensors(teacher, testing::trained_teacher("lenet5-small"));
@@ -215,9 +220,9 @@ TEST_F(DistillTest, HintTrainsThroughAnAdapter) {
 TEST_F(DistillTest, ReportRecordsOptionsAndMetrics) {
   Model student = fresh("mlp-small");
   auto o = quick(2, 0.7, 3.0);
-  const auto report = distill::distill_model(student, testing::trained_teacher("lenet5"), o,
-                                             testing::distill_train_data(),
-                                             testing::distill_val_data());
+  const auto report =
+      distill::distill_model(student, testing::trained_teacher("lenet5"), o,
+                             testing::distill_train_data(), testing::distill_val_data());
   const auto doc = nlohmann::json::parse(report.to_json());
   EXPECT_EQ(doc["stage"], "distill");
   EXPECT_EQ(doc["options"]["temperature"], 3.0);

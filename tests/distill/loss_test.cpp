@@ -56,7 +56,8 @@ double soft_by_hand(const std::vector<std::vector<double>>& s,
 // (1/N)·Σ_n −log softmax(z_s)[y_n].
 double ce_by_hand(const std::vector<std::vector<double>>& s, const std::vector<int64_t>& y) {
   double total = 0;
-  for (size_t n = 0; n < s.size(); ++n) total -= std::log(softmax(s[n], 1.0)[static_cast<size_t>(y[n])]);
+  for (size_t n = 0; n < s.size(); ++n)
+    total -= std::log(softmax(s[n], 1.0)[static_cast<size_t>(y[n])]);
   return total / static_cast<double>(s.size());
 }
 

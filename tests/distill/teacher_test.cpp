@@ -151,8 +151,9 @@ TEST_F(TeacherOutputsTest, HintFeaturesAreTheRuntimeActivation) {
   EXPECT_EQ(keys[5].shape, (std::vector<int64_t>{10}));
 
   o.hint_key = "5";  // a pool: no activation of its own
-  ASSERT_THROWS_WITH(distill::TeacherOutputs(teacher, data, o), ConfigError,
-                     "hint_teacher: teacher 'lenet5' has no activation '5'; accepted: input, 1, 4, 8, 10, 11");
+  ASSERT_THROWS_WITH(
+      distill::TeacherOutputs(teacher, data, o), ConfigError,
+      "hint_teacher: teacher 'lenet5' has no activation '5'; accepted: input, 1, 4, 8, 10, 11");
   ASSERT_THROWS_WITH(distill::TeacherOutputs(teacher, data, {}).features(rows), ModelError,
                      "without a hint");
 }

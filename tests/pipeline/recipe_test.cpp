@@ -58,10 +58,9 @@ TEST(StageOptionsTest, ErrorsNameThePathAndLine) {
                      "stages[1].prune.teacher (line 1): required option missing");
   ASSERT_THROWS_WITH(options_from("[1, 2]"), ConfigError, "expected a mapping of options");
   // Library validation is re-thrown with the stage's path.
-  ASSERT_THROWS_WITH(options_from("target: 0.5").validate([] {
-    throw ConfigError("epochs must be >= 1, got 0");
-  }),
-                     ConfigError, "stages[1].prune (line 1): epochs must be >= 1, got 0");
+  ASSERT_THROWS_WITH(
+      options_from("target: 0.5").validate([] { throw ConfigError("epochs must be >= 1, got 0"); }),
+      ConfigError, "stages[1].prune (line 1): epochs must be >= 1, got 0");
 }
 
 TEST(StageRegistryTest, FindsRegisteredStagesAndRejectsDuplicates) {
@@ -103,7 +102,8 @@ TEST(RecipeTest, ParsesEverySection) {
 
 TEST(RecipeTest, TrainsTheStartModelWhenGivenAnArch) {
   const auto r = pipeline::parse_recipe(
-      "model: {arch: lenet5-small, train: {epochs: 3, lr: 0.002}}\nstages: [quantize: ]\noutput: o.h5\n",
+      "model: {arch: lenet5-small, train: {epochs: 3, lr: 0.002}}\nstages: [quantize: ]\noutput: "
+      "o.h5\n",
       pipeline::default_registry());
   EXPECT_TRUE(r.model.path.empty());
   EXPECT_EQ(r.model.arch, "lenet5-small");
@@ -119,9 +119,9 @@ TEST(RecipeTest, SetOverridesAValueAndIsRecorded) {
   EXPECT_EQ(r.seed, 9u);
   EXPECT_NE(r.text.find("# --set stages[0].quantize.observer=mse\n"), std::string::npos);
   EXPECT_NE(r.digest(), pipeline::parse_recipe(kRecipe, pipeline::default_registry()).digest());
-  ASSERT_THROWS_WITH(
-      pipeline::parse_recipe(kRecipe, pipeline::default_registry(), {"stages[3].quantize.mode=fp16"}),
-      ConfigError, "stages[3] does not exist (1 entries)");
+  ASSERT_THROWS_WITH(pipeline::parse_recipe(kRecipe, pipeline::default_registry(),
+                                            {"stages[3].quantize.mode=fp16"}),
+                     ConfigError, "stages[3] does not exist (1 entries)");
   ASSERT_THROWS_WITH(
       pipeline::parse_recipe(kRecipe, pipeline::default_registry(), {"stages[0].quantize.mode"}),
       ConfigError, "expected PATH=VALUE");
@@ -132,30 +132,37 @@ TEST(RecipeTest, SetOverridesAValueAndIsRecorded) {
 
 TEST(RecipeTest, RejectsBadRecipesWithPathAndLine) {
   const auto& reg = pipeline::default_registry();
-  auto parse = [&](const std::string& text) { return pipeline::parse_recipe(text, reg, {}, "r.yaml"); };
+  auto parse = [&](const std::string& text) {
+    return pipeline::parse_recipe(text, reg, {}, "r.yaml");
+  };
   ASSERT_THROWS_WITH(parse("model: m.h5\nstages:\n  - sharpen: {}\noutput: o.h5\n"), ConfigError,
                      "stages[0] (line 3): unknown stage 'sharpen'");
   ASSERT_THROWS_WITH(parse("model: m.h5\nstages:\n  - quantize: {mode: int4}\noutput: o.h5\n"),
                      ConfigError, "stages[0].quantize.mode (line 3): must be one of");
   ASSERT_THROWS_WITH(parse("model: m.h5\nstages:\n  - quantize:\n      epochs: 0\noutput: o.h5\n"),
-                     ConfigError, "stages[0].quantize.epochs (line 4): must be in [1, 1000], got 0");
+                     ConfigError,
+                     "stages[0].quantize.epochs (line 4): must be in [1, 1000], got 0");
   ASSERT_THROWS_WITH(parse("model: m.h5\nstages: []\noutput: o.h5\n"), ConfigError,
                      "stages (line 2): expected a non-empty list");
   ASSERT_THROWS_WITH(parse("model: m.h5\nstages: [quantize: ]\n"), ConfigError,
                      "output (line 1): required option missing");
   ASSERT_THROWS_WITH(parse("model: m.h5\nstages: [quantize: ]\noutput: o.h5\nsede: 3\n"),
                      ConfigError, "sede (line 4): unknown option");
-  ASSERT_THROWS_WITH(parse("model: m.h5\ndata: {calib_batches: 0}\nstages: [quantize: ]\noutput: o.h5\n"),
-                     ConfigError, "data.calib_batches (line 2): must be >= 1, got 0");
-  ASSERT_THROWS_WITH(parse("model: m.h5\ndata: {val_fraction: 0}\nstages: [quantize: ]\noutput: o.h5\n"),
-                     ConfigError, "data.val_fraction (line 2): must be > 0");
-  ASSERT_THROWS_WITH(parse("model: m.h5\nguard: {on_violation: shrug}\nstages: [quantize: ]\noutput: o.h5\n"),
-                     ConfigError, "guard.on_violation (line 2): must be one of fail, skip");
+  ASSERT_THROWS_WITH(
+      parse("model: m.h5\ndata: {calib_batches: 0}\nstages: [quantize: ]\noutput: o.h5\n"),
+      ConfigError, "data.calib_batches (line 2): must be >= 1, got 0");
+  ASSERT_THROWS_WITH(
+      parse("model: m.h5\ndata: {val_fraction: 0}\nstages: [quantize: ]\noutput: o.h5\n"),
+      ConfigError, "data.val_fraction (line 2): must be > 0");
+  ASSERT_THROWS_WITH(
+      parse("model: m.h5\nguard: {on_violation: shrug}\nstages: [quantize: ]\noutput: o.h5\n"),
+      ConfigError, "guard.on_violation (line 2): must be one of fail, skip");
   ASSERT_THROWS_WITH(parse("model: m.h5\nstages: [quantize: ]\noutput: m.h5\n"), ConfigError,
                      "output: must differ from the input model");
   ASSERT_THROWS_WITH(parse("model: [1\nstages: x\n"), ConfigError, "r.yaml: line ");
   ASSERT_THROWS_WITH(parse("model: m.h5\nstages:\n  - distill: {student: lenet9}\noutput: o.h5\n"),
-                     ConfigError, "stages[0].distill.student (line 3): 'lenet9' is neither a zoo model");
+                     ConfigError,
+                     "stages[0].distill.student (line 3): 'lenet9' is neither a zoo model");
   ASSERT_THROWS_WITH(parse("model: m.h5\nstages:\n  - distill: {temperature: 0}\noutput: o.h5\n"),
                      ConfigError, "stages[0].distill.temperature (line 3): must be in");
   ASSERT_THROWS_WITH(pipeline::load_recipe("/nonexistent/r.yaml", reg), IoError,
@@ -168,7 +175,8 @@ TEST(RecipeTest, CodebookModeOptionsAndOrder) {
     return pipeline::parse_recipe("model: m.h5\nstages:\n" + stages + "output: o.h5\n", reg, {},
                                   "r.yaml");
   };
-  EXPECT_NO_THROW(parse("  - prune: {target: 0.9}\n  - quantize: {mode: codebook, bits: 3, epochs: 0}\n"));
+  EXPECT_NO_THROW(
+      parse("  - prune: {target: 0.9}\n  - quantize: {mode: codebook, bits: 3, epochs: 0}\n"));
   ASSERT_THROWS_WITH(parse("  - quantize: {mode: codebook, bits: 9}\n"), ConfigError,
                      "stages[0].quantize.bits (line 3): must be in [2, 8], got 9");
   ASSERT_THROWS_WITH(parse("  - quantize: {mode: qat, epochs: 0}\n"), ConfigError,
@@ -180,36 +188,40 @@ TEST(RecipeTest, CodebookModeOptionsAndOrder) {
             std::string::npos);
 }
 
-// Found while writing fuzz_recipe; kept in fuzz/regressions/fuzz_recipe/ too. yaml-cpp and std::stoul used to
-// throw their own untyped exceptions (CLI exit 1, "bad conversion" / "stoul") instead of a
-// ConfigError with the path and line.
+// Found while writing fuzz_recipe; kept in fuzz/regressions/fuzz_recipe/ too. yaml-cpp and
+// std::stoul used to throw their own untyped exceptions (CLI exit 1, "bad conversion" / "stoul")
+// instead of a ConfigError with the path and line.
 TEST(RecipeTest, NonScalarKeysAndHugeSetIndicesAreConfigErrors) {
   const auto& reg = pipeline::default_registry();
-  auto parse = [&](const std::string& text) { return pipeline::parse_recipe(text, reg, {}, "r.yaml"); };
+  auto parse = [&](const std::string& text) {
+    return pipeline::parse_recipe(text, reg, {}, "r.yaml");
+  };
   ASSERT_THROWS_WITH(parse("model: m.h5\nstages:\n  - prune: {[a]: 1}\noutput: o.h5\n"),
                      ConfigError, "stages[0].prune (line 3): keys must be plain names, got a list");
   ASSERT_THROWS_WITH(parse("{[a]: 1}\n"), ConfigError, "keys must be plain names");
   ASSERT_THROWS_WITH(parse("model: m.h5\nstages:\n  - {[a]: 1}\noutput: o.h5\n"), ConfigError,
                      "stages[0] (line 3): expected a stage name, got a list");
-  ASSERT_THROWS_WITH(
-      pipeline::parse_recipe("model: m.h5\nstages: [prune: ]\noutput: o.h5\n", reg,
-                             {"stages[99999999999999999999].prune.target=0.5"}),
-      ConfigError, "index [99999999999999999999] is out of range");
+  ASSERT_THROWS_WITH(pipeline::parse_recipe("model: m.h5\nstages: [prune: ]\noutput: o.h5\n", reg,
+                                            {"stages[99999999999999999999].prune.target=0.5"}),
+                     ConfigError, "index [99999999999999999999] is out of range");
 }
 
 TEST(RecipeTest, StageOrderIsCheckedBeforeAnythingRuns) {
   const auto r = pipeline::parse_recipe(
-      "model: m.h5\nstages:\n  - quantize: {mode: fp16}\n  - quantize: {mode: int8-static}\noutput: o.h5\n",
+      "model: m.h5\nstages:\n  - quantize: {mode: fp16}\n  - quantize: {mode: "
+      "int8-static}\noutput: o.h5\n",
       pipeline::default_registry());
   const std::string why = pipeline::check_stage_order(r, ModelTraits{});
-  EXPECT_NE(why.find("stages[1].quantize: the model is already quantized (fp16)"), std::string::npos)
+  EXPECT_NE(why.find("stages[1].quantize: the model is already quantized (fp16)"),
+            std::string::npos)
       << why;
   ModelTraits quantized;
   quantized.quant_mode = "int8-static";
   const auto one = pipeline::parse_recipe("model: m.h5\nstages: [quantize: ]\noutput: o.h5\n",
                                           pipeline::default_registry());
   EXPECT_EQ(pipeline::check_stage_order(one, ModelTraits{}), "");
-  EXPECT_NE(pipeline::check_stage_order(one, quantized).find("stages[0].quantize"), std::string::npos);
+  EXPECT_NE(pipeline::check_stage_order(one, quantized).find("stages[0].quantize"),
+            std::string::npos);
 
   // prune -> quantize -> prune: the second prune would change int8-encoded weights.
   const auto ppq = pipeline::parse_recipe(

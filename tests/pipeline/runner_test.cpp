@@ -51,17 +51,21 @@ class RunnerTest : public ::testing::Test {
     at::set_num_threads(1);
     data_dir_ = dir_.file("data");
     fs::create_directory(data_dir_);
-    testing::write_idx_folder(data_dir_, testing::block_images(600, 1), testing::block_images(200, 2));
+    testing::write_idx_folder(data_dir_, testing::block_images(600, 1),
+                              testing::block_images(200, 2));
   }
 
   // A recipe that trains lenet5-small for one epoch, then runs `stages`.
   pipeline::Recipe recipe(const std::string& stages, const std::string& extra = "",
                           const std::string& output = "out.h5") const {
-    const std::string text = "model: {arch: lenet5-small, train: {epochs: 1, lr: 0.003, batch_size: 32}}\n"
-                             "data: {path: " + data_dir_ + ", calib_batches: 2}\n"
-                             "seed: 5\n"
-                             "stages:\n" + stages + extra +
-                             "output: " + dir_.file(output) + "\n";
+    const std::string text =
+        "model: {arch: lenet5-small, train: {epochs: 1, lr: 0.003, batch_size: 32}}\n"
+        "data: {path: " +
+        data_dir_ +
+        ", calib_batches: 2}\n"
+        "seed: 5\n"
+        "stages:\n" +
+        stages + extra + "output: " + dir_.file(output) + "\n";
     return pipeline::parse_recipe(text, test_registry(), {}, "test.yaml");
   }
 
@@ -161,19 +165,20 @@ TEST_F(RunnerTest, SameRecipeAndSeedGiveIdenticalTensors) {
 }
 
 TEST_F(RunnerTest, GuardFailsAStageThatCostsTooMuch) {
-  const auto r = recipe("  - quantize: {mode: fp16}\n  - wreck: {}\n", "guard: {max_accuracy_drop: 5}\n");
+  const auto r =
+      recipe("  - quantize: {mode: fp16}\n  - wreck: {}\n", "guard: {max_accuracy_drop: 5}\n");
   ASSERT_THROWS_WITH(pipeline::run_recipe(r, quick()), Error,
                      "stages[1].wreck: validation accuracy ");
-  ASSERT_THROWS_WITH(pipeline::run_recipe(r, quick()), Error,
-                     "points below the start model's");
+  ASSERT_THROWS_WITH(pipeline::run_recipe(r, quick()), Error, "points below the start model's");
   EXPECT_FALSE(fs::exists(r.output)) << "no output after a failed guard";
   EXPECT_FALSE(fs::exists(r.output + ".ckpt/02-wreck.h5"));
   EXPECT_TRUE(fs::exists(r.output + ".ckpt/01-quantize.h5")) << "earlier stages stay checkpointed";
 }
 
 TEST_F(RunnerTest, GuardSkipUndoesTheStage) {
-  const auto r = recipe("  - wreck: {}\n    guard: {max_accuracy_drop: 5, on_violation: skip}\n"
-                        "  - quantize: {mode: fp16}\n");
+  const auto r = recipe(
+      "  - wreck: {}\n    guard: {max_accuracy_drop: 5, on_violation: skip}\n"
+      "  - quantize: {mode: fp16}\n");
   const auto result = pipeline::run_recipe(r, quick());
   ASSERT_EQ(result.rows.size(), 3u);
   EXPECT_EQ(result.rows[1].status.rfind("skipped: validation accuracy ", 0), 0u)
@@ -203,7 +208,8 @@ TEST_F(RunnerTest, ResumeContinuesAfterTheLastCompletedStage) {
   const auto resumed = pipeline::run_recipe(r, o);
   ASSERT_EQ(resumed.rows.size(), 2u);
   const Model got = load_model(resumed.output);
-  for (const auto& [name, t] : expected.tensors()) EXPECT_TRUE(torch::equal(t, got.tensor(name))) << name;
+  for (const auto& [name, t] : expected.tensors())
+    EXPECT_TRUE(torch::equal(t, got.tensor(name))) << name;
 
   // Another recipe (or seed) must not pick up this checkpoint.
   auto other = recipe("  - quantize: {mode: fp16}\n");

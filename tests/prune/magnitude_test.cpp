@@ -27,9 +27,10 @@ void expect_mask(const at::Tensor& got, const at::Tensor& expected) {
 
 TEST(PrunableTensorsTest, ConvAndLinearWeightsIncludingResidualConvolutions) {
   const std::vector<std::string> expected = {
-      "0.weight",       "3.conv1.weight", "3.conv2.weight", "4.conv1.weight",
-      "4.conv2.weight", "4.shortcut.0.weight", "5.conv1.weight", "5.conv2.weight",
-      "5.shortcut.0.weight", "8.weight"};
+      "0.weight",       "3.conv1.weight", "3.conv2.weight",
+      "4.conv1.weight", "4.conv2.weight", "4.shortcut.0.weight",
+      "5.conv1.weight", "5.conv2.weight", "5.shortcut.0.weight",
+      "8.weight"};
   EXPECT_EQ(prunable_tensors(zoo_spec("resnet8")), expected);
   // convnet: batchnorm weights ("1.weight") and every bias stay out.
   EXPECT_EQ(prunable_tensors(zoo_spec("convnet")),

@@ -32,12 +32,13 @@ Model tiny_model() {
       R"({"name":"tiny","input_shape":[4],"num_classes":2,"layers":[
           {"type":"linear","out_features":3},{"type":"relu"},{"type":"linear","out_features":2}]})");
   return Model::from_tensors(
-      spec, {{"0.weight", torch::tensor({0.1f, -0.2f, 0.3f, 0.4f, 0.5f, -0.6f, 0.7f, 0.8f, 0.9f,
-                                         1.0f, -1.1f, 1.2f})
-                              .reshape({3, 4})},
-             {"0.bias", torch::tensor({0.01f, 0.02f, 0.03f})},
-             {"2.weight", torch::tensor({0.05f, 0.15f, -2.0f, 0.25f, 0.35f, 0.45f}).reshape({2, 3})},
-             {"2.bias", torch::tensor({0.0f, 0.0f})}});
+      spec,
+      {{"0.weight",
+        torch::tensor({0.1f, -0.2f, 0.3f, 0.4f, 0.5f, -0.6f, 0.7f, 0.8f, 0.9f, 1.0f, -1.1f, 1.2f})
+            .reshape({3, 4})},
+       {"0.bias", torch::tensor({0.01f, 0.02f, 0.03f})},
+       {"2.weight", torch::tensor({0.05f, 0.15f, -2.0f, 0.25f, 0.35f, 0.45f}).reshape({2, 3})},
+       {"2.bias", torch::tensor({0.0f, 0.0f})}});
 }
 
 PruneOptions no_finetune() {
@@ -105,7 +106,8 @@ TEST(PruneThresholdTest, LayerScopePrunesEachTensorToItsOwnTarget) {
   o.scope = PruneScope::kLayer;
   const auto report = prune_model(m, o, Dataset{}, Dataset{});
   // 0.weight loses its 6 smallest |w| (0.1 ... 0.6), 2.weight its 3 smallest (0.05, 0.15, 0.25).
-  EXPECT_TRUE(torch::equal(m.masks.at("0.weight"), bools({0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1}, {3, 4})));
+  EXPECT_TRUE(
+      torch::equal(m.masks.at("0.weight"), bools({0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1}, {3, 4})));
   EXPECT_TRUE(torch::equal(m.masks.at("2.weight"), bools({0, 0, 1, 0, 1, 1}, {2, 3})));
   EXPECT_EQ(m.masks.size(), 2u);  // biases untouched
   EXPECT_FLOAT_EQ(m.tensor("0.bias")[0].item<float>(), 0.01f);
@@ -123,7 +125,8 @@ TEST(PruneThresholdTest, GlobalScopeSharesOneThreshold) {
   o.scope = PruneScope::kGlobal;
   prune_model(m, o, Dataset{}, Dataset{});
   // The 9 smallest of all 18: 0.05 0.1 0.15 0.2 0.25 0.3 0.35 0.4 0.45; threshold 0.45.
-  EXPECT_TRUE(torch::equal(m.masks.at("0.weight"), bools({0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1}, {3, 4})));
+  EXPECT_TRUE(
+      torch::equal(m.masks.at("0.weight"), bools({0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1}, {3, 4})));
   EXPECT_TRUE(torch::equal(m.masks.at("2.weight"), bools({0, 0, 1, 0, 0, 0}, {2, 3})));
   expect_masks_enforced(m);
 }
@@ -135,14 +138,16 @@ TEST(PruneThresholdTest, GlobalScopeWithExclusionAndOverride) {
   o.exclude = {"last"};
   prune_model(m, o, Dataset{}, Dataset{});
   EXPECT_EQ(m.masks.count("2.weight"), 0u);
-  EXPECT_TRUE(torch::equal(m.masks.at("0.weight"), bools({0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1}, {3, 4})));
+  EXPECT_TRUE(
+      torch::equal(m.masks.at("0.weight"), bools({0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1}, {3, 4})));
 
   Model m2 = tiny_model();
   o.exclude.clear();
   o.overrides = {{"2.weight", 1.0 / 3}};  // its own target: 2 of 6; the pool is 0.weight alone
   const auto report = prune_model(m2, o, Dataset{}, Dataset{});
   EXPECT_TRUE(torch::equal(m2.masks.at("2.weight"), bools({0, 0, 1, 1, 1, 1}, {2, 3})));
-  EXPECT_TRUE(torch::equal(m2.masks.at("0.weight"), bools({0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1}, {3, 4})));
+  EXPECT_TRUE(
+      torch::equal(m2.masks.at("0.weight"), bools({0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1}, {3, 4})));
   EXPECT_EQ(report.tensors[0].rule, "global");
   EXPECT_EQ(report.tensors[1].rule, "override");
   EXPECT_NEAR(report.tensors[1].target, 1.0 / 3, 1e-12);
@@ -181,7 +186,8 @@ TEST_F(PruneStageTest, IterativeRoundsFollowTheScheduleAndMasksOnlyShrink) {
   const double scheduled[] = {0.5, 0.75, 0.875};
   for (size_t r = 0; r < 3; ++r) {
     EXPECT_NEAR(report.rounds[r].target, scheduled[r], 1e-12);
-    const double reached = 1 - static_cast<double>(expected_kept(total, scheduled[r])) / static_cast<double>(total);
+    const double reached =
+        1 - static_cast<double>(expected_kept(total, scheduled[r])) / static_cast<double>(total);
     EXPECT_NEAR(report.rounds[r].sparsity, reached, 1e-12) << "round " << r + 1;
     EXPECT_GE(report.rounds[r].val_accuracy, 0.0);
   }
@@ -214,7 +220,8 @@ TEST_F(PruneStageTest, MasksOnlyShrinkAcrossRuns) {
   o.target = 0.7;
   prune_model(m, o, *train_, *val_);
   const auto second = m.masks.at("1.weight");
-  EXPECT_FALSE(second.logical_and(first.logical_not()).any().item<bool>()) << "a pruned weight grew back";
+  EXPECT_FALSE(second.logical_and(first.logical_not()).any().item<bool>())
+      << "a pruned weight grew back";
   EXPECT_LT(second.sum().item<int64_t>(), first.sum().item<int64_t>());
   expect_masks_enforced(m);
   // A lower target leaves the masks as they are.
@@ -228,8 +235,8 @@ TEST_F(PruneStageTest, MasksOnlyShrinkAcrossRuns) {
 TEST_F(PruneStageTest, GradualScheduleReachesTheTargetAtItsEndStep) {
   Model m = trained_->clone();
   auto o = quick(PruneSchedule::kGradual, 0.9);
-  o.finetune_epochs = 2;     // 2 x ceil(300/32) = 20 steps; the end is at 3/4: step 15
-  o.gradual.frequency = 5;   // masks at steps 0, 5, 10, 15
+  o.finetune_epochs = 2;    // 2 x ceil(300/32) = 20 steps; the end is at 3/4: step 15
+  o.gradual.frequency = 5;  // masks at steps 0, 5, 10, 15
   const auto report = prune_model(m, o, *train_, *val_);
   ASSERT_EQ(report.rounds.size(), 2u);
   const int64_t total = report.total;
@@ -237,7 +244,8 @@ TEST_F(PruneStageTest, GradualScheduleReachesTheTargetAtItsEndStep) {
   const double s10 = 0.9 - 0.9 / 27.0;
   EXPECT_NEAR(report.rounds[0].target, s10, 1e-12);
   EXPECT_NEAR(report.rounds[0].sparsity,
-              1 - static_cast<double>(expected_kept(total, s10)) / static_cast<double>(total), 1e-12);
+              1 - static_cast<double>(expected_kept(total, s10)) / static_cast<double>(total),
+              1e-12);
   EXPECT_EQ(report.kept, expected_kept(total, 0.9));
   EXPECT_GE(report.rounds[1].val_accuracy, 0.0);
   expect_masks_enforced(m);
@@ -288,7 +296,8 @@ TEST_F(PruneStageTest, RewindResetsSurvivorsToTheInitialisation) {
   const auto report = prune_model(m, o, *train_, *val_, &init);
   EXPECT_TRUE(report.rewound);
   // The mask comes from the trained weights ...
-  const auto expected = global_magnitude_masks({trained_->tensor("1.weight"), trained_->tensor("3.weight")}, 0.7);
+  const auto expected =
+      global_magnitude_masks({trained_->tensor("1.weight"), trained_->tensor("3.weight")}, 0.7);
   EXPECT_TRUE(torch::equal(m.masks.at("1.weight"), expected[0]));
   EXPECT_TRUE(torch::equal(m.masks.at("3.weight"), expected[1]));
   // ... the values from the initialisation.
@@ -357,7 +366,8 @@ TEST_F(PruneStageTest, WithoutValidationDataAccuraciesAreMinusOne) {
 
 TEST(PruneOptionsTest, EveryBadValueNamesItsOption) {
   const ArchSpec spec = zoo_spec("mlp-small");
-  auto expect_bad = [&spec](const std::function<void(PruneOptions&)>& edit, const std::string& text) {
+  auto expect_bad = [&spec](const std::function<void(PruneOptions&)>& edit,
+                            const std::string& text) {
     PruneOptions o;
     edit(o);
     ASSERT_THROWS_WITH(o.validate(spec), ConfigError, text);
@@ -378,12 +388,21 @@ TEST(PruneOptionsTest, EveryBadValueNamesItsOption) {
       "use at most 4 rounds");
   expect_bad([](PruneOptions& o) { o.finetune_epochs = -1; }, "finetune_epochs must be >= 0");
   expect_bad([](PruneOptions& o) { o.finetune.lr = 0; }, "lr must be > 0");
-  expect_bad([](PruneOptions& o) { o.overrides = {{"9.weight", 0.5}}; },
-             "overrides: unknown tensor '9.weight'; prunable: 1.weight, 3.weight, first, last");
-  expect_bad([](PruneOptions& o) { o.overrides = {{"1.bias", 0.5}}; },
-             "overrides: tensor '1.bias' is not prunable");
-  expect_bad([](PruneOptions& o) { o.overrides = {{"1.weight", 1.0}}; },
-             "overrides: target of '1.weight' must be in [0, 1)");
+  expect_bad(
+      [](PruneOptions& o) {
+        o.overrides = {{"9.weight", 0.5}};
+      },
+      "overrides: unknown tensor '9.weight'; prunable: 1.weight, 3.weight, first, last");
+  expect_bad(
+      [](PruneOptions& o) {
+        o.overrides = {{"1.bias", 0.5}};
+      },
+      "overrides: tensor '1.bias' is not prunable");
+  expect_bad(
+      [](PruneOptions& o) {
+        o.overrides = {{"1.weight", 1.0}};
+      },
+      "overrides: target of '1.weight' must be in [0, 1)");
   expect_bad([](PruneOptions& o) { o.exclude = {"nope"}; }, "exclude: unknown tensor 'nope'");
   expect_bad(
       [](PruneOptions& o) {
@@ -433,12 +452,15 @@ TEST(PruneOptionsTest, EveryBadValueNamesItsOption) {
 }
 
 TEST(PruneOptionsTest, NamesParseAndPrintBothWays) {
-  for (auto m : {PruneMethod::kMagnitude, PruneMethod::kStructured}) EXPECT_EQ(parse_prune_method(to_string(m)), m);
-  for (auto s : {PruneScope::kLayer, PruneScope::kGlobal}) EXPECT_EQ(parse_prune_scope(to_string(s)), s);
+  for (auto m : {PruneMethod::kMagnitude, PruneMethod::kStructured})
+    EXPECT_EQ(parse_prune_method(to_string(m)), m);
+  for (auto s : {PruneScope::kLayer, PruneScope::kGlobal})
+    EXPECT_EQ(parse_prune_scope(to_string(s)), s);
   for (auto s : {PruneSchedule::kOneShot, PruneSchedule::kIterative, PruneSchedule::kGradual}) {
     EXPECT_EQ(parse_prune_schedule(to_string(s)), s);
   }
-  ASSERT_THROWS_WITH(parse_prune_schedule("cubic"), ConfigError, "accepted: one-shot, iterative, gradual");
+  ASSERT_THROWS_WITH(parse_prune_schedule("cubic"), ConfigError,
+                     "accepted: one-shot, iterative, gradual");
   ASSERT_THROWS_WITH(parse_prune_scope("net"), ConfigError, "accepted: layer, global");
   ASSERT_THROWS_WITH(parse_prune_method("random"), ConfigError, "accepted: magnitude, structured");
 }

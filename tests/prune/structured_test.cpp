@@ -86,7 +86,8 @@ TEST(ChannelChainTest, Resnet8HasNoPrunableLayerAndSaysWhy) {
   std::vector<std::string> skipped;
   EXPECT_TRUE(channel_chains(zoo_spec("resnet8"), &skipped).empty());
   ASSERT_EQ(skipped.size(), 5u);
-  EXPECT_NE(skipped[0].find("layer 0 (conv2d): feeds residual block 3"), std::string::npos) << skipped[0];
+  EXPECT_NE(skipped[0].find("layer 0 (conv2d): feeds residual block 3"), std::string::npos)
+      << skipped[0];
   EXPECT_NE(skipped[1].find("layer 3 (residual): residual block"), std::string::npos) << skipped[1];
 }
 
@@ -99,7 +100,8 @@ TEST(ChannelsToKeepTest, KeepsLargestNormsAndRemovesTiesInIndexOrder) {
 }
 
 TEST(FilterNormTest, L1NormPerOutputChannel) {
-  const auto w = torch::tensor({1.0f, -2.0f, 0.5f, 0.0f, -3.0f, 1.0f, 0.0f, 0.0f}).reshape({2, 1, 2, 2});
+  const auto w =
+      torch::tensor({1.0f, -2.0f, 0.5f, 0.0f, -3.0f, 1.0f, 0.0f, 0.0f}).reshape({2, 1, 2, 2});
   const auto n = filter_l1_norms(w);
   EXPECT_FLOAT_EQ(n[0].item<float>(), 3.5f);
   EXPECT_FLOAT_EQ(n[1].item<float>(), 4.0f);
@@ -118,7 +120,8 @@ TEST(RemoveChannelsTest, ZeroFiltersOfLenet5SmallGoWithoutChangingTheFunction) {
 
   const auto chains = channel_chains(m.spec());
   Model p = m;
-  const std::vector<std::pair<ChannelChain, int64_t>> plan = {{chains[0], 2}, {chains[1], 7}, {chains[2], 30}};
+  const std::vector<std::pair<ChannelChain, int64_t>> plan = {
+      {chains[0], 2}, {chains[1], 7}, {chains[2], 30}};
   for (const auto& [chain, keep] : plan) {
     const auto w = p.tensor(std::to_string(chain.producer) + ".weight");
     p = remove_channels(p, chain, channels_to_keep(filter_l1_norms(w), keep));
@@ -210,7 +213,8 @@ TEST(StructuredStageTest, HalfTheFiltersOfLenet5SmallWithFineTuning) {
   EXPECT_EQ(l[7].in_features, 4 * 25);
   EXPECT_EQ(l[7].out_features, 16);
   EXPECT_EQ(l[9].out_features, 10);  // the classes are never pruned
-  EXPECT_EQ(report.parameters_after, (2 * 25 + 2) + (4 * 2 * 25 + 4) + (16 * 100 + 16) + (10 * 16 + 10));
+  EXPECT_EQ(report.parameters_after,
+            (2 * 25 + 2) + (4 * 2 * 25 + 4) + (16 * 100 + 16) + (10 * 16 + 10));
   ASSERT_EQ(report.rounds.size(), 1u);
   EXPECT_GE(report.rounds[0].val_accuracy, 0.0);
   EXPECT_EQ(report.val_accuracy_after, report.rounds[0].val_accuracy);
@@ -237,9 +241,9 @@ TEST(StructuredStageTest, IterativeRoundsRemoveFiltersOfTheOriginalWidth) {
   const auto report = prune_model(m, o, Dataset{}, Dataset{});
   ASSERT_EQ(report.rounds.size(), 2u);
   EXPECT_NEAR(report.rounds[0].target, 0.5, 1e-12);  // 1 - 0.25^(1/2)
-  EXPECT_EQ(m.spec().layers[0].out_channels, 4);   // excluded
-  EXPECT_EQ(m.spec().layers[3].out_channels, 2);   // 8 - round(0.75·8)
-  EXPECT_EQ(m.spec().layers[7].out_features, 8);   // 32 - round(0.75·32)
+  EXPECT_EQ(m.spec().layers[0].out_channels, 4);     // excluded
+  EXPECT_EQ(m.spec().layers[3].out_channels, 2);     // 8 - round(0.75·8)
+  EXPECT_EQ(m.spec().layers[7].out_features, 8);     // 32 - round(0.75·32)
 }
 
 TEST(StructuredStageTest, Resnet8IsRejectedWithTheReason) {
@@ -260,8 +264,9 @@ TEST(StructuredStageTest, OverrideOfAnUnprunableLayerSaysWhy) {
   o.method = PruneMethod::kStructured;
   o.finetune_epochs = 0;
   o.overrides = {{"9.weight", 0.5}};
-  ASSERT_THROWS_WITH(prune_model(m, o, Dataset{}, Dataset{}), ConfigError,
-                     "'9.weight' cannot be pruned structurally: layer 9 (linear): its outputs are the classes");
+  ASSERT_THROWS_WITH(
+      prune_model(m, o, Dataset{}, Dataset{}), ConfigError,
+      "'9.weight' cannot be pruned structurally: layer 9 (linear): its outputs are the classes");
 }
 
 }  // namespace

@@ -22,7 +22,6 @@
 namespace mcompress::quant {
 namespace {
 
-
 Dataset empty_data() {
   Dataset d;
   d.source = "empty";
@@ -230,7 +229,8 @@ TEST_F(QuantizeStageTest, Int8StaticCalibratesEveryKeyTheRuntimeUses) {
   runtime::ExecutorOptions fp32;
   fp32.policy = runtime::KernelPolicy::kFp32;
   runtime::Executor(m, fp32).run_observed(
-      calib.x.slice(0, 0, 4), [&](const std::string& key, const at::Tensor&) { runtime_keys.insert(key); });
+      calib.x.slice(0, 0, 4),
+      [&](const std::string& key, const at::Tensor&) { runtime_keys.insert(key); });
   std::set<std::string> calibrated;
   for (const auto& [key, qp] : m.quant.activations) {
     calibrated.insert(key);
@@ -321,8 +321,8 @@ TEST_F(QuantizeStageTest, QuantizingAQuantizedModelIsAConfigError) {
 }
 
 TEST_F(QuantizeStageTest, ParseQuantModeRoundTripsAndListsTheModes) {
-  for (auto mode : {QuantMode::kFp16, QuantMode::kBf16, QuantMode::kInt8Dynamic,
-                    QuantMode::kInt8Static}) {
+  for (auto mode :
+       {QuantMode::kFp16, QuantMode::kBf16, QuantMode::kInt8Dynamic, QuantMode::kInt8Static}) {
     EXPECT_EQ(parse_quant_mode(to_string(mode)), mode);
   }
   ASSERT_THROWS_WITH(parse_quant_mode("int4"), ConfigError,
@@ -473,7 +473,8 @@ TEST_F(QuantizeStageTest, ReportToJsonIsValidJsonWithTheFields) {
   h.tensor("1.weight")[0][0].fill_(1e6);
   QuantizeOptions half;
   half.mode = QuantMode::kFp16;
-  const auto doc2 = nlohmann::json::parse(quantize_model(h, half, empty_data(), empty_data()).to_json());
+  const auto doc2 =
+      nlohmann::json::parse(quantize_model(h, half, empty_data(), empty_data()).to_json());
   EXPECT_FALSE(doc2.contains("accuracy_guard"));
   ASSERT_EQ(doc2.at("warnings").size(), 1u);
   EXPECT_EQ(doc2.at("options").at("mode"), "fp16");

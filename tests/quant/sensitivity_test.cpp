@@ -23,7 +23,6 @@
 namespace mcompress::quant {
 namespace {
 
-
 double accuracy(const Model& m, const Dataset& val, runtime::KernelPolicy policy) {
   runtime::ExecutorOptions o;
   o.policy = policy;
@@ -185,7 +184,8 @@ TEST_F(SensitivityTest, GenerousBudgetChangesNothing) {
     ASSERT_EQ(m.quant.tensors.count(name), 1u) << name;
     EXPECT_TRUE(torch::equal(m.quant.tensors.at(name).values, q.values)) << name;
   }
-  for (const auto& [name, t] : int8_->tensors()) EXPECT_TRUE(torch::equal(m.tensor(name), t)) << name;
+  for (const auto& [name, t] : int8_->tensors())
+    EXPECT_TRUE(torch::equal(m.tensor(name), t)) << name;
   EXPECT_EQ(m.quant.activations.size(), int8_->quant.activations.size());
 }
 
@@ -217,7 +217,8 @@ TEST_F(SensitivityTest, EveryLayerDamagedEndsAllFp32AtTheFp32Accuracy) {
   EXPECT_EQ(m.quant.mode, "int8-static");
   // Nothing int8 is left: the runtime runs the fp32 weights, so the accuracy is the fp32 one.
   EXPECT_DOUBLE_EQ(g.accuracy_after, g.fp32_accuracy);
-  for (const auto& [name, t] : fp32_->tensors()) EXPECT_TRUE(torch::equal(m.tensor(name), t)) << name;
+  for (const auto& [name, t] : fp32_->tensors())
+    EXPECT_TRUE(torch::equal(m.tensor(name), t)) << name;
 }
 
 TEST_F(SensitivityTest, Int8DynamicRanksItsLinearLayers) {
@@ -252,8 +253,8 @@ TEST_F(SensitivityTest, Validation) {
   ASSERT_THROWS_WITH(apply_accuracy_guard(m, *fp32_, *val_, -0.5), ConfigError,
                      "max_accuracy_drop");
   ASSERT_THROWS_WITH(
-      apply_accuracy_guard(m, *fp32_, *val_, std::numeric_limits<double>::quiet_NaN()),
-      ConfigError, "max_accuracy_drop");
+      apply_accuracy_guard(m, *fp32_, *val_, std::numeric_limits<double>::quiet_NaN()), ConfigError,
+      "max_accuracy_drop");
   // The reference must be the fp32 original, of the same architecture.
   ASSERT_THROWS_WITH(sensitivity(*int8_, m, *val_), ModelError, "fp32 original");
   const Model other = Model::initialize(zoo_spec("mlp-small"), 0);

@@ -35,8 +35,9 @@ void quantize_weights(Model& m, bool linear_only) {
     q.scale = scale;
     q.zero_point = torch::zeros({w.size(0)}, torch::kInt);
     q.axis = 0;
-    q.values = at::quantize_per_channel(w, scale.to(torch::kDouble), torch::zeros({w.size(0)}, torch::kLong), 0,
-                                        torch::kQInt8).int_repr();
+    q.values = at::quantize_per_channel(w, scale.to(torch::kDouble),
+                                        torch::zeros({w.size(0)}, torch::kLong), 0, torch::kQInt8)
+                   .int_repr();
     w.copy_(q.dequantize());
     m.quant.tensors[info.name] = q;
   }
@@ -122,7 +123,8 @@ TEST(Int8PolicyTest, Fp32PolicyAndAutoPolicy) {
   EXPECT_GT(timed, 0);
   EXPECT_NE(exec.plan_note().find("at batch 8"), std::string::npos) << exec.plan_note();
   EXPECT_LT(nmse(exec.run(x), run_with(m, runtime::KernelPolicy::kFp32, x)), kMaxNmseInt8Logits);
-  ASSERT_THROWS_WITH(runtime::parse_kernel_policy("fastest"), ConfigError, "accepted: auto, int8, fp32");
+  ASSERT_THROWS_WITH(runtime::parse_kernel_policy("fastest"), ConfigError,
+                     "accepted: auto, int8, fp32");
 }
 
 TEST(Int8PolicyTest, LayersWithoutQParamsFallBackToFp32WithAReason) {
@@ -136,7 +138,8 @@ TEST(Int8PolicyTest, LayersWithoutQParamsFallBackToFp32WithAReason) {
   runtime::Executor exec(m, o);
   EXPECT_EQ(exec.int8_layers(), 2);
   bool saw_reason = false;
-  for (const auto& s : exec.plan()) saw_reason |= s.note.find("no calibrated qparams") != std::string::npos;
+  for (const auto& s : exec.plan())
+    saw_reason |= s.note.find("no calibrated qparams") != std::string::npos;
   EXPECT_TRUE(saw_reason);
 }
 

@@ -49,9 +49,10 @@ at::Tensor run_with(const Model& m, runtime::KernelPolicy policy, const at::Tens
 Model one_linear(double density, bool relu, uint64_t seed) {
   std::string layers = R"({"type":"linear","out_features":127})";
   if (relu) layers += R"(,{"type":"relu"})";
-  Model m = Model::initialize(
-      ArchSpec::from_json_text(R"({"input_shape":[255],"num_classes":127,"layers":[)" + layers + "]}"),
-      seed);
+  Model m =
+      Model::initialize(ArchSpec::from_json_text(
+                            R"({"input_shape":[255],"num_classes":127,"layers":[)" + layers + "]}"),
+                        seed);
   torch::manual_seed(seed);
   auto& w = m.tensor("0.weight");
   w.copy_(torch::randn_like(w));
@@ -83,15 +84,14 @@ TEST_P(SparseKernelTest, MatchesDenseLinear) {
 // Batches below 4 run one sparse matrix-vector product per example; 4 and more the transposed
 // product in blocks of 16 examples (8 and 17 leave a partial block). Density 0 leaves only the
 // bias.
-INSTANTIATE_TEST_SUITE_P(
-    BatchReluDensity, SparseKernelTest,
-    ::testing::Combine(::testing::Values(1, 3, 8, 17, 64), ::testing::Bool(),
-                       ::testing::Values(0.0, 0.05, 0.3)),
-    [](const auto& info) {
-      return "batch" + std::to_string(std::get<0>(info.param)) +
-             (std::get<1>(info.param) ? "_relu" : "") + "_density" +
-             std::to_string(static_cast<int>(std::get<2>(info.param) * 100));
-    });
+INSTANTIATE_TEST_SUITE_P(BatchReluDensity, SparseKernelTest,
+                         ::testing::Combine(::testing::Values(1, 3, 8, 17, 64), ::testing::Bool(),
+                                            ::testing::Values(0.0, 0.05, 0.3)),
+                         [](const auto& info) {
+                           return "batch" + std::to_string(std::get<0>(info.param)) +
+                                  (std::get<1>(info.param) ? "_relu" : "") + "_density" +
+                                  std::to_string(static_cast<int>(std::get<2>(info.param) * 100));
+                         });
 
 TEST(SparseExecutorTest, ForcedSparseMatchesFp32OnPrunedMlp) {
   Model m = Model::initialize(zoo_spec("mlp"), 3);

@@ -26,8 +26,7 @@ __attribute__((visibility("default"), used)) const char* __lsan_default_options(
 }
 
 __attribute__((visibility("default"), used)) const char* __ubsan_default_options() {
-  return "halt_on_error=1:print_stacktrace=1:suppressions=" MCOMPRESS_SANITIZER_DIR
-         "/ubsan.supp";
+  return "halt_on_error=1:print_stacktrace=1:suppressions=" MCOMPRESS_SANITIZER_DIR "/ubsan.supp";
 }
 
 }  // extern "C"

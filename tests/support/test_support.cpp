@@ -3,10 +3,10 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <unistd.h>
 #include <fstream>
 #include <random>
 #include <sstream>
-#include <unistd.h>
 
 namespace mcompress::testing {
 
@@ -15,8 +15,8 @@ TempDir::TempDir() {
   std::random_device rd;
   auto base = std::filesystem::temp_directory_path();
   for (int attempt = 0; attempt < 100; ++attempt) {
-    auto candidate = base / ("mcompress-test-" + std::to_string(::getpid()) + "-" +
-                             std::to_string(rd()));
+    auto candidate =
+        base / ("mcompress-test-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
     if (std::filesystem::create_directory(candidate)) {
       path_ = candidate;
       return;
@@ -77,7 +77,8 @@ void write_idx_split(const std::string& dir, const std::string& prefix, const Da
   put_be32(images, 28);
   put_be32(labels, 0x801);
   put_be32(labels, n);
-  const auto bytes = (d.x.reshape({d.size(), 28 * 28}).clamp(0, 1) * 255).round().to(at::kByte).contiguous();
+  const auto bytes =
+      (d.x.reshape({d.size(), 28 * 28}).clamp(0, 1) * 255).round().to(at::kByte).contiguous();
   images.write(reinterpret_cast<const char*>(bytes.data_ptr<uint8_t>()), bytes.numel());
   const auto y = d.y.to(at::kByte).contiguous();
   labels.write(reinterpret_cast<const char*>(y.data_ptr<uint8_t>()), y.numel());

@@ -10,15 +10,15 @@
 #include "mcompress/core/dataset.h"
 
 /// Asserts that `statement` throws an exception of type ExcT whose what() contains `substr`.
-#define ASSERT_THROWS_WITH(statement, ExcT, substr)                                    \
-  do {                                                                                 \
-    try {                                                                              \
-      statement;                                                                       \
-      FAIL() << "expected " #ExcT " containing '" << (substr) << "', nothing thrown";  \
-    } catch (const ExcT& e) {                                                          \
-      EXPECT_NE(std::string(e.what()).find(substr), std::string::npos)                 \
-          << "message was: " << e.what();                                              \
-    }                                                                                  \
+#define ASSERT_THROWS_WITH(statement, ExcT, substr)                                   \
+  do {                                                                                \
+    try {                                                                             \
+      statement;                                                                      \
+      FAIL() << "expected " #ExcT " containing '" << (substr) << "', nothing thrown"; \
+    } catch (const ExcT& e) {                                                         \
+      EXPECT_NE(std::string(e.what()).find(substr), std::string::npos)                \
+          << "message was: " << e.what();                                             \
+    }                                                                                 \
   } while (false)
 
 namespace mcompress::testing {

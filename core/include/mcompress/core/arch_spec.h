@@ -33,16 +33,17 @@ LayerType parse_layer_type(const std::string& name);
 /// ArchSpec::resolved() from the shape flowing into the layer.
 struct LayerSpec {
   LayerType type = LayerType::kReLU;
-  int64_t in_features = 0, out_features = 0;   // linear
-  int64_t in_channels = 0, out_channels = 0;   // conv2d, residual
-  int64_t kernel_size = 0, stride = 0, padding = 0;  // conv2d, pools (stride 0 = kernel_size for pools, 1 for conv)
-  int64_t groups = 1;                          // conv2d
-  bool bias = true;                            // linear, conv2d
-  int64_t num_features = 0;                    // batchnorm
-  double eps = 1e-5, momentum = 0.1;           // batchnorm
-  int64_t output_size = 1;                     // adaptive_avgpool2d (square output)
-  double p = 0.5;                              // dropout
-  bool projection = false;                     // residual: force a 1x1 conv shortcut
+  int64_t in_features = 0, out_features = 0;  // linear
+  int64_t in_channels = 0, out_channels = 0;  // conv2d, residual
+  int64_t kernel_size = 0, stride = 0,
+          padding = 0;       // conv2d, pools (stride 0 = kernel_size for pools, 1 for conv)
+  int64_t groups = 1;        // conv2d
+  bool bias = true;          // linear, conv2d
+  int64_t num_features = 0;  // batchnorm
+  double eps = 1e-5, momentum = 0.1;  // batchnorm
+  int64_t output_size = 1;            // adaptive_avgpool2d (square output)
+  double p = 0.5;                     // dropout
+  bool projection = false;            // residual: force a 1x1 conv shortcut
 };
 
 /// The role a stored tensor plays; running statistics are not trained by the optimizer.
@@ -61,10 +62,10 @@ struct TensorInfo {
 ///   ArchSpec spec = ArchSpec::from_json_text(R"({"input_shape":[1,28,28],"num_classes":10,
 ///     "layers":[{"type":"flatten"},{"type":"linear","out_features":10}]})");
 struct ArchSpec {
-  std::string name;                   // zoo name or free text
-  std::vector<int64_t> input_shape;   // without the batch dimension: {C,H,W} or {D}
+  std::string name;                  // zoo name or free text
+  std::vector<int64_t> input_shape;  // without the batch dimension: {C,H,W} or {D}
   int64_t num_classes = 10;
-  std::vector<double> mean{0.0};      // per input channel (or one value for all)
+  std::vector<double> mean{0.0};  // per input channel (or one value for all)
   std::vector<double> std{1.0};
   std::vector<LayerSpec> layers;
 

@@ -18,8 +18,8 @@ enum class Split { kTrain, kTest };
 /// Images as float32 in their stored range (IDX/uint8 data is scaled to [0,1]); labels int64.
 /// Normalisation is part of the model (ArchSpec mean/std), not of the data.
 struct Dataset {
-  at::Tensor x;  // [N, C, H, W] or [N, D], float32
-  at::Tensor y;  // [N], int64, in [0, num_classes)
+  at::Tensor x;        // [N, C, H, W] or [N, D], float32
+  at::Tensor y;        // [N], int64, in [0, num_classes)
   std::string source;  // where it came from, for messages and reports
 
   int64_t size() const;

@@ -59,9 +59,9 @@ std::string concat(const Args&... args) {
 
 /// Throws ErrorT with the streamed message when cond is false. For anything a user can reach.
 /// Example: MCOMPRESS_CHECK(p < 1, ConfigError, "sparsity must be < 1, got ", p);
-#define MCOMPRESS_CHECK(cond, ErrorT, ...)                       \
-  do {                                                          \
-    if (!(cond)) {                                              \
-      throw ErrorT(::mcompress::detail::concat(__VA_ARGS__));   \
-    }                                                           \
+#define MCOMPRESS_CHECK(cond, ErrorT, ...)                    \
+  do {                                                        \
+    if (!(cond)) {                                            \
+      throw ErrorT(::mcompress::detail::concat(__VA_ARGS__)); \
+    }                                                         \
   } while (false)

@@ -37,7 +37,7 @@ struct StoredTensorInfo {
   std::string encoding;  // fp32, fp16, bf16, int8
   std::string layout;    // dense, sparse
   int64_t parameters = 0;
-  int64_t nonzeros = 0;        // entries whose value is not 0 (int8: not the zero point)
+  int64_t nonzeros = 0;       // entries whose value is not 0 (int8: not the zero point)
   int64_t bytes_on_disk = 0;  // every dataset of the tensor group, as stored (compressed)
 };
 

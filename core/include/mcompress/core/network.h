@@ -43,7 +43,7 @@ class ResidualBlockImpl : public torch::nn::Module {
 
  private:
   int64_t stride_ = 1;
-  torch::nn::Conv2d shortcut_conv_{nullptr};     // the modules of `shortcut`, for the hooks
+  torch::nn::Conv2d shortcut_conv_{nullptr};  // the modules of `shortcut`, for the hooks
   torch::nn::BatchNorm2d shortcut_bn_{nullptr};
   // Hook names, built once.
   std::string conv1_weight_, conv2_weight_, shortcut_weight_;
@@ -96,13 +96,13 @@ class NetworkImpl : public torch::nn::Module {
   // One spec layer as forward() runs it.
   struct Step {
     enum class Kind { kModule, kLinear, kConv2d, kResidual } kind = Kind::kModule;
-    torch::nn::AnyModule module;                 // kModule (batchnorm, relu, pools, ...)
-    torch::nn::Linear linear{nullptr};           // kLinear
-    torch::nn::Conv2d conv{nullptr};             // kConv2d
-    ResidualBlock residual{nullptr};             // kResidual
+    torch::nn::AnyModule module;                  // kModule (batchnorm, relu, pools, ...)
+    torch::nn::Linear linear{nullptr};            // kLinear
+    torch::nn::Conv2d conv{nullptr};              // kConv2d
+    ResidualBlock residual{nullptr};              // kResidual
     int64_t stride = 1, padding = 0, groups = 1;  // kConv2d
-    std::string weight_name;  // "<i>.weight" for conv/linear
-    std::string key;          // activation key produced after this layer, "" for none
+    std::string weight_name;                      // "<i>.weight" for conv/linear
+    std::string key;  // activation key produced after this layer, "" for none
   };
 
   ArchSpec spec_;

@@ -23,12 +23,12 @@ namespace mcompress {
 
 /// What every stage may use. The data sets are disjoint parts of the recipe's training data.
 struct StageContext {
-  const Dataset& train;  // fine-tuning, distillation, QAT
-  const Dataset& val;    // model selection and accuracy guards
-  const Dataset& calib;  // the calibration sample (a seeded subset of `train`)
-  uint64_t seed = 0;     // this stage's seed, derived from the recipe's seed and position
-  int threads = 1;       // intra-op threads the run uses
-  bool progress = false; // per-epoch progress lines on stderr
+  const Dataset& train;   // fine-tuning, distillation, QAT
+  const Dataset& val;     // model selection and accuracy guards
+  const Dataset& calib;   // the calibration sample (a seeded subset of `train`)
+  uint64_t seed = 0;      // this stage's seed, derived from the recipe's seed and position
+  int threads = 1;        // intra-op threads the run uses
+  bool progress = false;  // per-epoch progress lines on stderr
 };
 
 /// What a stage did: its options with defaults filled in, its own figures, and warnings. The

@@ -28,13 +28,14 @@ struct TrainOptions {
   int64_t batch_size = 128;
   OptimizerKind optimizer = OptimizerKind::kAdam;
   double lr = 1e-3;
-  double momentum = 0.9;         // SGD only (Nesterov off)
-  double weight_decay = 0.0;     // L2, as torch.optim applies it
+  double momentum = 0.9;      // SGD only (Nesterov off)
+  double weight_decay = 0.0;  // L2, as torch.optim applies it
   LrSchedule schedule = LrSchedule::kCosine;
-  int64_t step_size = 3;         // kStep: multiply lr by gamma every step_size epochs
+  int64_t step_size = 3;  // kStep: multiply lr by gamma every step_size epochs
   double gamma = 0.1;
-  int64_t early_stop_patience = 0;  // stop after this many epochs without a better val accuracy; 0 = off
-  bool restore_best = true;      // with a validation set: end with the best-validation weights
+  int64_t early_stop_patience =
+      0;                     // stop after this many epochs without a better val accuracy; 0 = off
+  bool restore_best = true;  // with a validation set: end with the best-validation weights
   /// With a validation set: the starting weights are validated too and compete as epoch 0, so
   /// that fine-tuning with restore_best never ends worse on validation than it began.
   bool validate_start = false;
@@ -42,8 +43,8 @@ struct TrainOptions {
   /// torch.ao's freeze_bn_stats): fine-tuning then sees the same normalisation the runtime
   /// folds into the weights. QAT sets it.
   bool freeze_batchnorm = false;
-  uint64_t seed = 0;             // data order and dropout
-  bool progress = true;          // progress bar / per-epoch lines on stderr
+  uint64_t seed = 0;     // data order and dropout
+  bool progress = true;  // progress bar / per-epoch lines on stderr
 
   /// ConfigError naming the field for a non-positive epoch count, lr, batch size, ...
   void validate() const;
@@ -52,8 +53,7 @@ struct TrainOptions {
 /// What a stage can plug into the loop.
 struct TrainHooks {
   /// Loss of a batch from the logits; default is cross-entropy against y.
-  std::function<at::Tensor(const at::Tensor& logits, const at::Tensor& x,
-                              const at::Tensor& y)>
+  std::function<at::Tensor(const at::Tensor& logits, const at::Tensor& x, const at::Tensor& y)>
       loss;
   /// Before every training batch's forward pass, with the rows of the training set it holds
   /// (int64, in batch order), e.g. to look up per-example data such as cached teacher outputs.

@@ -52,8 +52,8 @@ struct DistillReport {
   TrainResult train;
   bool logits_cached = false, features_cached = false;
   int64_t cache_bytes = 0;
-  double teacher_seconds = 0;   // filling the cache
-  std::string hint_adapter;     // "conv1x1", "linear" or "" without a hint
+  double teacher_seconds = 0;  // filling the cache
+  std::string hint_adapter;    // "conv1x1", "linear" or "" without a hint
   /// {"stage": "distill", "options": ..., "epochs": [...], "best_epoch", "metrics": ...}.
   std::string to_json() const;
 };

@@ -53,8 +53,8 @@ struct Recipe {
   DataConfig data;
   uint64_t seed = 0;
   std::vector<RecipeStage> stages;
-  GuardConfig guard;       // overall: drop of each stage's result against the start model
-  std::string output;      // the compressed model file
+  GuardConfig guard;          // overall: drop of each stage's result against the start model
+  std::string output;         // the compressed model file
   int64_t deploy_batch = 64;  // batch size the runtime tunes kernel choices for
 
   /// A digest of text and seed: a checkpoint made by another recipe is refused on resume.

@@ -14,25 +14,25 @@
 namespace mcompress::pipeline {
 
 struct RunOptions {
-  bool resume = false;          // continue after the last completed stage of a checkpoint
-  bool overwrite = false;       // replace an existing output file
-  int threads = 1;              // reported; the caller sets LibTorch's thread count
-  bool progress = false;        // per-epoch lines of training stages on stderr
-  std::ostream* log = nullptr;  // one table row per stage as it finishes
-  double latency_seconds = 0.3; // measuring time per latency figure
+  bool resume = false;           // continue after the last completed stage of a checkpoint
+  bool overwrite = false;        // replace an existing output file
+  int threads = 1;               // reported; the caller sets LibTorch's thread count
+  bool progress = false;         // per-epoch lines of training stages on stderr
+  std::ostream* log = nullptr;   // one table row per stage as it finishes
+  double latency_seconds = 0.3;  // measuring time per latency figure
 };
 
 /// The measurements of the deployable model after one stage (row 0: the start model).
 struct StageRow {
-  std::string stage;     // "start", "prune", ...
-  std::string path;      // "stages[1].prune" ("" for start)
-  std::string status;    // "ok", "resumed" (from a checkpoint), "skipped: ..."
+  std::string stage;   // "start", "prune", ...
+  std::string path;    // "stages[1].prune" ("" for start)
+  std::string status;  // "ok", "resumed" (from a checkpoint), "skipped: ..."
   double test_accuracy = 0, test_loss = 0, val_accuracy = 0;  // fractions
   int64_t file_bytes = 0;
   int64_t parameters = 0;  // conv/linear/batchnorm weights and biases
   int64_t nonzeros = 0;    // of those
   double latency_b1_ms = 0, latency_b64_ms = 0;
-  double seconds = 0;      // the stage itself (not the measurements)
+  double seconds = 0;                 // the stage itself (not the measurements)
   std::vector<std::string> flags;     // did not pay off: slower, not smaller on disk
   std::vector<std::string> warnings;  // the stage's own
   nlohmann::json options = nlohmann::json::object();

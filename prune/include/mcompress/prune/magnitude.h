@@ -35,7 +35,9 @@ at::Tensor layer_magnitude_mask(const at::Tensor& weight, double sparsity,
 /// Kept and total entries of a mask (or of a tensor's nonzeros, with nonzero_density).
 struct Density {
   int64_t kept = 0, total = 0;
-  double density() const { return total > 0 ? static_cast<double>(kept) / static_cast<double>(total) : 1.0; }
+  double density() const {
+    return total > 0 ? static_cast<double>(kept) / static_cast<double>(total) : 1.0;
+  }
   double sparsity() const { return 1.0 - density(); }
   Density& operator+=(const Density& other) {
     kept += other.kept;

@@ -15,15 +15,15 @@
 namespace mcompress::prune {
 
 enum class PruneMethod { kMagnitude, kStructured };
-std::string to_string(PruneMethod method);              // "magnitude", "structured"
+std::string to_string(PruneMethod method);                // "magnitude", "structured"
 PruneMethod parse_prune_method(const std::string& name);  // ConfigError listing the names
 
 enum class PruneScope { kLayer, kGlobal };
-std::string to_string(PruneScope scope);              // "layer", "global"
+std::string to_string(PruneScope scope);  // "layer", "global"
 PruneScope parse_prune_scope(const std::string& name);
 
 enum class PruneSchedule { kOneShot, kIterative, kGradual };
-std::string to_string(PruneSchedule schedule);               // "one-shot", "iterative", "gradual"
+std::string to_string(PruneSchedule schedule);  // "one-shot", "iterative", "gradual"
 PruneSchedule parse_prune_schedule(const std::string& name);
 
 /// Zhu & Gupta's gradual schedule (see GradualSchedule), in optimizer steps of the fine-tuning.
@@ -33,7 +33,7 @@ struct GradualOptions {
   /// t0 + nΔt, where the target is reached; 0 = three quarters of the fine-tuning steps, so the
   /// last quarter recovers at the final sparsity (Zhu & Gupta also fine-tune after pruning ends).
   int64_t end_step = 0;
-  int64_t frequency = 100;      // Δt: steps between mask updates
+  int64_t frequency = 100;  // Δt: steps between mask updates
 };
 
 /// Example: PruneOptions o; o.scope = PruneScope::kGlobal; o.target = 0.9;
@@ -49,7 +49,7 @@ struct PruneOptions {
   /// structured: the fraction of each layer's filters / output units removed. In [0, 1).
   double target = 0.5;
   PruneSchedule schedule = PruneSchedule::kOneShot;
-  int64_t rounds = 5;          // iterative: rounds of pruning + fine-tuning
+  int64_t rounds = 5;  // iterative: rounds of pruning + fine-tuning
   /// iterative: 0 = each round keeps the same fraction (1 − target)^(1/rounds); p > 0 = each
   /// round removes p of the remaining weights (0.2 in the lottery-ticket work), the last round
   /// going to the target. See iterative_sparsities.
@@ -86,26 +86,26 @@ struct PruneOptions {
 /// One prunable tensor after pruning.
 struct TensorReport {
   std::string name;
-  std::vector<int64_t> shape;   // after pruning
+  std::vector<int64_t> shape;  // after pruning
   /// magnitude: entries kept by the mask (nonzeros without a mask) / entries; structured:
   /// entries of the smaller tensor / entries of the original one.
   int64_t kept = 0, total = 0;
   /// "global", "layer", "override", "excluded", or "fixed" (structured: a layer whose width
   /// cannot change, such as the classes; it may still lose input channels)
   std::string rule;
-  double target = 0;            // its final target (0 when excluded)
+  double target = 0;  // its final target (0 when excluded)
   double density() const;
 };
 
 /// One round (iterative, one-shot), or one fine-tuning epoch (gradual).
 struct RoundReport {
-  int64_t round = 0;        // 1-based
+  int64_t round = 0;  // 1-based
   /// scheduled sparsity (structured: fraction of filters removed; gradual: of the epoch's last
   /// mask update)
   double target = 0;
-  double sparsity = 0;      // reached: 1 − kept/total over every prunable tensor
-  int64_t nonzero = 0;      // nonzero trainable parameters of the model
-  double val_accuracy = -1; // after its fine-tuning; -1 without validation data
+  double sparsity = 0;       // reached: 1 − kept/total over every prunable tensor
+  int64_t nonzero = 0;       // nonzero trainable parameters of the model
+  double val_accuracy = -1;  // after its fine-tuning; -1 without validation data
 };
 
 /// A layer whose width structured pruning changed.
@@ -116,17 +116,17 @@ struct WidthChange {
 
 struct PruneReport {
   PruneOptions options;
-  std::vector<TensorReport> tensors;  // every prunable tensor, spec order
-  int64_t kept = 0, total = 0;        // summed over the prunable tensors
-  double sparsity() const;            // 1 − kept/total
+  std::vector<TensorReport> tensors;                    // every prunable tensor, spec order
+  int64_t kept = 0, total = 0;                          // summed over the prunable tensors
+  double sparsity() const;                              // 1 − kept/total
   int64_t parameters_before = 0, parameters_after = 0;  // trainable parameters of the spec
   int64_t nonzero_before = 0, nonzero_after = 0;        // nonzero trainable parameters
   double val_accuracy_before = -1, val_accuracy_after = -1;
   std::vector<RoundReport> rounds;
-  std::vector<WidthChange> widths;    // structured
+  std::vector<WidthChange> widths;      // structured
   std::string spec_before, spec_after;  // structured: the ArchSpec JSON
-  std::vector<std::string> notes;     // e.g. layers structured pruning skipped, and why
-  bool rewound = false;               // surviving weights were reset to a rewind model
+  std::vector<std::string> notes;       // e.g. layers structured pruning skipped, and why
+  bool rewound = false;                 // surviving weights were reset to a rewind model
   double seconds = 0;
   /// The report as a JSON document for Model::history: stage "prune", options, metrics.
   std::string to_json() const;

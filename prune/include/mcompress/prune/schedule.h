@@ -24,11 +24,11 @@ int64_t rounds_for_fraction(double target, double round_fraction);
 /// t = t0, t0 + Δt, t0 + 2Δt, ... and at end_step itself, where s_t = s_f exactly.
 /// Example: GradualSchedule g{0.0, 0.9, 0, 1000, 100};  g.sparsity_at(500) == 0.7875
 struct GradualSchedule {
-  double initial_sparsity = 0;   // s_i
-  double final_sparsity = 0.5;   // s_f
-  int64_t begin_step = 0;        // t0 (optimizer steps done; 0 = before the first step)
-  int64_t end_step = 1000;       // t0 + nΔt
-  int64_t frequency = 100;       // Δt
+  double initial_sparsity = 0;  // s_i
+  double final_sparsity = 0.5;  // s_f
+  int64_t begin_step = 0;       // t0 (optimizer steps done; 0 = before the first step)
+  int64_t end_step = 1000;      // t0 + nΔt
+  int64_t frequency = 100;      // Δt
 
   /// s_t, with t clamped to [begin_step, end_step].
   double sparsity_at(int64_t step) const;

@@ -17,10 +17,10 @@ namespace mcompress::prune {
 /// A layer whose output channels (conv2d) or units (linear) can be removed, and everything that
 /// reads them: the channel-wise layers up to the one conv2d/linear that consumes them.
 struct ChannelChain {
-  int64_t producer = 0;               // conv2d or linear layer index
-  std::vector<int64_t> batchnorms;    // batchnorm layers in between (rewritten too)
-  int64_t consumer = 0;               // the conv2d or linear layer reading the channels
-  int64_t columns_per_channel = 1;    // a linear after flatten reads H·W columns per channel
+  int64_t producer = 0;             // conv2d or linear layer index
+  std::vector<int64_t> batchnorms;  // batchnorm layers in between (rewritten too)
+  int64_t consumer = 0;             // the conv2d or linear layer reading the channels
+  int64_t columns_per_channel = 1;  // a linear after flatten reads H·W columns per channel
 };
 
 /// Every chain of `spec`, in layer order. Conv/linear layers that cannot be pruned this way are

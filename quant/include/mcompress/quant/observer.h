@@ -22,10 +22,10 @@ ObserverKind parse_observer(const std::string& name);
 /// Example: ObserverOptions().kind(ObserverKind::kPercentile).percentile(99.99)
 struct ObserverOptions {
   ObserverKind kind = ObserverKind::kMinMax;
-  double percentile = 99.99;          // kPercentile: hi = p-th percentile, lo = (100 − p)-th
-  double averaging_constant = 0.01;   // kMovingAverageMinMax: weight of each new batch
-  int64_t bins = 2048;                // histogram observers (percentile, entropy, mse)
-  void validate() const;              // ConfigError naming the option
+  double percentile = 99.99;         // kPercentile: hi = p-th percentile, lo = (100 − p)-th
+  double averaging_constant = 0.01;  // kMovingAverageMinMax: weight of each new batch
+  int64_t bins = 2048;               // histogram observers (percentile, entropy, mse)
+  void validate() const;             // ConfigError naming the option
 };
 
 /// The qparams rule every observer (and QAT) shares, PyTorch's MinMaxObserver for quint8:

@@ -17,9 +17,9 @@ namespace mcompress::quant {
 
 /// What quantizing one tensor alone costs.
 struct LayerSensitivity {
-  std::string tensor;       // weight name, e.g. "3.weight"
-  double accuracy = 0;      // val accuracy (fraction) with only this tensor int8
-  double drop_points = 0;   // (fp32 accuracy − accuracy) · 100; negative when it helps
+  std::string tensor;      // weight name, e.g. "3.weight"
+  double accuracy = 0;     // val accuracy (fraction) with only this tensor int8
+  double drop_points = 0;  // (fp32 accuracy − accuracy) · 100; negative when it helps
 };
 
 /// For every int8 tensor of `quantized_model.quant.tensors`: the accuracy on `val` (runtime,
@@ -32,11 +32,11 @@ std::vector<LayerSensitivity> sensitivity(const Model& fp32_model, const Model& 
                                           const Dataset& val);
 
 struct AccuracyGuardResult {
-  double max_drop_points = 0;       // the budget
-  double fp32_accuracy = 0;         // fp32_model on val (fractions in [0, 1])
-  double accuracy_before = 0;       // the model as given, every int8 layer int8
-  double accuracy_after = 0;        // the final mix
-  bool budget_met = false;          // (fp32_accuracy − accuracy_after) · 100 <= budget
+  double max_drop_points = 0;  // the budget
+  double fp32_accuracy = 0;    // fp32_model on val (fractions in [0, 1])
+  double accuracy_before = 0;  // the model as given, every int8 layer int8
+  double accuracy_after = 0;   // the final mix
+  bool budget_met = false;     // (fp32_accuracy − accuracy_after) · 100 <= budget
   /// Tensors moved back to fp32, in the order they were moved (most sensitive first).
   std::vector<std::string> kept_fp32;
   /// The ranking used; empty when the model was within budget from the start.

@@ -24,12 +24,12 @@ QuantizedTensor quantize_weight_int8(const at::Tensor& weight, Granularity granu
 
 /// What converting a tensor to a 16-bit float would do to it.
 struct HalfRangeCheck {
-  int64_t overflow = 0;         // finite values beyond the type's max (would become ±Inf)
-  int64_t underflow = 0;        // non-zero values that would become 0
-  int64_t nonzero = 0;          // non-zero values in the input
+  int64_t overflow = 0;                 // finite values beyond the type's max (would become ±Inf)
+  int64_t underflow = 0;                // non-zero values that would become 0
+  int64_t nonzero = 0;                  // non-zero values in the input
   Encoding encoding = Encoding::kFp16;  // the type checked (kFp16 or kBf16), for describe()
-  bool safe() const;            // no overflow, and at most 1% of the non-zeros underflow
-  std::string describe() const; // "3 values beyond ±65504" / "12% of non-zeros underflow to 0"
+  bool safe() const;                    // no overflow, and at most 1% of the non-zeros underflow
+  std::string describe() const;  // "3 values beyond ±65504" / "12% of non-zeros underflow to 0"
 };
 
 HalfRangeCheck check_half_range(const at::Tensor& weight, Encoding encoding);

@@ -69,8 +69,9 @@ class Executor {
   /// (normalised input), then each conv/linear/batchnorm/residual output by the key of its
   /// last spec layer, and residual internals ("5.conv1", "5.conv2", "5.shortcut").
   /// Calibration observes these to choose int8-static activation qparams.
-  at::Tensor run_observed(const at::Tensor& input,
-                          const std::function<void(const std::string&, const at::Tensor&)>& sink) const;
+  at::Tensor run_observed(
+      const at::Tensor& input,
+      const std::function<void(const std::string&, const at::Tensor&)>& sink) const;
 
   const std::vector<PlanStep>& plan() const;
   const ArchSpec& spec() const;
@@ -90,7 +91,7 @@ struct EvalResult {
   double accuracy = 0;  // fraction in [0, 1]
   double loss = 0;      // mean cross-entropy
   int64_t samples = 0;
-  double seconds = 0;   // wall time of all batches
+  double seconds = 0;  // wall time of all batches
   double ms_per_batch = 0;
 };
 
@@ -100,7 +101,7 @@ EvalResult evaluate(const Executor& exec, const Dataset& data, int64_t batch_siz
 
 struct Latency {
   int64_t batch_size = 0;
-  double median_ms = 0;   // per batch
+  double median_ms = 0;  // per batch
   double p90_ms = 0;
   int64_t runs = 0;
 };
