@@ -9,6 +9,7 @@
 #                             suites under gcc ASan+UBSan (./build-asan, scripts/asan.sh) and
 #                             all three fuzz targets for FUZZ_SECONDS (60) each (./build-fuzz)
 #   MCOMPRESS_RELIABILITY=0   none (a quick local run)
+# Both the default and =1 also check that every C++ file matches .clang-format (scripts/format.sh).
 # Fails when any test, sanitizer report or fuzz regression fails; the summary lines come last.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,9 @@ mode=${MCOMPRESS_RELIABILITY:-ci}
 [ "$mode" != 0 ] || exit 0
 
 status=0
+echo "test: clang-format (scripts/format.sh --check)"
+scripts/format.sh --check || status=1
+
 if [ "$mode" = 1 ]; then
   start=$SECONDS
   echo "test: ASan+UBSan build and unit tests (scripts/asan.sh)"
