@@ -97,6 +97,26 @@ int main(int argc, char** argv) {
   mlp.masks["0.weight"] = mask;
   mcompress::save_model(mlp, (root / "fuzz_model_file" / "mlp_sparse.h5").string(),
                         mcompress::SaveOptions{true});
+  // The same MLP with its pruned weight as a 2-bit codebook (sparse: code 0 is 0.0) and its
+  // second weight as a 3-bit one (dense, packed codes).
+  mcompress::QuantizedTensor sparse_book;
+  sparse_book.encoding = mcompress::Encoding::kCodebook;
+  sparse_book.bits = 2;
+  sparse_book.codebook = at::tensor({0.0f, -0.5f, 0.25f, 1.0f});
+  sparse_book.values = mask.to(at::kByte) * 3;
+  const at::Tensor& w2 = mlp.tensor("2.weight");
+  mcompress::QuantizedTensor dense_book;
+  dense_book.encoding = mcompress::Encoding::kCodebook;
+  dense_book.bits = 3;
+  dense_book.codebook = at::linspace(-0.5, 0.5, 5).to(at::kFloat);
+  dense_book.values =
+      at::arange(w2.numel(), at::kLong).remainder(5).reshape(w2.sizes()).to(at::kByte);
+  mlp.quant.mode = "codebook";
+  mlp.quant.tensors["0.weight"] = sparse_book;
+  mlp.quant.tensors["2.weight"] = dense_book;
+  for (const auto& [name, q] : mlp.quant.tensors) mlp.tensor(name) = q.dequantize().contiguous();
+  mcompress::save_model(mlp, (root / "fuzz_model_file" / "mlp_codebook.h5").string(),
+                        mcompress::SaveOptions{true});
 
   // IDX: two 3x3 images with their labels, plain and gzipped.
   Bytes images, labels;
@@ -123,6 +143,9 @@ int main(int argc, char** argv) {
        "#set stages[0].prune.target=0.95\nmodel: m.h5\nstages:\n  - prune: {target: 0.5}\n"
        "output: o.h5\n"},
       {"fp16.yaml", "model: m.h5\nstages:\n  - quantize: {mode: fp16}\noutput: o.h5\n"},
+      {"codebook.yaml",
+       "model: m.h5\nstages:\n  - prune: {target: 0.9}\n  - quantize: {mode: codebook, bits: 3, "
+       "epochs: 0}\noutput: o.h5\n"},
   };
   for (const auto& [name, text] : recipes) {
     write(root / "fuzz_recipe" / name, Bytes(text.begin(), text.end()));
