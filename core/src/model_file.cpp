@@ -1310,6 +1310,27 @@ at::Tensor read_values(Reader& reader, hid_t values, Encoding encoding,
   return out;
 }
 
+// A one-dimensional float32 dataset of a tensor group (an int8 tensor's scale, a codebook's
+// shared values), checked for its rank and type.
+at::Tensor read_float_vector(Reader& reader, hid_t group, const std::string& name,
+                             const char* encoding, const char* member) {
+  const std::string& path = reader.path();
+  const std::string where = "/tensors/" + name + "/" + member;
+  Handle dataset = reader.open_dataset(group, member, where);
+  const std::vector<int64_t> shape = reader.dataset_shape(dataset, where);
+  MCOMPRESS_CHECK(shape.size() == 1, FormatError, path, ": tensor '", name, "' (", encoding,
+                  ") has a ", member, " dataset of shape ", shape_to_string(shape),
+                  ", expected one dimension");
+  Handle type = checked<FormatError>(H5Dget_type(dataset), H5Tclose, path,
+                                     "cannot read the type of " + where);
+  MCOMPRESS_CHECK(H5Tget_class(type) == H5T_FLOAT && H5Tget_size(type) == 4, FormatError, path,
+                  ": tensor '", name, "' (", encoding, ") has a ", member,
+                  " dataset that is not 32-bit floats (", describe_type(type), ")");
+  at::Tensor out = at::empty(shape, at::kFloat);
+  if (out.numel() > 0) reader.read_data(dataset, H5T_NATIVE_FLOAT, out.data_ptr(), name, member);
+  return out;
+}
+
 // The datasets and attributes of an int8 tensor besides "values" (left undefined).
 QuantizedTensor read_int8_params(Reader& reader, hid_t group, const std::string& name) {
   const std::string& path = reader.path();
@@ -1323,20 +1344,7 @@ QuantizedTensor read_int8_params(Reader& reader, hid_t group, const std::string&
                   "' (int8) has no 'axis' attribute");
   q.axis = *axis;
 
-  Handle scale = reader.open_dataset(group, "scale", where + "/scale");
-  const std::vector<int64_t> scale_shape = reader.dataset_shape(scale, where + "/scale");
-  MCOMPRESS_CHECK(scale_shape.size() == 1, FormatError, path, ": tensor '", name,
-                  "' (int8) has a scale dataset of shape ", shape_to_string(scale_shape),
-                  ", expected one dimension");
-  Handle scale_type = checked<FormatError>(H5Dget_type(scale), H5Tclose, path,
-                                           "cannot read the type of " + where + "/scale");
-  MCOMPRESS_CHECK(H5Tget_class(scale_type) == H5T_FLOAT && H5Tget_size(scale_type) == 4,
-                  FormatError, path, ": tensor '", name,
-                  "' (int8) has a scale dataset that is not 32-bit floats (",
-                  describe_type(scale_type), ")");
-  q.scale = at::empty(scale_shape, at::kFloat);
-  if (q.scale.numel() > 0)
-    reader.read_data(scale, H5T_NATIVE_FLOAT, q.scale.data_ptr(), name, "scale");
+  q.scale = read_float_vector(reader, group, name, "int8", "scale");
 
   Handle zero_point = reader.open_dataset(group, "zero_point", where + "/zero_point");
   const std::vector<int64_t> zp_shape = reader.dataset_shape(zero_point, where + "/zero_point");
@@ -1486,20 +1494,7 @@ QuantizedTensor read_codebook(Reader& reader, hid_t group, const std::string& na
                   "' (codebook) has bits ", *bits, ", expected 1 to 8");
   q.bits = *bits;
 
-  Handle book = reader.open_dataset(group, "codebook", where + "/codebook");
-  const std::vector<int64_t> book_shape = reader.dataset_shape(book, where + "/codebook");
-  MCOMPRESS_CHECK(book_shape.size() == 1, FormatError, path, ": tensor '", name,
-                  "' (codebook) has a codebook dataset of shape ", shape_to_string(book_shape),
-                  ", expected one dimension");
-  Handle book_type = checked<FormatError>(H5Dget_type(book), H5Tclose, path,
-                                          "cannot read the type of " + where + "/codebook");
-  MCOMPRESS_CHECK(H5Tget_class(book_type) == H5T_FLOAT && H5Tget_size(book_type) == 4, FormatError,
-                  path, ": tensor '", name,
-                  "' (codebook) has a codebook dataset that is not 32-bit floats (",
-                  describe_type(book_type), ")");
-  q.codebook = at::empty(book_shape, at::kFloat);
-  if (q.codebook.numel() > 0)
-    reader.read_data(book, H5T_NATIVE_FLOAT, q.codebook.data_ptr(), name, "codebook");
+  q.codebook = read_float_vector(reader, group, name, "codebook", "codebook");
 
   // How many codes: one per entry when dense, one per stored entry (per column index) when
   // sparse.

@@ -215,6 +215,27 @@ std::vector<H5Z_filter_t> filters_of(hid_t dset) {
 const std::vector<H5Z_filter_t> kFilters = {H5Z_FILTER_SHUFFLE, H5Z_FILTER_DEFLATE,
                                             H5Z_FILTER_FLETCHER32};
 
+// Flips bits (`mask`) of one byte in the middle of the first chunk of `dataset` on disk, so
+// that its Fletcher-32 checksum no longer matches.
+void flip_bit_in_first_chunk(const std::string& path, const std::string& dataset, char mask) {
+  haddr_t address = 0;
+  hsize_t size = 0;
+  hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  ASSERT_GE(file, 0);
+  hid_t dset = H5Dopen2(file, dataset.c_str(), H5P_DEFAULT);
+  ASSERT_GE(dset, 0) << dataset;
+  hid_t space = H5Dget_space(dset);  // H5S_ALL is mishandled by H5Dget_chunk_info in 1.10
+  ASSERT_GE(H5Dget_chunk_info(dset, space, 0, nullptr, nullptr, &address, &size), 0);
+  H5Sclose(space);
+  H5Dclose(dset);
+  H5Fclose(file);
+  ASSERT_GT(size, 8u);
+  std::string bytes = read_bytes(path);
+  ASSERT_LE(address + size, bytes.size());
+  bytes[address + size / 2] ^= mask;
+  write_bytes(path, bytes);
+}
+
 // Replaces (or adds) a dataset with an unfiltered one of the given type and values.
 template <typename T>
 void replace_dataset(hid_t file, const std::string& name, hid_t file_type, hid_t mem_type,
@@ -1121,22 +1142,7 @@ TEST_F(ModelFileErrorTest, TruncatedFile) {
 
 TEST_F(ModelFileErrorTest, FlippedBitInChunkFailsChecksum) {
   save_tiny();
-  haddr_t address = 0;
-  hsize_t size = 0;
-  {
-    hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-    hid_t dset = H5Dopen2(file, "/tensors/4.weight/values", H5P_DEFAULT);
-    hid_t space = H5Dget_space(dset);  // H5S_ALL is mishandled by H5Dget_chunk_info in 1.10
-    ASSERT_GE(H5Dget_chunk_info(dset, space, 0, nullptr, nullptr, &address, &size), 0);
-    H5Sclose(space);
-    H5Dclose(dset);
-    H5Fclose(file);
-  }
-  ASSERT_GT(size, 8u);
-  std::string bytes = read_bytes(path);
-  ASSERT_LE(address + size, bytes.size());
-  bytes[address + size / 2] ^= 0x10;
-  write_bytes(path, bytes);
+  flip_bit_in_first_chunk(path, "/tensors/4.weight/values", 0x10);
   ASSERT_THROWS_WITH(load_model(path), FormatError,
                      "tensor '4.weight': cannot read its values; the data is corrupt");
   ASSERT_THROWS_WITH(load_model(path), FormatError, "checksum");
@@ -1610,21 +1616,7 @@ TEST_F(SparseFileErrorTest, MissingIndptr) {
 }
 
 TEST_F(SparseFileErrorTest, FlippedBitInIndicesFailsChecksum) {
-  haddr_t address = 0;
-  hsize_t size = 0;
-  {
-    hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-    hid_t dset = H5Dopen2(file, (kSparseWeight + "/indices_delta").c_str(), H5P_DEFAULT);
-    hid_t space = H5Dget_space(dset);
-    ASSERT_GE(H5Dget_chunk_info(dset, space, 0, nullptr, nullptr, &address, &size), 0);
-    H5Sclose(space);
-    H5Dclose(dset);
-    H5Fclose(file);
-  }
-  ASSERT_GT(size, 8u);
-  std::string bytes = read_bytes(path);
-  bytes[address + size / 2] ^= 0x10;
-  write_bytes(path, bytes);
+  flip_bit_in_first_chunk(path, kSparseWeight + "/indices_delta", 0x10);
   ASSERT_THROWS_WITH(load_model(path), FormatError,
                      "tensor '0.weight': cannot read its indices_delta; the data is corrupt");
 }
@@ -1676,20 +1668,7 @@ TEST_F(ModelFileErrorTest, CorruptHistoryIsReported) {
   Model model = tiny_model();
   model.history.assign(20, R"({"stage":"train","metrics":{"accuracy":0.5}})");
   save_model(model, path);
-  haddr_t address = 0;
-  hsize_t size = 0;
-  {
-    hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-    hid_t dset = H5Dopen2(file, "/history/entries", H5P_DEFAULT);
-    hid_t space = H5Dget_space(dset);
-    ASSERT_GE(H5Dget_chunk_info(dset, space, 0, nullptr, nullptr, &address, &size), 0);
-    H5Sclose(space);
-    H5Dclose(dset);
-    H5Fclose(file);
-  }
-  std::string bytes = read_bytes(path);
-  bytes[address + size / 2] ^= 0x08;
-  write_bytes(path, bytes);
+  flip_bit_in_first_chunk(path, "/history/entries", 0x08);
   ASSERT_THROWS_WITH(load_model(path), FormatError,
                      "cannot read /history/entries; the data is corrupt");
 }
@@ -1949,20 +1928,7 @@ TEST_F(CodebookFileErrorTest, SparseCodebookWithoutZero) {
 }
 
 TEST_F(CodebookFileErrorTest, FlippedBitInCodesFailsChecksum) {
-  haddr_t address = 0;
-  hsize_t size = 0;
-  {
-    hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-    hid_t dset = H5Dopen2(file, "/tensors/0.weight/codes", H5P_DEFAULT);
-    hid_t space = H5Dget_space(dset);
-    ASSERT_GE(H5Dget_chunk_info(dset, space, 0, nullptr, nullptr, &address, &size), 0);
-    H5Sclose(space);
-    H5Dclose(dset);
-    H5Fclose(file);
-  }
-  std::string bytes = read_bytes(path);
-  bytes[address + size / 2] ^= 0x04;
-  write_bytes(path, bytes);
+  flip_bit_in_first_chunk(path, "/tensors/0.weight/codes", 0x04);
   ASSERT_THROWS_WITH(load_model(path), FormatError,
                      "tensor '0.weight': cannot read its codes; the data is corrupt");
 }
