@@ -12,6 +12,8 @@ packages=(
   # The reliability checks (docs/reliability.md): clang-14 with its libFuzzer/ASan runtimes
   # (libclang-rt-14-dev holds libclang_rt.fuzzer-x86_64.a), clang-tidy and clang-format.
   clang libclang-rt-14-dev clang-tidy clang-format
+  # experiments/results_table.py: jq for the experiment scripts, gnuplot for the plot.
+  jq gnuplot-nox
 )
 
 missing=()
