@@ -60,8 +60,8 @@ void read_train_options(const po::variables_map& vm, TrainOptions& t);
 /// An architecture spec JSON file; IoError/ModelError naming the path.
 ArchSpec read_spec_file(const std::string& path);
 
-/// Fails before a long run rather than at the save: the output's folder must exist, and an
-/// existing output needs --force.
+/// Fails before a long run rather than at the save: the output's folder must exist and take a
+/// new file, and an existing output needs --force.
 void check_output_path(const std::string& out, bool force);
 
 /// "mcompress <command> <args...>", the provenance a saved model records.

@@ -93,11 +93,19 @@ int run_distill(const Args& args) {
 
   Model student = load_student(student_arg, d.train.seed);
   const Model teacher = load_model(teacher_path);
-  distill::check_compatible(teacher, student);
+  try {
+    distill::check_compatible(teacher, student);
+  } catch (const ModelError& e) {
+    throw ModelError("--teacher " + teacher_path + ": " + e.what());
+  }
   const Dataset all = load_data(vm, Split::kTrain);
   const auto [train_data, val] =
       split_train_val(all, vm["val-fraction"].as<double>(), d.train.seed);
   const Dataset test = load_data(vm, Split::kTest);
+  // Before the header line, so that unusable data gets the one error line alone.
+  const ArchSpec& spec = student.spec();
+  check_dataset(all, spec.input_shape, spec.num_classes, "distillation training");
+  check_dataset(test, spec.input_shape, spec.num_classes, "evaluation");
   std::cerr << "distilling " << teacher.spec().name << " (" << teacher.spec().parameter_count()
             << " parameters) into " << student.spec().name << " ("
             << student.spec().parameter_count() << ") on " << train_data.size()

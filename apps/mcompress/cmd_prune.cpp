@@ -72,11 +72,7 @@ void check_output_path(const std::string& in, const std::string& out, bool force
   namespace fs = std::filesystem;
   MCOMPRESS_CHECK(fs::absolute(in) != fs::absolute(out), ConfigError,
                   "--out must differ from the input model '", in, "'");
-  const fs::path parent = fs::absolute(out).parent_path();
-  MCOMPRESS_CHECK(fs::is_directory(parent), IoError, "output folder '", parent.string(),
-                  "' does not exist");
-  MCOMPRESS_CHECK(force || !fs::exists(out), IoError, "output '", out,
-                  "' exists; pass --force to overwrite it");
+  cli::check_output_path(out, force);
 }
 
 std::string describe(const prune::PruneOptions& o) {
@@ -210,6 +206,9 @@ int run_prune(const Args& args) {
   const Dataset all = load_data(vm, Split::kTrain);
   const auto [train, val] = split_train_val(all, vm["val-fraction"].as<double>(), seed);
   const Dataset test = load_data(vm, Split::kTest);
+  // Before the header line, so that unusable data gets the one error line alone.
+  check_dataset(all, model.spec().input_shape, model.spec().num_classes, "fine-tuning");
+  check_dataset(test, model.spec().input_shape, model.spec().num_classes, "evaluation");
   std::cerr << "pruning " << model.spec().name << " (" << model.spec().parameter_count()
             << " parameters): " << describe(o) << "; " << train.size() << " training, "
             << val.size() << " validation examples; " << threads << " threads, seed " << seed

@@ -90,6 +90,7 @@ int run_quantize(const Args& args) {
   const auto out = vm["out"].as<std::string>();
   MCOMPRESS_CHECK(std::filesystem::absolute(in) != std::filesystem::absolute(out), ConfigError,
                   "--out must differ from the input model '", in, "'");
+  check_output_path(out, vm["force"].as<bool>());
   runtime::ExecutorOptions deploy;
   deploy.batch_size = vm["deploy-batch"].as<int64_t>();
   const int threads = apply_threads(vm);
