@@ -112,7 +112,8 @@ set logscale x
 set xlabel 'model file size (KiB, log scale)'
 set ylabel 'test accuracy (%)'
 set title 'mcompress on Fashion-MNIST: accuracy against file size'
-set key bottom right
+set key top left box
+set offsets graph 0.02, graph 0.06, graph 0.04, graph 0.04
 set grid
 plot {series}
 """
