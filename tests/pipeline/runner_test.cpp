@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -33,12 +34,28 @@ class WreckStage : public Stage {
   }
 };
 
-// The real stages plus `wreck`, for guard tests.
+// Replaces the model by a far wider, untrained mlp: bigger on disk and slower at every batch
+// size, whatever the machine's load.
+class WidenStage : public Stage {
+ public:
+  StageReport apply(Model& model, const StageContext&) override {
+    model = Model::initialize(ArchSpec::from_json_text(R"({"name":"wide","input_shape":[1,28,28],
+        "layers":[{"type":"flatten"},{"type":"linear","out_features":4096},{"type":"relu"},
+        {"type":"linear","out_features":10}]})"),
+                              1);
+    return {};
+  }
+};
+
+// The real stages plus `wreck`, for guard tests, and `widen`, for the "did not pay off" flags.
 const StageRegistry& test_registry() {
   static const StageRegistry registry = [] {
     StageRegistry r = pipeline::default_registry();
     r.add({"wreck", "zeroes every weight", {}, [](const StageOptions&) {
              return std::unique_ptr<Stage>(new WreckStage);
+           }});
+    r.add({"widen", "replaces the model by a wide mlp", {}, [](const StageOptions&) {
+             return std::unique_ptr<Stage>(new WidenStage);
            }});
     return r;
   }();
@@ -173,6 +190,23 @@ TEST_F(RunnerTest, GuardFailsAStageThatCostsTooMuch) {
   EXPECT_FALSE(fs::exists(r.output)) << "no output after a failed guard";
   EXPECT_FALSE(fs::exists(r.output + ".ckpt/02-wreck.h5"));
   EXPECT_TRUE(fs::exists(r.output + ".ckpt/01-quantize.h5")) << "earlier stages stay checkpointed";
+}
+
+TEST_F(RunnerTest, FlagsAStageThatDidNotPayOff) {
+  const auto result = pipeline::run_recipe(recipe("  - widen: {}\n"), quick());
+  ASSERT_EQ(result.rows.size(), 2u);
+  const auto& flags = result.rows[1].flags;
+  auto has = [&](const std::string& text) {
+    return std::any_of(flags.begin(), flags.end(),
+                       [&](const std::string& f) { return f.find(text) != std::string::npos; });
+  };
+  EXPECT_TRUE(has("not smaller on disk: ")) << ::testing::PrintToString(flags);
+  // Timed again side by side before it is flagged: a 4096-wide layer is slower at any load.
+  EXPECT_TRUE(has("slower at batch 1: ")) << ::testing::PrintToString(flags);
+  EXPECT_TRUE(has("slower at batch 64: ")) << ::testing::PrintToString(flags);
+  EXPECT_TRUE(has("timed side by side")) << ::testing::PrintToString(flags);
+  const std::string report = testing::read_bytes(result.reports.front());
+  EXPECT_NE(report.find("slower at batch 64"), std::string::npos) << report;
 }
 
 TEST_F(RunnerTest, GuardSkipUndoesTheStage) {
