@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_runner.h"
 #include "mcompress/core/arch_spec.h"
 #include "mcompress/core/model.h"
 #include "mcompress/core/model_file.h"
@@ -34,24 +35,8 @@ using mcompress::testing::read_bytes;
 using mcompress::testing::TempDir;
 using mcompress::testing::write_bytes;
 
-struct Result {
-  int code = -1;
-  std::string out;  // stdout and stderr together
-};
-
-Result run_cli(const std::string& args) {
-  const std::string command = std::string(MCOMPRESS_CLI) + " " + args + " 2>&1";
-  Result r;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) return r;
-  std::array<char, 4096> buffer{};
-  size_t n = 0;
-  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
-    r.out.append(buffer.data(), n);
-  const int status = ::pclose(pipe);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using mcompress::testing::run_cli;
+using Result = mcompress::testing::CliResult;
 
 // Flatten + linear: 7850 parameters in two tensors, 1.weight [10, 784] and 1.bias [10].
 std::string tiny_spec(int num_classes = 10) {

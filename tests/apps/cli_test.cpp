@@ -10,28 +10,13 @@
 #include <random>
 #include <string>
 
+#include "cli_runner.h"
 #include "test_support.h"
 
 namespace {
 
-struct Result {
-  int code = -1;
-  std::string out;  // stdout and stderr together
-};
-
-Result run_cli(const std::string& args) {
-  const std::string command = std::string(MCOMPRESS_CLI) + " " + args + " 2>&1";
-  Result r;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) return r;
-  std::array<char, 4096> buffer{};
-  size_t n = 0;
-  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
-    r.out.append(buffer.data(), n);
-  const int status = ::pclose(pipe);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using mcompress::testing::run_cli;
+using Result = mcompress::testing::CliResult;
 
 void write_be32(std::ofstream& out, uint32_t v) {
   const unsigned char b[4] = {static_cast<unsigned char>(v >> 24),
