@@ -132,13 +132,7 @@ TEST_F(CodebookTest, OptionsAreValidated) {
 // A trained, pruned lenet5-small on separable images: the whole mode, then the file.
 TEST_F(CodebookTest, CodebookModelKeepsMasksAccuracyAndRoundTripsThroughTheFile) {
   const Dataset train = block_images(512, 1), val = block_images(256, 2);
-  Model model = Model::initialize(zoo_spec("lenet5-small"), 0);
-  TrainOptions t;
-  t.epochs = 2;
-  t.batch_size = 32;
-  t.lr = 3e-3;
-  t.progress = false;
-  train_model(model, train, val, t);
+  Model model = testing::quickly_trained("lenet5-small", train, val);
   // Prune half of each conv/linear weight by magnitude, as the pruning stage would.
   std::vector<std::string> weights;
   for (const TensorInfo& info : model.tensor_infos()) {

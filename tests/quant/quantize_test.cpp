@@ -82,13 +82,7 @@ class QuantizeStageTest : public ::testing::Test {
     at::set_num_threads(1);
     train_ = std::make_unique<Dataset>(testing::block_images(300, 1));
     val_ = std::make_unique<Dataset>(testing::block_images(100, 2));
-    trained_ = std::make_unique<Model>(Model::initialize(zoo_spec("lenet5-small"), 0));
-    TrainOptions o;
-    o.epochs = 2;
-    o.batch_size = 32;
-    o.lr = 3e-3;
-    o.progress = false;
-    train_model(*trained_, *train_, *val_, o);
+    trained_ = std::make_unique<Model>(testing::quickly_trained("lenet5-small", *train_, *val_));
   }
   static void TearDownTestSuite() {
     trained_.reset();

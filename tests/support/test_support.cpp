@@ -8,6 +8,9 @@
 #include <random>
 #include <sstream>
 
+#include "mcompress/core/train.h"
+#include "mcompress/core/zoo.h"
+
 namespace mcompress::testing {
 
 TempDir::TempDir() {
@@ -89,6 +92,18 @@ void write_idx_split(const std::string& dir, const std::string& prefix, const Da
 void write_idx_folder(const std::string& dir, const Dataset& train, const Dataset& test) {
   write_idx_split(dir, "train", train);
   write_idx_split(dir, "t10k", test);
+}
+
+Model quickly_trained(const std::string& zoo_name, const Dataset& train, const Dataset& val,
+                      int64_t epochs) {
+  Model model = Model::initialize(zoo_spec(zoo_name), 0);
+  TrainOptions o;
+  o.epochs = epochs;
+  o.batch_size = 32;
+  o.lr = 3e-3;
+  o.progress = false;
+  train_model(model, train, val, o);
+  return model;
 }
 
 }  // namespace mcompress::testing

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "mcompress/core/dataset.h"
+#include "mcompress/core/model.h"
 
 /// Asserts that `statement` throws an exception of type ExcT whose what() contains `substr`.
 #define ASSERT_THROWS_WITH(statement, ExcT, substr)                                   \
@@ -46,6 +47,11 @@ void write_bytes(const std::string& path, const std::string& bytes);
 /// 5x2 grid (5 rows x 14 columns each) over uniform noise in [0, 0.3). Even one epoch of a tiny
 /// model learns them, so tests that need a trained model stay fast.
 Dataset block_images(int64_t n, uint64_t seed);
+
+/// A zoo model (seed 0) trained briefly on `train` (Adam, lr 3e-3, batch 32, validating on
+/// `val`): the starting point of the stage tests, which need a model that has learned.
+Model quickly_trained(const std::string& zoo_name, const Dataset& train, const Dataset& val,
+                      int64_t epochs = 2);
 
 /// Writes `train` and `test` (images in [0, 1], 28x28) as Fashion-MNIST's four IDX files in
 /// `dir`, so that anything taking a data folder can read them.
