@@ -106,9 +106,12 @@ QuantizedTensor share_weights(const at::Tensor& weight, int64_t bits, int64_t ma
   } else {
     const double lo = sorted.front(), hi = sorted.back();
     std::vector<double> start(static_cast<size_t>(learned));
-    for (int64_t k = 0; k < learned; ++k)
-      start[static_cast<size_t>(k)] =
-          lo + (hi - lo) * static_cast<double>(k) / static_cast<double>(learned - 1);
+    for (int64_t k = 0; k < learned; ++k) {
+      // One learned value (1 bit beside the 0.0 of pruned entries) starts in the middle.
+      const double at =
+          learned > 1 ? static_cast<double>(k) / static_cast<double>(learned - 1) : 0.5;
+      start[static_cast<size_t>(k)] = lo + (hi - lo) * at;
+    }
     for (double c : kmeans_1d(sorted, start, max_iterations))
       centres.push_back(static_cast<float>(c));
     // Two centres can round to the same float; one code is enough for them.

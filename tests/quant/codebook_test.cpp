@@ -83,6 +83,14 @@ TEST_F(CodebookTest, ZerosKeepCodeZeroAndNonZerosNeverBecomeZero) {
   EXPECT_EQ(q.codebook[0].item<float>(), 0.0f);
   EXPECT_TRUE(q.values.eq(0).equal(mask.logical_not()));
   EXPECT_TRUE(q.dequantize().ne(0).equal(mask));
+  // One bit: 0.0 and a single learned value, the mean of the non-zeros (its k-means optimum).
+  const at::Tensor positive = w.abs();
+  const QuantizedTensor one = quant::share_weights(positive, 1);
+  ASSERT_EQ(one.codebook.numel(), 2);
+  EXPECT_EQ(one.codebook[0].item<float>(), 0.0f);
+  EXPECT_NEAR(one.codebook[1].item<float>(), positive.masked_select(mask).mean().item<float>(),
+              1e-6);
+  EXPECT_TRUE(one.values.eq(1).equal(mask));
 }
 
 TEST_F(CodebookTest, FewDistinctValuesAreKeptExactlyAndResultsAreDeterministic) {
