@@ -32,6 +32,7 @@ namespace {
 
 constexpr int64_t kCalibBatchSize = 64;
 constexpr double kSlowerThreshold = 1.10;  // latency ratios below this are timing noise
+constexpr double kClearlyFaster = 1.5;     // a speed-up beyond this needs no second timing
 
 struct RunData {
   Dataset train, val, calib, test;
@@ -120,8 +121,8 @@ std::pair<double, double> latency_side_by_side(const Model& before, const Model&
 }
 
 // "Did not pay off" flags against the previous kept row (`before` is its model). A stage that
-// looks slower is timed again side by side with the previous model, and flagged only when it
-// still is; the flag gives the side-by-side figures.
+// did not get clearly faster is timed again side by side with the previous model, and flagged
+// when it is slower there; the flag gives the side-by-side figures.
 void flag(StageRow& row, const StageRow& previous, const Model& before, const Model& after,
           double seconds) {
   if (row.file_bytes >= previous.file_bytes) {
@@ -130,7 +131,9 @@ void flag(StageRow& row, const StageRow& previous, const Model& before, const Mo
         format_bytes(static_cast<double>(row.file_bytes)));
   }
   auto slower = [&](int64_t batch, double was, double now) {
-    if (was <= 0 || now <= was * kSlowerThreshold) return;
+    // Rows measured apart can mislead both ways (a busy moment inflates either one), so any
+    // stage that did not get clearly faster is timed again side by side.
+    if (was <= 0 || now * kClearlyFaster <= was) return;
     std::tie(was, now) = latency_side_by_side(before, after, batch, seconds);
     if (now <= was * kSlowerThreshold) return;
     row.flags.push_back("slower at batch " + std::to_string(batch) + ": " + format_fixed(was, 3) +
