@@ -205,7 +205,8 @@ QuantizeReport codebook_model(Model& model, const CodebookOptions& options, cons
     std::snprintf(note, sizeof(note), "%lld shared values (%lld bits)",
                   static_cast<long long>(q.codebook.numel()), static_cast<long long>(q.bits));
     report.tensors.push_back({name, "codebook", note});
-    model.tensor(name).copy_(q.dequantize());
+    // The masters already hold codebook[codes]: set when the weights were shared, and checked
+    // bit for bit after fine-tuning.
     model.quant.tensors[name] = std::move(q);
   }
   model.quant.mode = "codebook";
