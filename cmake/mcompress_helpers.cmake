@@ -10,8 +10,13 @@ function(mcompress_add_library module)
     $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>
     $<INSTALL_INTERFACE:include>)
   target_link_libraries(${target} PUBLIC ${ARG_PUBLIC_DEPS} PRIVATE ${ARG_PRIVATE_DEPS})
-  set_target_properties(${target} PROPERTIES POSITION_INDEPENDENT_CODE ON)
+  # Installed as mcompress::<module> (the alias above is the same name inside this build), so
+  # a consumer writes the same target_link_libraries line either way.
+  set_target_properties(${target} PROPERTIES POSITION_INDEPENDENT_CODE ON EXPORT_NAME ${module})
   mcompress_set_warnings(${target})
+  install(TARGETS ${target} EXPORT mcompressTargets
+          ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+  install(DIRECTORY include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 endfunction()
 
 function(mcompress_set_warnings target)
@@ -63,4 +68,21 @@ function(mcompress_add_sanitizer_options target)
     target_compile_definitions(${target} PRIVATE
       MCOMPRESS_SANITIZER_DIR="${PROJECT_SOURCE_DIR}/tests/sanitizers")
   endif()
+endfunction()
+
+# `cmake --install` puts the libraries, their headers and a CMake package here, so that another
+# project does find_package(mcompress) and links mcompress::quant etc. (examples/). The
+# libraries are static: the package config finds the same dependencies this build used.
+function(mcompress_install_package)
+  include(CMakePackageConfigHelpers)
+  set(config_dir ${CMAKE_INSTALL_LIBDIR}/cmake/mcompress)
+  install(EXPORT mcompressTargets NAMESPACE mcompress:: DESTINATION ${config_dir})
+  configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/mcompressConfig.cmake.in
+    ${PROJECT_BINARY_DIR}/mcompressConfig.cmake INSTALL_DESTINATION ${config_dir})
+  # 0.x: any minor release may change the API.
+  write_basic_package_version_file(${PROJECT_BINARY_DIR}/mcompressConfigVersion.cmake
+    COMPATIBILITY SameMinorVersion)
+  install(FILES ${PROJECT_BINARY_DIR}/mcompressConfig.cmake
+                ${PROJECT_BINARY_DIR}/mcompressConfigVersion.cmake
+          DESTINATION ${config_dir})
 endfunction()

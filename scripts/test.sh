@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, and runs every test suite with ctest; then the reliability
+# Installs what is missing, builds, and runs every test suite with ctest; then builds examples/
+# against the installed package and runs them (scripts/examples.sh); then the reliability
 # checks of docs/reliability.md:
 #   default (CI)              the CI subset, scripts/reliability-ci.sh: one clang build folder
 #                             (./build-reliab) with ASan+UBSan and fuzzer instrumentation; the
@@ -18,10 +19,20 @@ scripts/build.sh
 start=$SECONDS
 (cd build && ctest --output-on-failure -j"$(nproc)" --timeout 600) | tee build/ctest.log
 echo "test: ctest (Release) took $((SECONDS - start))s"
-mode=${MCOMPRESS_RELIABILITY:-ci}
-[ "$mode" != 0 ] || exit 0
 
 status=0
+start=$SECONDS
+echo "test: examples/ built against the installed package and run (scripts/examples.sh)"
+if scripts/examples.sh 2>&1 | tee build/examples.log; then examples=passed; else
+  examples=FAILED status=1
+fi
+echo "test: examples took $((SECONDS - start))s"
+mode=${MCOMPRESS_RELIABILITY:-ci}
+if [ "$mode" = 0 ]; then
+  echo "test: examples $examples"
+  exit $status
+fi
+
 echo "test: clang-format (scripts/format.sh --check)"
 scripts/format.sh --check || status=1
 
@@ -47,12 +58,13 @@ fi
 
 # The summary lines again, last, so none scrolls away under the sanitizer and fuzz output.
 echo "test: Release ctest: $(grep -E 'tests passed|tests failed' build/ctest.log)"
+echo "test: examples $examples"
 if [ "$mode" = 1 ]; then
   echo "test: ASan+UBSan ctest: $(grep -E 'tests passed|tests failed' build-asan/ctest.log ||
     echo 'no result')"
 else
   sed 's/^reliability: /test: /' build-reliab/sanitizer-tests.log 2>/dev/null || true
 fi
-[ $status -eq 0 ] && echo "test: reliability checks passed" ||
-  echo "test: reliability checks FAILED (see above)" >&2
+[ $status -eq 0 ] && echo "test: examples and reliability checks passed" ||
+  echo "test: examples or reliability checks FAILED (see above)" >&2
 exit $status
