@@ -6,15 +6,18 @@
 #   1. the unit-test suites of MCOMPRESS_RELIAB_SUITES (default: core runtime) under
 #      ASan+UBSan, each binary run once as one process (LibTorch's start-up under ASan is ~1 s,
 #      so ctest's process per test would cost ~1.5 min for core alone), and
-#   2. the fuzz targets of MCOMPRESS_RELIAB_FUZZ (default: fuzz_model_file fuzz_idx):
-#      fuzz/regressions/ replayed, then FUZZ_SECONDS (default 20) each (scripts/fuzz.sh).
+#   2. the fuzz targets of MCOMPRESS_RELIAB_FUZZ (default: all three: fuzz_model_file fuzz_idx
+#      fuzz_recipe, the last with every stage library, since the recipe parser validates stage
+#      options through the stage registry):
+#      fuzz/regressions/ replayed, then FUZZ_SECONDS (default 15) each (scripts/fuzz.sh);
+#   and clang-tidy on the input-facing readers, from the same compile commands (scripts/tidy.sh).
 # Exits non-zero when a test, a sanitizer report or a regression input fails, or the fuzzers
 # find something outside libhdf5. The full checks: MCOMPRESS_RELIABILITY=1 scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=${MCOMPRESS_JOBS:-$(nproc)}
 suites=${MCOMPRESS_RELIAB_SUITES-core runtime}
-fuzzers=${MCOMPRESS_RELIAB_FUZZ-fuzz_model_file fuzz_idx}
+fuzzers=${MCOMPRESS_RELIAB_FUZZ-fuzz_model_file fuzz_idx fuzz_recipe}
 build=build-reliab
 
 start=$SECONDS
@@ -49,10 +52,14 @@ for s in $suites; do
     tee -a $build/sanitizer-tests.log
 done
 
+# clang-tidy on the input-facing readers, from this folder's compile commands (scripts/tidy.sh).
+MCOMPRESS_TIDY_BUILD=$build scripts/tidy.sh 2>&1 | tee -a $build/sanitizer-tests.log ||
+  status=1
+
 if [ -n "$fuzzers" ]; then
   start=$SECONDS
   # shellcheck disable=SC2086  # the target list is meant to split
-  FUZZ_BUILD_DIR=$build FUZZ_SECONDS=${FUZZ_SECONDS:-20} scripts/fuzz.sh $fuzzers || status=1
+  FUZZ_BUILD_DIR=$build FUZZ_SECONDS=${FUZZ_SECONDS:-15} scripts/fuzz.sh $fuzzers || status=1
   echo "reliability: fuzzing took $((SECONDS - start))s"
 fi
 exit $status

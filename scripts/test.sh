@@ -5,7 +5,8 @@
 #   default (CI)              the CI subset, scripts/reliability-ci.sh: one clang build folder
 #                             (./build-reliab) with ASan+UBSan and fuzzer instrumentation; the
 #                             core and runtime unit tests under the sanitizers, the regression
-#                             inputs and 20 s each of fuzz_model_file and fuzz_idx (~4 minutes)
+#                             inputs and 15 s each of the three fuzz targets, and clang-tidy on
+#                             the input-facing readers (scripts/tidy.sh) (~6 minutes)
 #   MCOMPRESS_RELIABILITY=1   everything, as before (~22 minutes): the core, runtime and pipeline
 #                             suites under gcc ASan+UBSan (./build-asan, scripts/asan.sh) and
 #                             all three fuzz targets for FUZZ_SECONDS (60) each (./build-fuzz)

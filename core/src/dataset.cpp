@@ -101,7 +101,7 @@ at::Tensor read_idx_labels(const std::string& path) {
 /// `dir`/`stem`.gz when present, else `dir`/`stem`; IoError naming both when neither is.
 std::string find_idx_file(const std::string& dir, const std::string& stem) {
   const fs::path base = fs::path(dir) / stem;
-  const std::string gz = base.string() + ".gz";
+  std::string gz = base.string() + ".gz";
   std::error_code ec;
   if (fs::exists(gz, ec)) return gz;
   if (fs::exists(base, ec)) return base.string();

@@ -181,7 +181,7 @@ std::string StageOptions::text(const std::string& name) const {
 
 std::string StageOptions::choice(const std::string& name,
                                  const std::vector<std::string>& choices) const {
-  const std::string v = text(name);
+  std::string v = text(name);
   if (std::find(choices.begin(), choices.end(), v) == choices.end()) {
     std::string list;
     for (const auto& c : choices) list += (list.empty() ? "" : ", ") + c;
