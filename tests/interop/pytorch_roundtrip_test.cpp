@@ -24,13 +24,13 @@ using testing::TempDir;
 const std::string kPython = "/usr/bin/python3";
 const std::string kScript = std::string(MCOMPRESS_INTEROP_PYTHON_DIR) + "/torch_roundtrip.py";
 
-struct Run {
+struct ShellResult {
   int code = -1;
   std::string out;  // stdout and stderr together
 };
 
-Run run(const std::string& command) {
-  Run r;
+ShellResult run(const std::string& command) {
+  ShellResult r;
   FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
   if (pipe == nullptr) return r;
   std::array<char, 4096> buffer{};
@@ -59,7 +59,7 @@ TEST(PyTorchRoundTrip, TrainImportCompressExportAndCompareInPython) {
 #ifndef MCOMPRESS_CLI
   GTEST_SKIP() << "the mcompress CLI is not built (MCOMPRESS_BUILD_APPS=OFF)";
 #else
-  const Run probe = run(kPython + " -c 'import torch, numpy'");
+  const ShellResult probe = run(kPython + " -c 'import torch, numpy'");
   if (probe.code != 0) {
     GTEST_SKIP() << kPython
                  << " cannot import torch and numpy (install python3-torch): " << probe.out;
@@ -72,7 +72,7 @@ TEST(PyTorchRoundTrip, TrainImportCompressExportAndCompareInPython) {
   testing::write_idx_folder(data, train, test);
   const std::string cli = MCOMPRESS_CLI;
   auto step = [](const std::string& command) {
-    const Run r = run(command);
+    const ShellResult r = run(command);
     EXPECT_EQ(r.code, 0) << command << "\n" << r.out;
     return r.code == 0;
   };
@@ -106,7 +106,7 @@ TEST(PyTorchRoundTrip, TrainImportCompressExportAndCompareInPython) {
     std::ofstream names(dir.file("names.txt"));
     for (const auto& info : compressed.tensor_infos()) names << info.name << "\n";
   }
-  const Run check =
+  const ShellResult check =
       run(kPython + " " + kScript + " check --original " + dir.file("py.pt") + " --exported " +
           dir.file("compressed.pt") + " --x " + dir.file("x.f32") + " --imported-fp32 " +
           dir.file("imported_fp32.f32") + " --compressed-fp32 " + dir.file("compressed_fp32.f32") +
@@ -122,14 +122,14 @@ TEST(PyTorchRoundTrip, CliRejectsAnUnknownExportFormat) {
   GTEST_SKIP() << "the mcompress CLI is not built (MCOMPRESS_BUILD_APPS=OFF)";
 #else
   TempDir dir;
-  const Run r = run(std::string(MCOMPRESS_CLI) + " export " + dir.file("m.h5") +
-                    " --format tflite --out " + dir.file("m.tflite"));
+  const ShellResult r = run(std::string(MCOMPRESS_CLI) + " export " + dir.file("m.h5") +
+                            " --format tflite --out " + dir.file("m.tflite"));
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find("mcompress: error: unknown --format 'tflite'; accepted: torchscript"),
             std::string::npos)
       << r.out;
-  const Run missing = run(std::string(MCOMPRESS_CLI) + " import " + dir.file("none.pt") +
-                          " --out " + dir.file("m.h5"));
+  const ShellResult missing = run(std::string(MCOMPRESS_CLI) + " import " + dir.file("none.pt") +
+                                  " --out " + dir.file("m.h5"));
   EXPECT_NE(missing.code, 0);
   EXPECT_NE(missing.out.find("none.pt: no such file"), std::string::npos) << missing.out;
   EXPECT_FALSE(std::filesystem::exists(dir.file("m.h5")));
