@@ -4,6 +4,7 @@
 #include <torch/script.h>
 #include <nlohmann/json.hpp>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
@@ -701,8 +702,15 @@ Model import_torchscript(const std::string& path, const TorchScriptImportOptions
   try {
     spec = spec.resolved();
   } catch (const ModelError& e) {
-    throw ModelError(path + ": " + e.what() + " (input shape " + shape_to_string(spec.input_shape) +
-                     "; see --input-shape)");
+    // Spec errors start "layer <i> (<type>): ..."; name the module that layer came from.
+    std::string where;
+    const std::string what = e.what();
+    size_t index = 0;
+    if (std::sscanf(what.c_str(), "layer %zu ", &index) == 1 && index < reader.sources().size()) {
+      where = "module '" + reader.sources()[index] + "', ";
+    }
+    throw ModelError(path + ": " + what + " (" + where + "input shape " +
+                     shape_to_string(spec.input_shape) + "; see --input-shape)");
   }
   Model model = [&] {
     try {

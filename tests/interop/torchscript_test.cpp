@@ -102,6 +102,48 @@ INSTANTIATE_TEST_SUITE_P(AllZoo, ZooRoundTrip, ::testing::ValuesIn(zoo_names()),
                            return name;
                          });
 
+// What the zoo does not cover: a flat input, per-channel normalisation, grouped and bias-free
+// convolutions, padded average pooling, max pooling with stride 1, batchnorm1d, a bias-free
+// linear layer. Same tolerances as the zoo round trip.
+TEST(TorchScriptExport, EveryLayerVariantRoundTrips) {
+  const char* specs[] = {
+      R"({"name":"flat","input_shape":[6],"num_classes":3,"mean":[0.5],"std":[2.0],"layers":[
+        {"type":"linear","out_features":8},{"type":"batchnorm1d","eps":0.001},{"type":"relu"},
+        {"type":"dropout","p":0.3},{"type":"linear","out_features":3,"bias":false}]})",
+      R"({"name":"rgb","input_shape":[3,12,12],"num_classes":4,"mean":[0.1,0.2,0.3],
+        "std":[0.5,0.6,0.7],"layers":[
+        {"type":"conv2d","out_channels":6,"kernel_size":3,"padding":1,"groups":3,"bias":false},
+        {"type":"avgpool2d","kernel_size":3,"stride":2,"padding":1},
+        {"type":"maxpool2d","kernel_size":2,"stride":1},
+        {"type":"conv2d","out_channels":8,"kernel_size":3,"stride":2},
+        {"type":"adaptive_avgpool2d","output_size":2},{"type":"flatten"},
+        {"type":"linear","out_features":4}]})",
+  };
+  for (const char* text : specs) {
+    TempDir dir;
+    Model model = Model::initialize(ArchSpec::from_json_text(text), 5);
+    for (const auto& info : model.tensor_infos()) {
+      if (info.role == TensorRole::kRunningVar) model.tensor(info.name).uniform_(0.5, 1.5);
+      if (info.role == TensorRole::kRunningMean) model.tensor(info.name).normal_(0, 0.1);
+    }
+    SCOPED_TRACE(model.spec().name);
+    interop::export_torchscript(model, dir.file("m.pt"));
+    const torch::Tensor x = raw_input(model.spec(), 3, 4);
+    const torch::Tensor expected = network_output(model, x);
+    torch::jit::Module module = torch::jit::load(dir.file("m.pt"));
+    module.eval();
+    torch::NoGradGuard no_grad;
+    const torch::Tensor scripted = module.forward({x}).toTensor();
+    ASSERT_EQ(scripted.sizes(), expected.sizes());
+    EXPECT_LE(max_abs(scripted - expected), 1e-5 * std::max(1.0, max_abs(expected)));
+    interop::TorchScriptImportOptions options;
+    options.name = model.spec().name;
+    const Model imported = interop::import_torchscript(dir.file("m.pt"), options);
+    EXPECT_EQ(imported.spec().to_json_text(), model.spec().to_json_text());
+    EXPECT_TRUE(torch::equal(network_output(imported, x), expected));
+  }
+}
+
 TEST(TorchScriptExport, StateDictKeysAreOurTensorNames) {
   TempDir dir;
   const Model model = random_model("resnet8", 1);
@@ -216,7 +258,8 @@ TEST(TorchScriptImport, RejectsAnInputShapeTheLayersDoNotFit) {
   interop::TorchScriptImportOptions o;
   o.input_shape = std::vector<int64_t>{5};
   ASSERT_THROWS_WITH(interop::import_torchscript(kFixtures + "not_a_chain.pt", o), ModelError,
-                     "see --input-shape");
+                     "in_features is 4 but the input has 5 (module 'a', input shape [5]; see "
+                     "--input-shape)");
 }
 
 TEST(TorchScriptImport, TypedErrorsNameTheFile) {
