@@ -142,8 +142,8 @@ class TreeReader {
     return values.front();
   }
 
-  bool bool_setting(const Module& m, const std::string& path, const std::string& cls,
-                    const std::string& name, bool fallback) const {
+  // A boolean setting, or `fallback` when the module does not store it.
+  static bool bool_setting(const Module& m, const std::string& name, bool fallback) {
     if (!m.hasattr(name)) return fallback;
     const auto v = m.attr(name);
     return v.isBool() ? v.toBool() : fallback;
@@ -249,18 +249,18 @@ class TreeReader {
           stride.isNone() || (stride.isIntList() && stride.toIntVector().empty());
       l.stride = default_stride ? l.kernel_size : square_setting(m, path, cls, "stride");
       l.padding = square_setting(m, path, cls, "padding");
-      if (bool_setting(m, path, cls, "ceil_mode", false)) {
+      if (bool_setting(m, "ceil_mode", false)) {
         unsupported(path, cls, " with ceil_mode=True");
       }
       if (l.type == LayerType::kMaxPool2d) {
         if (square_setting(m, path, cls, "dilation") != 1) {
           unsupported(path, cls, " with dilation != 1");
         }
-        if (bool_setting(m, path, cls, "return_indices", false)) {
+        if (bool_setting(m, "return_indices", false)) {
           unsupported(path, cls, " with return_indices=True");
         }
       } else {
-        if (!bool_setting(m, path, cls, "count_include_pad", true)) {
+        if (!bool_setting(m, "count_include_pad", true)) {
           unsupported(path, cls, " with count_include_pad=False");
         }
         if (m.hasattr("divisor_override") && !m.attr("divisor_override").isNone()) {

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
@@ -117,7 +118,7 @@ TEST(PyTorchRoundTrip, TrainImportCompressExportAndCompareInPython) {
 #endif
 }
 
-TEST(PyTorchRoundTrip, CliRejectsAnUnknownExportFormat) {
+TEST(PyTorchRoundTrip, CliErrorsAreOneLineNamingTheCulprit) {
 #ifndef MCOMPRESS_CLI
   GTEST_SKIP() << "the mcompress CLI is not built (MCOMPRESS_BUILD_APPS=OFF)";
 #else
@@ -132,6 +133,22 @@ TEST(PyTorchRoundTrip, CliRejectsAnUnknownExportFormat) {
                                   " --out " + dir.file("m.h5"));
   EXPECT_NE(missing.code, 0);
   EXPECT_NE(missing.out.find("none.pt: no such file"), std::string::npos) << missing.out;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("m.h5")));
+  // Errors are one line, naming the file (and the module).
+  const std::string fixtures = std::string(MCOMPRESS_TEST_DATA_DIR) + "/interop/";
+  const ShellResult gelu = run(std::string(MCOMPRESS_CLI) + " import " + fixtures + "gelu.pt" +
+                               " --input-shape 4 --out " + dir.file("m.h5"));
+  EXPECT_EQ(gelu.code, 1);
+  EXPECT_EQ(gelu.out, "mcompress: error: " + fixtures +
+                          "gelu.pt: unsupported module 'features.3' of type GELU\n");
+  testing::write_bytes(dir.file("cut.pt"), "PK\x03\x04 not really a zip");
+  const ShellResult cut = run(std::string(MCOMPRESS_CLI) + " import " + dir.file("cut.pt") +
+                              " --out " + dir.file("m.h5"));
+  EXPECT_EQ(cut.code, 1);
+  EXPECT_NE(cut.out.find("cut.pt: not a TorchScript file saved by torch.jit.save ("),
+            std::string::npos)
+      << cut.out;
+  EXPECT_EQ(std::count(cut.out.begin(), cut.out.end(), '\n'), 1) << cut.out;
   EXPECT_FALSE(std::filesystem::exists(dir.file("m.h5")));
 #endif
 }
