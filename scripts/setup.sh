@@ -14,6 +14,9 @@ packages=(
   clang libclang-rt-14-dev clang-tidy clang-format
   # experiments/results_table.py: jq for the experiment scripts, gnuplot for the plot.
   jq gnuplot-nox
+  # The interop tests only (tests/interop/python/): Python torch trains, saves and runs the
+  # TorchScript modules that `mcompress import` reads and `mcompress export` writes.
+  python3-torch
 )
 
 missing=()

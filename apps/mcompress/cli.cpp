@@ -36,6 +36,8 @@ const std::vector<Command>& commands() {
        "pruning",
        run_prune},
       {"distill", "train a student against a teacher model (knowledge distillation)", run_distill},
+      {"import", "convert a TorchScript file (torch.jit.save) into a model file", run_import},
+      {"export", "write a model file as TorchScript for PyTorch (torch.jit.load)", run_export},
       {"version", "versions of mcompress, LibTorch and HDF5", run_version},
   };
   return list;

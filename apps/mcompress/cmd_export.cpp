@@ -1,0 +1,79 @@
+#include <filesystem>
+#include <functional>
+#include <iostream>
+
+#include "cli.h"
+#include "mcompress/core/error.h"
+#include "mcompress/core/model_file.h"
+#include "mcompress/core/table.h"
+#include "mcompress/interop/torchscript.h"
+
+namespace mcompress::cli {
+namespace {
+
+struct ExportFormat {
+  const char* name;
+  const char* summary;
+  std::function<void(const Model&, const std::string& out, bool overwrite)> write;
+};
+
+// One row per format; --format picks one.
+const std::vector<ExportFormat>& export_formats() {
+  static const std::vector<ExportFormat> formats = {
+      {"torchscript", "TorchScript module for torch.jit.load (normalisation baked in)",
+       [](const Model& model, const std::string& out, bool overwrite) {
+         interop::TorchScriptExportOptions o;
+         o.overwrite = overwrite;
+         interop::export_torchscript(model, out, o);
+       }},
+  };
+  return formats;
+}
+
+const ExportFormat& find_format(const std::string& name) {
+  std::string accepted;
+  for (const auto& f : export_formats()) {
+    if (name == f.name) return f;
+    accepted += (accepted.empty() ? "" : ", ") + std::string(f.name);
+  }
+  throw ConfigError("unknown --format '" + name + "'; accepted: " + accepted);
+}
+
+}  // namespace
+
+int run_export(const Args& args) {
+  po::options_description options("export options");
+  std::string formats;
+  for (const auto& f : export_formats()) {
+    formats += std::string(formats.empty() ? "" : "; ") + f.name + ": " + f.summary;
+  }
+  // clang-format off: one option per line reads better than the formatter's packing
+  options.add_options()("model", po::value<std::string>()->required(), "model file (.h5)")(
+      "format", po::value<std::string>()->required(), formats.c_str())(
+      "out,o", po::value<std::string>()->required(), "output file")(
+      "force", po::bool_switch(), "overwrite an existing output file");
+  // clang-format on
+  po::positional_options_description positional;
+  positional.add("model", 1);
+  po::variables_map vm;
+  if (!parse("export", "MODEL --format FORMAT --out FILE", args, options, vm, &positional)) {
+    return 0;
+  }
+  const ExportFormat& format = find_format(vm["format"].as<std::string>());
+  const auto in = vm["model"].as<std::string>();
+  const auto out = vm["out"].as<std::string>();
+  MCOMPRESS_CHECK(std::filesystem::absolute(in) != std::filesystem::absolute(out), ConfigError,
+                  "--out must differ from the input model '", in, "'");
+  check_output_path(out, vm["force"].as<bool>());
+
+  const Model model = load_model(in);
+  format.write(model, out, vm["force"].as<bool>());
+  const std::string mode = model.quant.mode.empty() ? "fp32" : model.quant.mode;
+  std::cout << "exported " << in << " (" << model.spec().name << ", " << mode
+            << (model.masks.empty() ? "" : ", pruned") << ") as " << format.name << ": " << out
+            << " (" << format_bytes(static_cast<double>(std::filesystem::file_size(out))) << ")"
+            << std::endl;
+  return 0;
+}
+
+}  // namespace mcompress::cli
