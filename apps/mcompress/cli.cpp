@@ -36,6 +36,7 @@ const std::vector<Command>& commands() {
        "pruning",
        run_prune},
       {"distill", "train a student against a teacher model (knowledge distillation)", run_distill},
+      {"export", "write a model for other runtimes: --format onnx", run_export},
       {"version", "versions of mcompress, LibTorch and HDF5", run_version},
   };
   return list;

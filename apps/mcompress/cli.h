@@ -35,6 +35,7 @@ int run_distill(const Args& args);
 int run_version(const Args& args);
 int run_compress(const Args& args);
 int run_stages(const Args& args);
+int run_export(const Args& args);
 
 /// Parses `args` against `options` (plus a positional list), handling --help: returns false
 /// when help was printed and the command should exit 0.
