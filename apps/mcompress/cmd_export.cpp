@@ -16,8 +16,8 @@ int export_onnx(const Model& model, const std::string& out) {
   for (const auto& [op, n] : info.op_counts) {
     ops += (ops.empty() ? "" : ", ") + op + " " + std::to_string(n);
   }
-  std::cout << "wrote " << out << ": ONNX opset " << info.opset << ", " << info.nodes
-            << " nodes, " << info.initializers << " initializers, "
+  std::cout << "wrote " << out << ": ONNX opset " << info.opset << ", " << info.nodes << " nodes, "
+            << info.initializers << " initializers, "
             << format_bytes(static_cast<double>(info.bytes)) << "; weights: " << info.weight_form
             << "\nops: " << ops << "\n";
   return 0;
@@ -40,8 +40,7 @@ int run_export(const Args& args) {
   }
   const auto format = vm["format"].as<std::string>();
   const auto out = vm["out"].as<std::string>();
-  MCOMPRESS_CHECK(format == "onnx", ConfigError, "unknown --format '", format,
-                  "'; accepted: onnx");
+  MCOMPRESS_CHECK(format == "onnx", ConfigError, "unknown --format '", format, "'; accepted: onnx");
   check_output_path(out, vm["force"].as<bool>());
   const Model model = load_model(vm["model"].as<std::string>());
   return export_onnx(model, out);

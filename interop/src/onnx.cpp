@@ -45,9 +45,9 @@ Affine fold_batchnorm(const Affine& layer, const Model& m, const std::string& bn
   const auto scale = m.tensor(bn + "weight") / (m.tensor(bn + "running_var") + eps).sqrt();
   std::vector<int64_t> shape(static_cast<size_t>(layer.weight.dim()), 1);
   shape[0] = scale.numel();
-  return {(layer.weight * scale.reshape(shape)).contiguous(),
-          ((layer.bias - m.tensor(bn + "running_mean")) * scale + m.tensor(bn + "bias"))
-              .contiguous()};
+  return {
+      (layer.weight * scale.reshape(shape)).contiguous(),
+      ((layer.bias - m.tensor(bn + "running_mean")) * scale + m.tensor(bn + "bias")).contiguous()};
 }
 
 // int8 codes of a weight as the runtime's int8 kernels use them (quantize_weight_for_kernel):
@@ -67,9 +67,9 @@ Int8Weight kernel_weight(const std::string& name, const at::Tensor& weight,
     MCOMPRESS_CHECK(stored->values.scalar_type() == at::kChar, ModelError, "ONNX export: tensor '",
                     name, "' is int8-encoded but its codes are not int8");
     const auto zp = stored->zero_point.to(at::kLong);
-    MCOMPRESS_CHECK(zp.numel() == 0 || (zp.min().item<int64_t>() >= -128 &&
-                                        zp.max().item<int64_t>() <= 127),
-                    ModelError, "ONNX export: tensor '", name, "' has a zero point outside int8");
+    MCOMPRESS_CHECK(
+        zp.numel() == 0 || (zp.min().item<int64_t>() >= -128 && zp.max().item<int64_t>() <= 127),
+        ModelError, "ONNX export: tensor '", name, "' has a zero point outside int8");
     w.codes = stored->values;
     w.per_channel = stored->axis == 0;
     MCOMPRESS_CHECK(w.per_channel || stored->axis < 0, ModelError, "ONNX export: tensor '", name,
@@ -142,7 +142,7 @@ class Exporter {
   std::vector<std::vector<int64_t>> shapes_;
   std::map<std::string, std::string> values_;  // model tensor -> its float value in the graph
   std::map<std::string, std::pair<std::string, std::string>> qparams_;  // key -> scale, zp
-  std::string cur_;                                                      // current activation
+  std::string cur_;                                                     // current activation
   std::string key_ = "input";  // the activation key whose qparams cur_ carries when quantized_
   bool quantized_ = false;     // cur_ is the DequantizeLinear of a QuantizeLinear (int8 domain)
 
@@ -151,8 +151,7 @@ class Exporter {
 
   const ActivationQParams& qparams(const std::string& key) const {
     const auto* q = find_qparams(m_, key);
-    MCOMPRESS_CHECK(q != nullptr, ModelError, "ONNX export: no activation qparams for '", key,
-                    "'");
+    MCOMPRESS_CHECK(q != nullptr, ModelError, "ONNX export: no activation qparams for '", key, "'");
     return *q;
   }
 
@@ -211,11 +210,11 @@ class Exporter {
   std::string int32_bias(const std::string& name, const at::Tensor& bias, double input_scale,
                          const Int8Weight& w) {
     const auto scale = (w.scale.to(at::kDouble) * input_scale).to(at::kFloat);
-    const auto q = (bias.to(at::kDouble) / scale.to(at::kDouble))
-                       .round()
-                       .clamp(std::numeric_limits<int32_t>::min(),
-                              std::numeric_limits<int32_t>::max())
-                       .to(at::kInt);
+    const auto q =
+        (bias.to(at::kDouble) / scale.to(at::kDouble))
+            .round()
+            .clamp(std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::max())
+            .to(at::kInt);
     std::vector<OnnxAttr> attrs;
     if (w.per_channel) attrs.push_back(OnnxAttr::Int("axis", 0));
     return g_.op("DequantizeLinear",
@@ -234,9 +233,8 @@ class Exporter {
                       q.scale, ", zero point ", q.zero_point, ")");
       const std::string s = g_.initializer("act_" + key + "_scale",
                                            at::scalar_tensor(q.scale, at::kDouble).to(at::kFloat));
-      const std::string z =
-          g_.initializer("act_" + key + "_zero_point",
-                         at::scalar_tensor(q.zero_point, at::kLong).to(at::kByte));
+      const std::string z = g_.initializer(
+          "act_" + key + "_zero_point", at::scalar_tensor(q.zero_point, at::kLong).to(at::kByte));
       it = qparams_.emplace(key, std::make_pair(s, z)).first;
     }
     const auto& [s, z] = it->second;
@@ -317,8 +315,8 @@ class Exporter {
         // PyTorch averages over the padded window (count_include_pad=True); ONNX's default
         // divides by the unpadded count.
         if (l.type == LayerType::kAvgPool2d) attrs.push_back(OnnxAttr::Int("count_include_pad", 1));
-        cur_ = g_.op(l.type == LayerType::kMaxPool2d ? "MaxPool" : "AveragePool", {cur_}, hint,
-                     attrs);
+        cur_ =
+            g_.op(l.type == LayerType::kMaxPool2d ? "MaxPool" : "AveragePool", {cur_}, hint, attrs);
         requantize_passthrough();
         return i;
       }
@@ -363,7 +361,8 @@ class Exporter {
           for (int64_t z = w0; z < w1; ++z) acc[y * w + z][i * out + j] = weight;
       }
     }
-    const auto flat = g_.op("Reshape", {x, g_.initializer(hint + "_flat", at::tensor({int64_t{0}, c, h * w}))}, hint);
+    const auto flat = g_.op(
+        "Reshape", {x, g_.initializer(hint + "_flat", at::tensor({int64_t{0}, c, h * w}))}, hint);
     const auto pooled = g_.op("MatMul", {flat, g_.initializer(hint + "_windows", pool)}, hint);
     return g_.op("Reshape",
                  {pooled, g_.initializer(hint + "_shape", at::tensor({int64_t{0}, c, out, out}))},
@@ -387,16 +386,16 @@ class Exporter {
     const ConvGeometry geometry{l.kernel_size, l.stride, l.padding, l.groups};
 
     const QuantizedTensor* stored = find_int8(m_, p + "weight");
-    const bool as_static = stored != nullptr && static_int8() && find_qparams(m_, key_) &&
-                           find_qparams(m_, out_key);
+    const bool as_static =
+        stored != nullptr && static_int8() && find_qparams(m_, key_) && find_qparams(m_, out_key);
     const bool as_dynamic = stored != nullptr && dynamic_int8() && !is_conv;
     if (as_static || as_dynamic) {
       const int64_t out = is_conv ? l.out_channels : l.out_features;
       Affine w{m_.tensor(p + "weight"),
                l.bias ? m_.tensor(p + "bias") : at::zeros({out}, at::kFloat)};
       if (with_bn) w = fold_batchnorm(w, m_, std::to_string(i + 1) + ".", layers[i + 1].eps);
-      const auto q = kernel_weight(p + "weight", w.weight, with_bn ? nullptr : stored,
-                                   stored->axis >= 0);
+      const auto q =
+          kernel_weight(p + "weight", w.weight, with_bn ? nullptr : stored, stored->axis >= 0);
       if (as_static) {
         const double in_scale = qparams(key_).scale;
         const auto x = quantized_input();
@@ -429,8 +428,8 @@ class Exporter {
   std::string dynamic_linear(const std::string& x, const std::string& p, const Int8Weight& q,
                              const at::Tensor& bias, bool has_bias, const std::string& hint) {
     const auto xq = g_.node("DynamicQuantizeLinear", {x}, hint, {}, 3);
-    std::vector<std::string> in = {xq[0], g_.initializer(p + "weight_int8_t", q.codes.t().contiguous()),
-                                   xq[2]};
+    std::vector<std::string> in = {
+        xq[0], g_.initializer(p + "weight_int8_t", q.codes.t().contiguous()), xq[2]};
     if (q.zero_point.ne(0).any().item<bool>()) {
       in.push_back(g_.initializer(p + "weight_zero_point", q.zero_point));
     }
@@ -481,8 +480,8 @@ class Exporter {
                                       p + bn + ".", kResidualBnEps);
       const auto q = kernel_weight(p + conv_name + ".weight", w.weight, nullptr, true);
       auto y = conv(x, dequantize_weight(p + conv_name + ".weight", q),
-                    int32_bias(p + conv_name + ".bias", w.bias, qparams(in_key).scale, q),
-                    geometry, hint + "." + conv_name);
+                    int32_bias(p + conv_name + ".bias", w.bias, qparams(in_key).scale, q), geometry,
+                    hint + "." + conv_name);
       if (with_relu) y = relu(y, hint + "." + conv_name);
       return qdq(y, out_key);
     };
@@ -490,9 +489,8 @@ class Exporter {
     const std::string x = quantized_input();
     const auto h = unit(x, "conv1", "bn1", g1, in_key, true, k + ".conv1");
     const auto y = unit(h, "conv2", "bn2", g2, k + ".conv1", false, k + ".conv2");
-    const auto s = l.projection
-                       ? unit(x, "shortcut.0", "shortcut.1", gs, in_key, false, k + ".shortcut")
-                       : x;
+    const auto s =
+        l.projection ? unit(x, "shortcut.0", "shortcut.1", gs, in_key, false, k + ".shortcut") : x;
     cur_ = qdq(relu(g_.op("Add", {y, s}, hint), hint), k);
     key_ = k;
     quantized_ = true;
@@ -523,8 +521,7 @@ void check(const onnx::ModelProto& model) {
 
 }  // namespace
 
-std::string onnx_model_bytes(const Model& model, const OnnxOptions& options,
-                             OnnxExportInfo* info) {
+std::string onnx_model_bytes(const Model& model, const OnnxOptions& options, OnnxExportInfo* info) {
   MCOMPRESS_CHECK(!options.input_name.empty() && !options.output_name.empty() &&
                       options.input_name != options.output_name,
                   ConfigError, "ONNX export: input and output names must differ and be non-empty");

@@ -39,9 +39,9 @@ struct OnnxExportInfo {
   int64_t opset = 13;
   int64_t nodes = 0;
   int64_t initializers = 0;
-  int64_t bytes = 0;                       // serialized model size
+  int64_t bytes = 0;                         // serialized model size
   std::map<std::string, int64_t> op_counts;  // op type -> node count
-  std::string weight_form;                 // "fp32", "fp16 (Cast to float)", "int8 QDQ", ...
+  std::string weight_form;                   // "fp32", "fp16 (Cast to float)", "int8 QDQ", ...
 };
 
 /// The serialized ONNX model (ModelProto bytes). ModelError naming the layer or tensor when
