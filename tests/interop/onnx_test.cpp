@@ -72,10 +72,10 @@ class OrtRunner {
     const char* env = std::getenv("MCOMPRESS_ORT_NODE_DIR");
     dir_ = env != nullptr && *env != '\0' ? env : MCOMPRESS_ORT_NODE_DIR;
     if (std::system("node --version > /dev/null 2>&1") != 0) {
-      missing_ = "node is not on PATH (scripts/setup.sh installs it with the ONNX Runtime package)";
+      missing_ = "node is not on PATH (install Node.js with npm, then run scripts/setup.sh)";
     } else if (!fs::exists(fs::path(dir_) / "node_modules" / "onnxruntime-node" / "package.json")) {
       missing_ = "the onnxruntime-node package is not installed in " + dir_ +
-                 " (run scripts/setup.sh, or npm install --ignore-scripts there)";
+                 " (run scripts/setup.sh, or npm ci --ignore-scripts there)";
     }
   }
   /// Why ORT cannot run here ("" when it can).
@@ -308,6 +308,15 @@ TEST(OnnxExport, WritesAtomicallyAndNamesTheCulprit) {
 
 // ---- ONNX Runtime against our runtime ----
 
+// fp32 through different kernels (summation order, BatchNormalization vs folded weights):
+// within 1e-5 of the logits' magnitude (measured: below 2e-7).
+void expect_float_close(const at::Tensor& ours, const at::Tensor& theirs) {
+  const double diff = max_abs_diff(ours, theirs);
+  const double bound = 1e-5 * (1 + ours.abs().max().item<double>());
+  EXPECT_LE(diff, bound);
+  std::cout << "[ fp32 ] max diff " << diff << " (bound " << bound << ")\n";
+}
+
 // Every layer type of arch_spec.h, with the geometry PyTorch and ONNX could disagree on:
 // grouped strided conv without bias, padded pools, an average pool counting its padding, an
 // adaptive pool with unequal windows, batchnorm without a conv, identity and projection blocks.
@@ -338,7 +347,7 @@ TEST(OnnxRuntime, Fp32MatchesOurRuntimeForEveryLayerType) {
   const auto ours = run_ours(m, x, runtime::KernelPolicy::kFp32);
   const auto theirs = ort().run(tmp.file("m.onnx"), x, tmp);
   ASSERT_TRUE(theirs.defined());
-  EXPECT_LE(max_abs_diff(ours, theirs), 1e-4 * (1 + ours.abs().max().item<double>()));
+  expect_float_close(ours, theirs);
 }
 
 TEST(OnnxRuntime, Fp32ZooModelsMatchOurRuntime) {
@@ -353,8 +362,7 @@ TEST(OnnxRuntime, Fp32ZooModelsMatchOurRuntime) {
     const auto ours = run_ours(m, x, runtime::KernelPolicy::kFp32);
     const auto theirs = ort().run(tmp.file("m.onnx"), x, tmp);
     ASSERT_TRUE(theirs.defined());
-    // fp32 through different kernels (summation order): relative 1e-4 of the logit range.
-    EXPECT_LE(max_abs_diff(ours, theirs), 1e-4 * (1 + ours.abs().max().item<double>()));
+    expect_float_close(ours, theirs);
   }
 }
 
@@ -365,14 +373,13 @@ TEST(OnnxRuntime, HalfPrecisionMatchesOurRuntime) {
        {std::pair{"lenet5", quant::QuantMode::kFp16}, std::pair{"resnet8", quant::QuantMode::kFp16},
         std::pair{"lenet5", quant::QuantMode::kBf16}}) {
     SCOPED_TRACE(std::string(name) + " " + quant::to_string(mode));
-    const Model m = quantized(name, mode);
+    const Model m = quantized(name, mode);  // both compute in fp32 from the same half values
     TempDir tmp;
     interop::export_onnx(m, tmp.file("m.onnx"));
     const auto ours = run_ours(m, x, runtime::KernelPolicy::kInt8);
     const auto theirs = ort().run(tmp.file("m.onnx"), x, tmp);
     ASSERT_TRUE(theirs.defined());
-    // Both compute in fp32 from the same half values.
-    EXPECT_LE(max_abs_diff(ours, theirs), 1e-4 * (1 + ours.abs().max().item<double>()));
+    expect_float_close(ours, theirs);
   }
 }
 
@@ -432,7 +439,7 @@ TEST(OnnxRuntime, Int8StaticMatchesOurRuntimeAndRunsInt8Kernels) {
     const auto theirs = ort().run(tmp.file("m.onnx"), x, tmp, tmp.file("opt.onnx"));
     ASSERT_TRUE(theirs.defined());
     const auto last = std::to_string(m.spec().layers.size() - 1);
-    expect_int8_close(ours, theirs, m.quant.activations.at(last).scale, 4, 0.95);
+    expect_int8_close(ours, theirs, m.quant.activations.at(last).scale, 2, 0.95);
     // ORT's graph after its QDQ fusions: the int8 convs, linears and residual adds run as
     // int8 kernels; a float Conv only where the model keeps one.
     auto ops = optimized_ops(tmp.file("opt.onnx"));
