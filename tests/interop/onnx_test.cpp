@@ -116,20 +116,32 @@ const OrtRunner& ort() {
   if (!ort().missing().empty()) \
   GTEST_SKIP() << "ONNX Runtime comparison skipped: " << ort().missing()
 
-// Batchnorm statistics away from their initial 0/1, so that folding and eps matter.
+// Batchnorm statistics and affine parameters away from their initial 0/1, so that folding
+// and eps matter.
 void randomize_batchnorms(Model& model, uint64_t seed) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   at::NoGradGuard no_grad;
   for (const auto& info : model.tensor_infos()) {
+    const LayerType type = model.spec().layers[info.layer].type;
+    const bool batchnorm =
+        type == LayerType::kBatchNorm1d || type == LayerType::kBatchNorm2d ||
+        (type == LayerType::kResidual && (info.name.find(".bn") != std::string::npos ||
+                                          info.name.find(".shortcut.1.") != std::string::npos));
+    if (!batchnorm) continue;
     auto& t = model.tensor(info.name);
-    if (info.role == TensorRole::kRunningMean) t.copy_(at::randn(t.sizes(), gen) * 0.1);
-    if (info.role == TensorRole::kRunningVar) t.copy_(at::rand(t.sizes(), gen) + 0.5);
-    const bool bn = model.spec().layers[info.layer].type == LayerType::kBatchNorm2d ||
-                    model.spec().layers[info.layer].type == LayerType::kBatchNorm1d ||
-                    model.spec().layers[info.layer].type == LayerType::kResidual;
-    if (bn && info.role == TensorRole::kBias && t.dim() == 1 &&
-        info.name.find("bn") != std::string::npos) {
-      t.copy_(at::randn(t.sizes(), gen) * 0.1);
+    switch (info.role) {
+      case TensorRole::kRunningMean:
+        t.copy_(at::randn(t.sizes(), gen) * 0.1);
+        break;
+      case TensorRole::kRunningVar:
+        t.copy_(at::rand(t.sizes(), gen) + 0.5);
+        break;
+      case TensorRole::kWeight:
+        t.copy_(at::randn(t.sizes(), gen) * 0.2 + 1);
+        break;
+      case TensorRole::kBias:
+        t.copy_(at::randn(t.sizes(), gen) * 0.1);
+        break;
     }
   }
 }
@@ -258,14 +270,15 @@ TEST(OnnxExport, CodebookAndPrunedTensorsAreWrittenDense) {
   Model m = Model::initialize(zoo_spec("mlp-small"), 2);
   // A pruned, weight-shared layer: codes into a 4-entry codebook, a quarter of them masked.
   const auto codebook = at::tensor({-0.1f, 0.0f, 0.05f, 0.2f});
-  const auto codes = at::randint(0, 4, {32, 784}, at::kByte);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
+  const auto codes = at::randint(0, 4, {32, 784}, gen, at::kByte);
   QuantizedTensor q;
   q.encoding = Encoding::kCodebook;
   q.values = codes;
   q.codebook = codebook;
   q.bits = 2;
   m.tensor("1.weight").copy_(q.dequantize());
-  m.set_mask("1.weight", at::rand({32, 784}) > 0.25);
+  m.set_mask("1.weight", at::rand({32, 784}, gen) > 0.25);
   m.quant.mode = "codebook";
   m.quant.tensors["1.weight"] = q;
   const auto proto = parse(interop::onnx_model_bytes(m));
