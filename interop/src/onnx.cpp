@@ -12,6 +12,7 @@
 #include "mcompress/core/error.h"
 #include "mcompress/core/version.h"
 #include "onnx_graph.h"
+#include "onnx_weights.h"
 
 namespace mcompress::interop {
 namespace {
@@ -33,77 +34,6 @@ const QuantizedTensor* find_int8(const Model& m, const std::string& name) {
 const ActivationQParams* find_qparams(const Model& m, const std::string& key) {
   auto it = m.quant.activations.find(key);
   return it == m.quant.activations.end() ? nullptr : &it->second;
-}
-
-// A weight (with its bias) as a conv/linear kernel sees it, batchnorm folded or not.
-struct Affine {
-  at::Tensor weight, bias;
-};
-
-// = runtime fold_batchnorm: W' = W·γ/√(σ²+ε) per output channel, b' = (b − μ)·γ/√(σ²+ε) + β.
-Affine fold_batchnorm(const Affine& layer, const Model& m, const std::string& bn, double eps) {
-  const auto scale = m.tensor(bn + "weight") / (m.tensor(bn + "running_var") + eps).sqrt();
-  std::vector<int64_t> shape(static_cast<size_t>(layer.weight.dim()), 1);
-  shape[0] = scale.numel();
-  return {
-      (layer.weight * scale.reshape(shape)).contiguous(),
-      ((layer.bias - m.tensor(bn + "running_mean")) * scale + m.tensor(bn + "bias")).contiguous()};
-}
-
-// int8 codes of a weight as the runtime's int8 kernels use them (quantize_weight_for_kernel):
-// the stored codes when the weight is exactly the stored one, else symmetric codes of the
-// (batchnorm-folded) values, per channel (axis 0) or per tensor.
-struct Int8Weight {
-  at::Tensor codes;       // int8, the weight's shape
-  at::Tensor scale;       // float32 [out] (per channel) or 0-dim
-  at::Tensor zero_point;  // int8, the scale's shape
-  bool per_channel = true;
-};
-
-Int8Weight kernel_weight(const std::string& name, const at::Tensor& weight,
-                         const QuantizedTensor* stored, bool per_channel) {
-  Int8Weight w;
-  if (stored != nullptr && stored->values.sizes() == weight.sizes()) {
-    MCOMPRESS_CHECK(stored->values.scalar_type() == at::kChar, ModelError, "ONNX export: tensor '",
-                    name, "' is int8-encoded but its codes are not int8");
-    const auto zp = stored->zero_point.to(at::kLong);
-    MCOMPRESS_CHECK(
-        zp.numel() == 0 || (zp.min().item<int64_t>() >= -128 && zp.max().item<int64_t>() <= 127),
-        ModelError, "ONNX export: tensor '", name, "' has a zero point outside int8");
-    w.codes = stored->values;
-    w.per_channel = stored->axis == 0;
-    MCOMPRESS_CHECK(w.per_channel || stored->axis < 0, ModelError, "ONNX export: tensor '", name,
-                    "' is quantized along axis ", stored->axis, "; only axis 0 or per-tensor");
-    w.scale = stored->scale.to(at::kFloat);
-    w.zero_point = zp.to(at::kChar);
-    MCOMPRESS_CHECK(w.scale.numel() == (w.per_channel ? weight.size(0) : 1) &&
-                        w.zero_point.numel() == w.scale.numel(),
-                    ModelError, "ONNX export: tensor '", name, "' has ", w.scale.numel(),
-                    " scales for ", weight.size(0), " channels");
-    if (!w.per_channel) {
-      w.scale = w.scale.reshape({});
-      w.zero_point = w.zero_point.reshape({});
-    }
-    return w;
-  }
-  const auto flat = weight.reshape({weight.size(0), -1});
-  w.per_channel = per_channel;
-  if (per_channel) {
-    auto scale = flat.abs().amax(1).to(at::kDouble) / 127.0;
-    scale = at::where(scale > 0, scale, at::ones_like(scale));
-    w.codes = at::quantize_per_channel(weight, scale, at::zeros({weight.size(0)}, at::kLong), 0,
-                                       at::kQInt8)
-                  .int_repr();
-    w.scale = scale.to(at::kFloat);
-    w.zero_point = at::zeros({weight.size(0)}, at::kChar);
-  } else {
-    double scale = flat.abs().max().item<double>() / 127.0;
-    if (!(scale > 0)) scale = 1.0;
-    w.codes = at::quantize_per_tensor(weight, scale, 0, at::kQInt8).int_repr();
-    w.scale = at::scalar_tensor(scale, at::kFloat);
-    w.zero_point = at::zeros({}, at::kChar);
-  }
-  return w;
 }
 
 std::vector<OnnxAttr> conv_attrs(int64_t kernel, int64_t stride, int64_t padding, int64_t groups) {
