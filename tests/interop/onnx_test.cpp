@@ -441,8 +441,8 @@ TEST(OnnxRuntime, Int8StaticMatchesOurRuntimeAndRunsInt8Kernels) {
   // "lenet5-mixed": conv 3 kept fp32 (as the accuracy guard would), so the graph leaves and
   // re-enters the int8 domain around it.
   for (const auto& c :
-       {Case{"lenet5", "lenet5", 0, 2, 3, 0}, Case{"resnet8", "resnet8", 0, 9, 1, 3},
-        Case{"lenet5-mixed", "lenet5", 1, 1, 3, 0}}) {
+       {Case{"lenet5", "lenet5", 0, 2, 3, 0}, Case{"convnet", "convnet", 0, 4, 2, 0},
+        Case{"resnet8", "resnet8", 0, 9, 1, 3}, Case{"lenet5-mixed", "lenet5", 1, 1, 3, 0}}) {
     SCOPED_TRACE(c.name);
     Model m = quantized(c.zoo, quant::QuantMode::kInt8Static);
     if (c.name == "lenet5-mixed") m.quant.tensors.erase("3.weight");
@@ -452,7 +452,7 @@ TEST(OnnxRuntime, Int8StaticMatchesOurRuntimeAndRunsInt8Kernels) {
     const auto theirs = ort().run(tmp.file("m.onnx"), x, tmp, tmp.file("opt.onnx"));
     ASSERT_TRUE(theirs.defined());
     const auto last = std::to_string(m.spec().layers.size() - 1);
-    expect_int8_close(ours, theirs, m.quant.activations.at(last).scale, 2, 0.95);
+    expect_int8_close(ours, theirs, m.quant.activations.at(last).scale, 3, 0.95);
     // ORT's graph after its QDQ fusions: the int8 convs, linears and residual adds run as
     // int8 kernels; a float Conv only where the model keeps one.
     auto ops = optimized_ops(tmp.file("opt.onnx"));
