@@ -17,6 +17,8 @@ packages=(
   # The interop tests only (tests/interop/python/): Python torch trains, saves and runs the
   # TorchScript modules that `mcompress import` reads and `mcompress export` writes.
   python3-torch
+  # ONNX export (interop/): the ONNX protobuf classes and checker; the same libonnx LibTorch links.
+  libonnx-dev libprotobuf-dev
 )
 
 missing=()
@@ -50,4 +52,24 @@ if [ -e "$openblas_lib" ] && [ "$(id -u)" -eq 0 ]; then
       "/usr/lib/${arch_triplet}/openblas-pthread/liblapack.so.3" >/dev/null 2>&1 || true
     echo "setup: libblas.so.3 -> $openblas_lib"
   fi
+fi
+
+# ONNX Runtime for the ONNX export tests (tests/interop): the onnxruntime-node package, its CPU
+# library included, pinned in third_party/onnxruntime-node/package.json and package-lock.json.
+# --ignore-scripts: its install script would download CUDA pieces we do not use. Without node,
+# npm or the registry the export still builds and its structural tests run; the ONNX Runtime
+# comparisons skip with a message saying what is missing.
+ort_dir=third_party/onnxruntime-node
+cd "$(dirname "$0")/.."
+if [ -f "$ort_dir/node_modules/onnxruntime-node/package.json" ] &&
+  grep -q '"version": "1.30.0"' "$ort_dir/node_modules/onnxruntime-node/package.json"; then
+  echo "setup: onnxruntime-node 1.30.0 present"
+elif ! command -v npm >/dev/null 2>&1; then
+  echo "setup: warning: npm not found; the ONNX Runtime tests will skip" \
+    "(install Node.js with npm, then rerun $0)" >&2
+elif (cd "$ort_dir" && timeout 300 npm ci --ignore-scripts --no-audit --no-fund >/dev/null 2>&1); then
+  echo "setup: installed onnxruntime-node 1.30.0 in $ort_dir"
+else
+  echo "setup: warning: npm could not install onnxruntime-node (registry unreachable?);" \
+    "the ONNX Runtime tests will skip" >&2
 fi

@@ -6,6 +6,7 @@
 #include "mcompress/core/error.h"
 #include "mcompress/core/model_file.h"
 #include "mcompress/core/table.h"
+#include "mcompress/interop/onnx.h"
 #include "mcompress/interop/torchscript.h"
 
 namespace mcompress::cli {
@@ -25,6 +26,17 @@ const std::vector<ExportFormat>& export_formats() {
          interop::TorchScriptExportOptions o;
          o.overwrite = overwrite;
          interop::export_torchscript(model, out, o);
+       }},
+      {"onnx", "ONNX opset 13 graph of what the runtime runs (int8 as QDQ, fp16 with Cast)",
+       [](const Model& model, const std::string& out, bool /*overwrite: checked before*/) {
+         const auto info = interop::export_onnx(model, out);
+         std::string ops;
+         for (const auto& [op, n] : info.op_counts) {
+           ops += (ops.empty() ? "" : ", ") + op + " " + std::to_string(n);
+         }
+         std::cout << "ONNX opset " << info.opset << ", " << info.nodes << " nodes, "
+                   << info.initializers << " initializers; weights: " << info.weight_form
+                   << "\nops: " << ops << "\n";
        }},
   };
   return formats;
