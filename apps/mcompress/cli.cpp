@@ -37,7 +37,8 @@ const std::vector<Command>& commands() {
        run_prune},
       {"distill", "train a student against a teacher model (knowledge distillation)", run_distill},
       {"import", "convert a TorchScript file (torch.jit.save) into a model file", run_import},
-      {"export", "write a model for other frameworks: --format torchscript (PyTorch) or onnx", run_export},
+      {"export", "write a model for other frameworks: --format torchscript (PyTorch) or onnx",
+       run_export},
       {"version", "versions of mcompress, LibTorch and HDF5", run_version},
   };
   return list;
