@@ -7,6 +7,16 @@
 
 namespace mcompress {
 
+const QuantizedTensor* QuantState::find_int8(const std::string& name) const {
+  const auto it = tensors.find(name);
+  return it != tensors.end() && it->second.encoding == Encoding::kInt8 ? &it->second : nullptr;
+}
+
+const ActivationQParams* QuantState::find_activation(const std::string& key) const {
+  const auto it = activations.find(key);
+  return it == activations.end() ? nullptr : &it->second;
+}
+
 std::string to_string(Encoding e) {
   switch (e) {
     case Encoding::kFp32:

@@ -25,17 +25,6 @@ bool is_batchnorm(LayerType t) {
   return t == LayerType::kBatchNorm1d || t == LayerType::kBatchNorm2d;
 }
 
-const QuantizedTensor* find_int8(const Model& m, const std::string& name) {
-  auto it = m.quant.tensors.find(name);
-  return it != m.quant.tensors.end() && it->second.encoding == Encoding::kInt8 ? &it->second
-                                                                               : nullptr;
-}
-
-const ActivationQParams* find_qparams(const Model& m, const std::string& key) {
-  auto it = m.quant.activations.find(key);
-  return it == m.quant.activations.end() ? nullptr : &it->second;
-}
-
 std::vector<OnnxAttr> conv_attrs(int64_t kernel, int64_t stride, int64_t padding, int64_t groups) {
   return {OnnxAttr::Ints("kernel_shape", {kernel, kernel}),
           OnnxAttr::Ints("strides", {stride, stride}),
@@ -80,7 +69,7 @@ class Exporter {
   bool dynamic_int8() const { return m_.quant.mode == "int8-dynamic"; }
 
   const ActivationQParams& qparams(const std::string& key) const {
-    const auto* q = find_qparams(m_, key);
+    const auto* q = m_.quant.find_activation(key);
     MCOMPRESS_CHECK(q != nullptr, ModelError, "ONNX export: no activation qparams for '", key, "'");
     return *q;
   }
@@ -315,9 +304,9 @@ class Exporter {
     const std::string out_key = std::to_string(last);
     const ConvGeometry geometry{l.kernel_size, l.stride, l.padding, l.groups};
 
-    const QuantizedTensor* stored = find_int8(m_, p + "weight");
-    const bool as_static =
-        stored != nullptr && static_int8() && find_qparams(m_, key_) && find_qparams(m_, out_key);
+    const QuantizedTensor* stored = m_.quant.find_int8(p + "weight");
+    const bool as_static = stored != nullptr && static_int8() && m_.quant.find_activation(key_) &&
+                           m_.quant.find_activation(out_key);
     const bool as_dynamic = stored != nullptr && dynamic_int8() && !is_conv;
     if (as_static || as_dynamic) {
       const int64_t out = is_conv ? l.out_channels : l.out_features;
@@ -379,10 +368,10 @@ class Exporter {
     const std::string p = k + ".";
     const std::string hint = "layer" + k;
     const ConvGeometry g1{3, l.stride, 1, 1}, g2{3, 1, 1, 1}, gs{1, l.stride, 0, 1};
-    bool as_int8 = static_int8() && find_int8(m_, p + "conv1.weight") != nullptr;
+    bool as_int8 = static_int8() && m_.quant.find_int8(p + "conv1.weight") != nullptr;
     for (const auto& key : {key_, k, k + ".conv1", k + ".conv2"})
-      as_int8 = as_int8 && find_qparams(m_, key) != nullptr;
-    if (l.projection) as_int8 = as_int8 && find_qparams(m_, k + ".shortcut") != nullptr;
+      as_int8 = as_int8 && m_.quant.find_activation(key) != nullptr;
+    if (l.projection) as_int8 = as_int8 && m_.quant.find_activation(k + ".shortcut") != nullptr;
 
     if (!as_int8) {
       quantized_ = false;

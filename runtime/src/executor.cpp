@@ -32,17 +32,6 @@ std::string layer_range(size_t first, size_t last) {
   return first == last ? std::to_string(first) : std::to_string(first) + "-" + std::to_string(last);
 }
 
-const QuantizedTensor* find_int8(const Model& m, const std::string& name) {
-  auto it = m.quant.tensors.find(name);
-  return it != m.quant.tensors.end() && it->second.encoding == Encoding::kInt8 ? &it->second
-                                                                               : nullptr;
-}
-
-const ActivationQParams* find_qparams(const Model& m, const std::string& key) {
-  auto it = m.quant.activations.find(key);
-  return it == m.quant.activations.end() ? nullptr : &it->second;
-}
-
 using Clock = std::chrono::steady_clock;
 
 // Fastest of at least 10 runs (and ~50 ms) of f(), after warm-up. The minimum, not the median:
@@ -157,7 +146,7 @@ struct Executor::Impl {
   // The int8 form of a conv/linear unit, when the model's quantization state asks for one.
   void attach_int8(Unit& u, const Model& m, const std::string& weight_name, const AffineWeights& w,
                    bool conv, Conv2dGeometry g, bool relu) {
-    const auto* stored = find_int8(m, weight_name);
+    const auto* stored = m.quant.find_int8(weight_name);
     if (stored == nullptr) return;  // kept fp32 (not quantized, or excluded by the guard)
     const bool folded = u.op.find("+bn") != std::string::npos;
     const auto qweight =
@@ -167,8 +156,8 @@ struct Executor::Impl {
       u.int8 = make_linear_dynamic_int8(qweight, w.bias, relu);
       u.int8_kind = "int8-dynamic";
     } else if (m.quant.mode == "int8-static") {
-      const auto* out = find_qparams(m, u.out_key);
-      if (out == nullptr || find_qparams(m, u.in_key) == nullptr) {
+      const auto* out = m.quant.find_activation(u.out_key);
+      if (out == nullptr || m.quant.find_activation(u.in_key) == nullptr) {
         u.note = "no calibrated qparams: fp32";
         return;
       }
@@ -287,24 +276,26 @@ struct Executor::Impl {
         k, "batchnorms folded");
     Unit& u = units.back();
     u.in_key = in_key;
-    if (model.quant.mode != "int8-static" || find_int8(model, p + "conv1.weight") == nullptr) {
+    if (model.quant.mode != "int8-static" || model.quant.find_int8(p + "conv1.weight") == nullptr) {
       return;
     }
     const std::vector<std::string> keys = {in_key, k, k + ".conv1", k + ".conv2"};
     for (const auto& key : keys) {
-      if (find_qparams(model, key) == nullptr) return;
+      if (model.quant.find_activation(key) == nullptr) return;
     }
-    if (l.projection && find_qparams(model, k + ".shortcut") == nullptr) return;
+    if (l.projection && model.quant.find_activation(k + ".shortcut") == nullptr) return;
     auto q = [&](const AffineWeights& w) {
       return quantize_weight_for_kernel(w.weight, nullptr, true);
     };
     u.int8 = make_residual_int8(
-        make_conv2d_static_int8(q(w1), w1.bias, g1, true, *find_qparams(model, k + ".conv1")),
-        make_conv2d_static_int8(q(w2), w2.bias, g2, false, *find_qparams(model, k + ".conv2")),
+        make_conv2d_static_int8(q(w1), w1.bias, g1, true,
+                                *model.quant.find_activation(k + ".conv1")),
+        make_conv2d_static_int8(q(w2), w2.bias, g2, false,
+                                *model.quant.find_activation(k + ".conv2")),
         l.projection ? make_conv2d_static_int8(q(ws), ws.bias, gs, false,
-                                               *find_qparams(model, k + ".shortcut"))
+                                               *model.quant.find_activation(k + ".shortcut"))
                      : nullptr,
-        *find_qparams(model, k));
+        *model.quant.find_activation(k));
     u.int8_kind = "int8-static";
   }
 
@@ -322,7 +313,8 @@ struct Executor::Impl {
     for (const auto& u : units) {
       const Kernel* k = u.kernel();
       if (k->domain() == Domain::kQuant && !quantized) {
-        transition(make_quantize(*find_qparams(model, key)), "quantize", "quint8 (" + key + ")");
+        transition(make_quantize(*model.quant.find_activation(key)), "quantize",
+                   "quint8 (" + key + ")");
         quantized = true;
       } else if (k->domain() == Domain::kFloat && quantized) {
         transition(make_dequantize(), "dequantize", "");
@@ -360,7 +352,7 @@ struct Executor::Impl {
         if (u.sparse) u.sparse_ms = best_ms([&] { return u.sparse->run(x); });
         u.choice = u.float_choice();
         if (u.int8 && u.int8->domain() == Domain::kQuant) {
-          const auto* q = find_qparams(model, u.in_key);
+          const auto* q = model.quant.find_activation(u.in_key);
           const auto xq = at::quantize_per_tensor(x, q->scale, q->zero_point, at::kQUInt8);
           u.int8_ms = best_ms([&] { return u.int8->run(xq); });
         } else if (u.int8) {

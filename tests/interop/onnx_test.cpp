@@ -47,24 +47,6 @@ std::map<std::string, int> initializer_types(const onnx::ModelProto& proto) {
   return types;
 }
 
-struct CommandResult {
-  int code = -1;
-  std::string out;
-};
-
-CommandResult run_command(const std::string& command) {
-  CommandResult r;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) return r;
-  std::array<char, 4096> buffer{};
-  size_t n = 0;
-  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
-    r.out.append(buffer.data(), n);
-  const int status = ::pclose(pipe);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
 // Runs exported models in ONNX Runtime through tests/interop/run_onnx.js.
 class OrtRunner {
  public:
@@ -92,8 +74,8 @@ class OrtRunner {
     const std::string command = "node " + std::string(MCOMPRESS_ONNX_RUNNER) + " '" + dir_ + "' '" +
                                 model_path + "' '" + tmp.file("input.f32") + "' " + dims + " '" +
                                 tmp.file("output.f32") + "' " +
-                                (optimized.empty() ? "" : "'" + optimized + "'") + " 2>&1";
-    const auto r = run_command(command);
+                                (optimized.empty() ? "" : "'" + optimized + "'");
+    const auto r = testing::run_shell(command);
     EXPECT_EQ(r.code, 0) << command << "\n" << r.out;
     if (r.code != 0) return {};
     const std::string bytes = testing::read_bytes(tmp.file("output.f32"));

@@ -25,23 +25,9 @@ using testing::TempDir;
 const std::string kPython = "/usr/bin/python3";
 const std::string kScript = std::string(MCOMPRESS_INTEROP_PYTHON_DIR) + "/torch_roundtrip.py";
 
-struct ShellResult {
-  int code = -1;
-  std::string out;  // stdout and stderr together
-};
+using testing::ShellResult;
 
-ShellResult run(const std::string& command) {
-  ShellResult r;
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return r;
-  std::array<char, 4096> buffer{};
-  size_t n = 0;
-  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
-    r.out.append(buffer.data(), n);
-  const int status = ::pclose(pipe);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+ShellResult run(const std::string& command) { return testing::run_shell(command); }
 
 void write_f32(const std::string& path, const at::Tensor& t) {
   const at::Tensor c = t.to(at::kFloat).contiguous();

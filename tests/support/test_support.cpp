@@ -3,7 +3,11 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <array>
+#include <cstdio>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -12,6 +16,20 @@
 #include "mcompress/core/zoo.h"
 
 namespace mcompress::testing {
+
+ShellResult run_shell(const std::string& command) {
+  ShellResult r;
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return r;
+  std::array<char, 4096> buffer{};
+  size_t n = 0;
+  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0) {
+    r.out.append(buffer.data(), n);
+  }
+  const int status = ::pclose(pipe);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
 
 TempDir::TempDir() {
   // The pid plus a random suffix keeps parallel ctest processes apart.

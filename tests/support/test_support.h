@@ -38,6 +38,14 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+/// What a shell command printed and how it ended.
+struct ShellResult {
+  int code = -1;    // exit status; -1 when the process did not exit normally
+  std::string out;  // stdout and stderr together
+};
+/// Runs `command` through /bin/sh with stderr merged into stdout.
+ShellResult run_shell(const std::string& command);
+
 /// Reads a whole file as bytes.
 std::string read_bytes(const std::string& path);
 /// Writes bytes to a file (replacing it).

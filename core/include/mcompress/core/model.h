@@ -57,6 +57,10 @@ struct QuantState {
   std::map<std::string, ActivationQParams> activations;
 
   bool empty() const { return mode.empty() && tensors.empty() && activations.empty(); }
+  /// The int8 encoding of tensor `name`, or nullptr when it is not stored as int8.
+  const QuantizedTensor* find_int8(const std::string& name) const;
+  /// The qparams of activation `key`, or nullptr when none were recorded.
+  const ActivationQParams* find_activation(const std::string& key) const;
 };
 
 class Model {
