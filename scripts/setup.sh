@@ -14,6 +14,9 @@ packages=(
   clang libclang-rt-14-dev clang-tidy clang-format
   # experiments/results_table.py: jq for the experiment scripts, gnuplot for the plot.
   jq gnuplot-nox
+  # Data-parallel runs (docs/scaling.md): c10d's ProcessGroupGloo header needs Gloo's headers
+  # (libtorch-dev does not pull them in; libgloo0 is already there for libtorch).
+  libgloo-dev
 )
 
 missing=()

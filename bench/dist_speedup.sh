@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Speed-up of data-parallel training on this machine: the same `mcompress train` run (same
+# global batch, seed and epochs) as 1 process with 1 thread, 1 process with 2 threads, and
+# 2 ranks with 1 thread each on loopback (scripts/launch-local.sh). Prints the training time
+# of each (the train_time column: the training loop only, without loading data or saving)
+# and the bytes each rank all-reduced per optimizer step, next to 4 bytes x parameters.
+#
+# usage: bench/dist_speedup.sh [ARCH] [EPOCHS] [LIMIT] [BATCH]
+#   defaults: lenet5, 1 epoch, the first 12000 Fashion-MNIST training images, batch 128
+set -euo pipefail
+cd "$(dirname "$0")/.."
+arch=${1:-lenet5}
+epochs=${2:-1}
+limit=${3:-12000}
+batch=${4:-128}
+cli=build/apps/mcompress/mcompress
+[ -x "$cli" ] || cli=build/apps/mcompress
+[ -x "$cli" ] || { echo "dist_speedup: build the mcompress target first" >&2; exit 1; }
+# As bench/run.sh: OpenBLAS's right kernels on AVX-512 machines (the CLI sets its threads).
+if grep -q avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX; fi
+
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+common=(train --arch "$arch" --epochs "$epochs" --limit "$limit" --batch-size "$batch"
+        --seed 1 --quiet --force)
+
+# train_time of a run's table (the last column, "12.3s").
+train_time() { awk '/^'"$arch"' / { t = $NF } END { sub("s", "", t); print t }' "$1"; }
+
+"$cli" "${common[@]}" --threads 1 --out "$out/one.h5" >"$out/one.txt" 2>/dev/null
+"$cli" "${common[@]}" --threads 2 --out "$out/two_threads.h5" >"$out/two_threads.txt" 2>/dev/null
+scripts/launch-local.sh 2 --threads 1 -- "$cli" "${common[@]}" --out "$out/two_ranks.h5" \
+  >"$out/two_ranks.txt" 2>/dev/null
+
+t1=$(train_time "$out/one.txt")
+t1x2=$(train_time "$out/two_threads.txt")
+t2=$(train_time "$out/two_ranks.txt")
+params=$("$cli" zoo | awk -v a="$arch" '$1 == a { print $2 }')
+reduced=$(awk '/bytes all-reduced per step/ { print $(NF - 4) }' "$out/two_ranks.txt")
+steps=$(( (limit - limit / 10 + batch - 1) / batch ))
+
+echo "arch $arch, $epochs epoch(s) of $(( limit - limit / 10 )) images, global batch $batch ($steps steps/epoch), $(nproc) cores"
+printf "%-28s %10s %9s\n" "run" "train_s" "speed-up"
+printf "%-28s %10s %9s\n" "1 process, 1 thread" "$t1" "1.00"
+printf "%-28s %10s %9.2f\n" "1 process, 2 threads" "$t1x2" "$(awk -v a="$t1" -v b="$t1x2" 'BEGIN { print a / b }')"
+printf "%-28s %10s %9.2f\n" "2 ranks x 1 thread" "$t2" "$(awk -v a="$t1" -v b="$t2" 'BEGIN { print a / b }')"
+echo "bytes all-reduced per step and rank: $reduced measured; 4 x $params parameters = $(( 4 * params ))"
