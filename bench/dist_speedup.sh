@@ -7,14 +7,30 @@
 #
 # usage: bench/dist_speedup.sh [ARCH] [EPOCHS] [LIMIT] [BATCH]
 #   defaults: lenet5, 1 epoch, the first 12000 Fashion-MNIST training images, batch 128
+# usage: bench/dist_speedup.sh --bytes
+#   every zoo model for one short epoch on 2 ranks: bytes all-reduced per step as measured
+#   (the CLI's count of what went into all-reduces, over the steps) against 4 x parameters
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--bytes" ]; then
+  cli=build/apps/mcompress
+  [ -x "$cli" ] || { echo "dist_speedup: build the mcompress target first" >&2; exit 1; }
+  out=$(mktemp -d)
+  trap 'rm -rf "$out"' EXIT
+  printf "%-13s %10s %16s %18s\n" model parameters "4 x parameters" "measured per step"
+  "$cli" zoo | awk 'NR > 2 { print $1, $2 }' | while read -r arch params; do
+    scripts/launch-local.sh 2 --threads 1 -- "$cli" train --arch "$arch" --epochs 1 \
+      --limit 1280 --batch-size 128 --quiet --force --out "$out/$arch.h5" >"$out/$arch.txt" 2>&1
+    measured=$(awk '/bytes all-reduced per step/ { print $(NF - 4) }' "$out/$arch.txt")
+    printf "%-13s %10s %16s %18s\n" "$arch" "$params" "$(( 4 * params ))" "$measured"
+  done
+  exit 0
+fi
 arch=${1:-lenet5}
 epochs=${2:-1}
 limit=${3:-12000}
 batch=${4:-128}
-cli=build/apps/mcompress/mcompress
-[ -x "$cli" ] || cli=build/apps/mcompress
+cli=build/apps/mcompress
 [ -x "$cli" ] || { echo "dist_speedup: build the mcompress target first" >&2; exit 1; }
 # As bench/run.sh: OpenBLAS's right kernels on AVX-512 machines (the CLI sets its threads).
 if grep -q avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX; fi
