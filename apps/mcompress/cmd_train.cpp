@@ -89,7 +89,9 @@ int run_train(const Args& args) {
   if (result.world_size > 1) {
     std::cout << "data parallel: " << result.world_size << " ranks, "
               << static_cast<int64_t>(result.bytes_all_reduced_per_step)
-              << " bytes all-reduced per step" << std::endl;
+              << " bytes all-reduced per step, "
+              << format_fixed(result.collective_seconds_per_step * 1000, 3)
+              << " ms per step in collectives (rank 0)" << std::endl;
   }
   return 0;
 }

@@ -8,6 +8,7 @@
 
 #include <glog/logging.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <limits>
@@ -163,88 +164,62 @@ void Distributed::fail(const std::string& operation, const std::string& what,
                          seconds_text(timeout) + "): " + first_line(cause));
 }
 
-void Distributed::reduce(const std::vector<at::Tensor>& tensors, int op, const std::string& what) {
+void Distributed::collective(const std::vector<at::Tensor>& tensors, int op,
+                             const std::string& what, std::chrono::milliseconds timeout) {
   if (!active() || tensors.empty()) return;
-  // One flat buffer per dtype: one collective instead of one per tensor.
+  if (timeout.count() <= 0) timeout = options_.timeout;
+  const bool is_broadcast = op == kBroadcast;
+  // One flat buffer per dtype: one collective instead of one per tensor. Gloo has no bool
+  // type, so masks travel as bytes.
   std::map<at::ScalarType, std::vector<at::Tensor>> by_type;
-  for (const auto& t : tensors) by_type[t.scalar_type()].push_back(t);
+  for (const auto& t : tensors) {
+    by_type[t.scalar_type() == at::kBool ? at::kByte : t.scalar_type()].push_back(t);
+  }
   for (auto& [type, list] : by_type) {
-    std::vector<at::Tensor> flat_parts;
-    for (const auto& t : list) flat_parts.push_back(t.detach().reshape({-1}));
-    std::vector<at::Tensor> buffer{torch::cat(flat_parts).contiguous()};
-    c10d::AllreduceOptions opts;
-    opts.reduceOp = static_cast<c10d::ReduceOp::RedOpType>(op);
-    opts.timeout = options_.timeout;
+    std::vector<at::Tensor> flat;
+    for (const auto& t : list) flat.push_back(t.detach().reshape({-1}).to(type));
+    std::vector<at::Tensor> buffer{torch::cat(flat).contiguous()};
+    const auto t0 = std::chrono::steady_clock::now();
     try {
-      group_->gloo->allreduce(buffer, opts)->wait(options_.timeout);
+      if (is_broadcast) {
+        c10d::BroadcastOptions opts;
+        opts.rootRank = 0;
+        opts.timeout = timeout;
+        group_->gloo->broadcast(buffer, opts)->wait(timeout);
+      } else {
+        c10d::AllreduceOptions opts;
+        opts.reduceOp = static_cast<c10d::ReduceOp::RedOpType>(op);
+        opts.timeout = timeout;
+        group_->gloo->allreduce(buffer, opts)->wait(timeout);
+      }
     } catch (const std::exception& e) {
-      fail("all-reduce", what, e.what(), options_.timeout);
+      fail(is_broadcast ? "broadcast" : "all-reduce", what, e.what(), timeout);
     }
+    seconds_in_collectives_ +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     bytes_reduced_ += buffer[0].numel() * static_cast<int64_t>(buffer[0].element_size());
     torch::NoGradGuard no_grad;
     int64_t offset = 0;
-    for (auto& t : list) {
+    for (const auto& t : list) {
       const int64_t n = t.numel();
-      t.copy_(buffer[0].slice(0, offset, offset + n).view(t.sizes()));
+      t.copy_(buffer[0].slice(0, offset, offset + n).view(t.sizes()));  // converts bytes back
       offset += n;
     }
   }
 }
 
 void Distributed::all_reduce_sum(const std::vector<at::Tensor>& tensors, const std::string& what) {
-  reduce(tensors, c10d::ReduceOp::SUM, what);
+  collective(tensors, c10d::ReduceOp::SUM, what, options_.timeout);
 }
 void Distributed::all_reduce_max(const std::vector<at::Tensor>& tensors, const std::string& what) {
-  reduce(tensors, c10d::ReduceOp::MAX, what);
+  collective(tensors, c10d::ReduceOp::MAX, what, options_.timeout);
 }
 void Distributed::all_reduce_min(const std::vector<at::Tensor>& tensors, const std::string& what) {
-  reduce(tensors, c10d::ReduceOp::MIN, what);
+  collective(tensors, c10d::ReduceOp::MIN, what, options_.timeout);
 }
-
 void Distributed::broadcast(const std::vector<at::Tensor>& tensors, const std::string& what,
                             std::chrono::milliseconds timeout) {
-  if (!active() || tensors.empty()) return;
-  if (timeout.count() <= 0) timeout = options_.timeout;
-  // Gloo has no bool type: masks travel as bytes.
-  std::vector<at::Tensor> parts;
-  for (const auto& t : tensors) parts.push_back(t.detach().reshape({-1}).to(torch::kUInt8));
-  const bool all_bytes = std::all_of(tensors.begin(), tensors.end(), [](const at::Tensor& t) {
-    return t.scalar_type() == torch::kBool || t.scalar_type() == torch::kUInt8;
-  });
-  if (!all_bytes) {
-    // Mixed dtypes: one broadcast per tensor keeps the values exact.
-    parts.clear();
-    for (const auto& t : tensors) parts.push_back(t.detach().reshape({-1}).contiguous().clone());
-  } else {
-    parts = {torch::cat(parts)};
-  }
-  for (auto& part : parts) {
-    std::vector<at::Tensor> buffer{part};
-    c10d::BroadcastOptions opts;
-    opts.rootRank = 0;
-    opts.timeout = timeout;
-    try {
-      group_->gloo->broadcast(buffer, opts)->wait(timeout);
-    } catch (const std::exception& e) {
-      fail("broadcast", what, e.what(), timeout);
-    }
-    bytes_reduced_ += part.numel() * static_cast<int64_t>(part.element_size());
-  }
-  torch::NoGradGuard no_grad;
-  if (all_bytes) {
-    int64_t offset = 0;
-    for (const auto& t : tensors) {
-      const int64_t n = t.numel();
-      auto t_mut = t;
-      t_mut.copy_(parts[0].slice(0, offset, offset + n).view(t.sizes()).to(t.scalar_type()));
-      offset += n;
-    }
-  } else {
-    for (size_t i = 0; i < tensors.size(); ++i) {
-      auto t_mut = tensors[i];
-      t_mut.copy_(parts[i].view(tensors[i].sizes()));
-    }
-  }
+  collective(tensors, kBroadcast, what, timeout);
 }
 
 void Distributed::barrier(const std::string& what, std::chrono::milliseconds timeout) {

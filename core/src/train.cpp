@@ -188,6 +188,7 @@ TrainResult train(NetworkImpl& net, const Dataset& train_data, const Dataset& va
   auto optimizer = make_optimizer(net, o);
   Progress progress(std::cerr, Progress::stderr_is_terminal(), o.progress && dist.is_root());
   const int64_t bytes_at_start = dist.bytes_reduced();
+  const double collective_seconds_at_start = dist.seconds_in_collectives();
   const bool has_val = val.size() > 0;
 
   TrainResult result;
@@ -299,6 +300,8 @@ TrainResult train(NetworkImpl& net, const Dataset& train_data, const Dataset& va
   if (step > 0) {
     result.bytes_all_reduced_per_step =
         static_cast<double>(dist.bytes_reduced() - bytes_at_start) / static_cast<double>(step);
+    result.collective_seconds_per_step =
+        (dist.seconds_in_collectives() - collective_seconds_at_start) / static_cast<double>(step);
   }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return result;

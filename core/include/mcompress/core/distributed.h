@@ -82,16 +82,24 @@ class Distributed {
   /// Bytes this process has sent into all-reduces and broadcasts so far (payload only: the
   /// tensors' bytes, not Gloo's ring traffic, which is about 2 (W-1)/W times that).
   int64_t bytes_reduced() const { return bytes_reduced_; }
+  /// Wall-clock seconds this process has spent in collectives so far: the transfer and the
+  /// wait for the slowest rank.
+  double seconds_in_collectives() const { return seconds_in_collectives_; }
 
  private:
   struct Group;
-  void reduce(const std::vector<at::Tensor>& tensors, int op, const std::string& what);
+  static constexpr int kBroadcast = -1;  // else a c10d::ReduceOp
+  /// Packs `tensors` by dtype, runs the all-reduce `op` (or a broadcast from rank 0) on each
+  /// buffer, unpacks in place. DistributedError on failure.
+  void collective(const std::vector<at::Tensor>& tensors, int op, const std::string& what,
+                  std::chrono::milliseconds timeout);
   [[noreturn]] void fail(const std::string& operation, const std::string& what,
                          const std::string& cause, std::chrono::milliseconds timeout) const;
 
   DistributedOptions options_;
   std::unique_ptr<Group> group_;
   int64_t bytes_reduced_ = 0;
+  double seconds_in_collectives_ = 0;
 };
 
 /// The process-wide default group (a world of 1 until init_distributed).

@@ -81,6 +81,8 @@ struct TrainResult {
   /// Payload bytes this rank all-reduced per optimizer step, averaged over the run (gradients
   /// every step; per-epoch figures and batchnorm statistics spread over the epoch's steps).
   double bytes_all_reduced_per_step = 0;
+  /// Wall-clock seconds per step this rank spent in collectives (transfer and waiting).
+  double collective_seconds_per_step = 0;
   /// The result as a JSON document for Model::history.
   std::string to_json(const TrainOptions& options) const;
 };
