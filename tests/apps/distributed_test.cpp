@@ -326,6 +326,20 @@ TEST_F(DistributedTest, AHungRankMakesTheOtherFailAtTheTimeout) {
   EXPECT_FALSE(fs::exists(out));
 }
 
+// Rank 0 alone: it serves the rendezvous, nobody joins, and it fails at its 2 s timeout.
+TEST_F(DistributedTest, ARankZeroWhosePeerNeverComesFailsAtTheTimeout) {
+  const auto t0 = steady_clock::now();
+  const auto r = mcompress::testing::run_cli(
+      joined(rank_args(train_args(dir_.file("alone.h5"), 1), 0, free_port(), 2)));
+  const double took = duration<double>(steady_clock::now() - t0).count();
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_LT(took, 10.0) << r.out;
+  EXPECT_NE(r.out.find("mcompress: error: rank 0 of 2: connecting to the other ranks"),
+            std::string::npos)
+      << r.out;
+  EXPECT_FALSE(fs::exists(dir_.file("alone.h5")));
+}
+
 // Rank 1 alone: nobody serves the rendezvous, so it fails at its 2 s timeout naming the master.
 TEST_F(DistributedTest, ARankWhoseMasterNeverComesFailsAtTheTimeout) {
   const auto t0 = steady_clock::now();
