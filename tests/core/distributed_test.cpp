@@ -75,7 +75,7 @@ TEST(DistributedOptionsTest, TheTorchrunEnvironmentFillsTheOptions) {
   EXPECT_EQ(DistributedOptions::from_environment().world_size, 1);
 }
 
-TEST(DistributedTest, AWorldOfOneHasNoGroupAndLeavesTensorsAlone) {
+TEST(DistributedWorldOfOneTest, HasNoGroupAndLeavesTensorsAlone) {
   mcompress::Distributed one;
   EXPECT_FALSE(one.active());
   EXPECT_TRUE(one.is_root());
