@@ -19,6 +19,9 @@ packages=(
   python3-torch
   # ONNX export (interop/): the ONNX protobuf classes and checker; the same libonnx LibTorch links.
   libonnx-dev libprotobuf-dev
+  # Data-parallel runs (docs/scaling.md): c10d's ProcessGroupGloo header needs Gloo's headers
+  # (libtorch-dev does not pull them in; libgloo0 is already there for libtorch).
+  libgloo-dev
 )
 
 missing=()

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -15,6 +16,7 @@
 #include <iostream>
 #include <thread>
 
+#include "mcompress/core/distributed.h"
 #include "mcompress/core/error.h"
 #include "mcompress/core/table.h"
 
@@ -76,6 +78,36 @@ int apply_threads(const po::variables_map& vm) {
     set(threads);
   }
   return threads;
+}
+
+void add_distributed_options(po::options_description& options) {
+  // clang-format off: one option per line reads better than the formatter's packing
+  options.add_options()("world-size", po::value<int>(),
+                        "ranks of a data-parallel run (default: $WORLD_SIZE or 1)")(
+      "rank", po::value<int>(), "this process's rank, 0 .. world-size - 1 (default: $RANK or 0)")(
+      "master", po::value<std::string>(),
+      "HOST:PORT of rank 0's rendezvous (default: $MASTER_ADDR:$MASTER_PORT or 127.0.0.1:29500)")(
+      "dist-timeout", po::value<double>()->default_value(60),
+      "seconds a rank waits for the slowest peer before failing");
+  // clang-format on
+}
+
+bool apply_distributed(const po::variables_map& vm) {
+  DistributedOptions o = DistributedOptions::from_environment();
+  if (vm.count("world-size")) o.world_size = vm["world-size"].as<int>();
+  if (vm.count("rank")) o.rank = vm["rank"].as<int>();
+  if (vm.count("master")) o.set_master(vm["master"].as<std::string>());
+  const double timeout = vm["dist-timeout"].as<double>();
+  MCOMPRESS_CHECK(timeout > 0 && timeout <= 86400, ConfigError,
+                  "--dist-timeout must be in (0, 86400] seconds, got ", timeout);
+  o.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout * 1000));
+  o.validate();
+  if (o.world_size > 1) {
+    std::cerr << "rank " << o.rank << " of " << o.world_size << ", rendezvous at " << o.master_addr
+              << ":" << o.master_port << std::endl;
+  }
+  init_distributed(o);
+  return distributed().is_root();
 }
 
 void add_data_options(po::options_description& options) {

@@ -48,6 +48,14 @@ bool parse(const std::string& command, const std::string& usage, const Args& arg
 void add_threads_option(po::options_description& options);
 int apply_threads(const po::variables_map& vm);
 
+/// --world-size, --rank, --master HOST:PORT and --dist-timeout SECONDS: a data-parallel run
+/// (docs/scaling.md). apply_distributed starts from the torchrun environment (WORLD_SIZE,
+/// RANK, MASTER_ADDR, MASTER_PORT), lets the flags override it and joins the process group
+/// (mcompress::init_distributed); a world of 1 joins nothing. Returns whether this process is
+/// rank 0, the one that writes files and prints reports.
+void add_distributed_options(po::options_description& options);
+bool apply_distributed(const po::variables_map& vm);
+
 /// --data (directory of IDX files or HDF5 file) and --limit (first N examples, 0 = all).
 void add_data_options(po::options_description& options);
 Dataset load_data(const po::variables_map& vm, Split split);

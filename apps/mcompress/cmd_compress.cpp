@@ -18,6 +18,7 @@ int run_compress(const Args& args) {
       "check", po::bool_switch(), "validate the recipe and exit");
   // clang-format on
   add_threads_option(options);
+  add_distributed_options(options);
   po::positional_options_description positional;
   positional.add("recipe", 1);
   po::variables_map vm;
@@ -33,14 +34,19 @@ int run_compress(const Args& args) {
     std::cout << recipe.source << ": valid (" << recipe.stages.size() << " stages)\n";
     return 0;
   }
+  // Data parallel: every rank runs the stages, rank 0 alone logs, reports and writes.
+  const bool root = apply_distributed(vm);
   pipeline::RunOptions run;
   run.threads = apply_threads(vm);
   run.resume = vm["resume"].as<bool>();
   run.overwrite = vm["force"].as<bool>();
-  run.log = &std::cout;
-  std::cout << "recipe " << recipe.source << ", seed " << recipe.seed << ", " << run.threads
-            << " thread(s)\n";
+  run.log = root ? &std::cout : nullptr;
+  if (root) {
+    std::cout << "recipe " << recipe.source << ", seed " << recipe.seed << ", " << run.threads
+              << " thread(s)\n";
+  }
   const auto result = pipeline::run_recipe(recipe, run);
+  if (!root) return 0;
   std::cout << "saved " << result.output << "\nreports:";
   for (const auto& r : result.reports) std::cout << " " << r;
   std::cout << std::endl;

@@ -75,6 +75,7 @@ int run_distill(const Args& args) {
   add_train_options(options, d.train);
   add_data_options(options);
   add_threads_option(options);
+  add_distributed_options(options);
   po::variables_map vm;
   if (!parse("distill", "--teacher FILE --student NAME|FILE --out FILE [options]", args, options,
              vm)) {
@@ -88,7 +89,9 @@ int run_distill(const Args& args) {
   const bool force = vm["force"].as<bool>();
   MCOMPRESS_CHECK(!same_file(teacher_path, out) && !same_file(student_arg, out), ConfigError,
                   "--out must differ from the teacher and student files");
-  check_output_path(out, force);
+  // Every rank trains its share; only rank 0 checks the output, reports and writes.
+  const bool root = apply_distributed(vm);
+  if (root) check_output_path(out, force);
   const int threads = apply_threads(vm);
 
   Model student = load_student(student_arg, d.train.seed);
@@ -106,14 +109,18 @@ int run_distill(const Args& args) {
   const ArchSpec& spec = student.spec();
   check_dataset(all, spec.input_shape, spec.num_classes, "distillation training");
   check_dataset(test, spec.input_shape, spec.num_classes, "evaluation");
-  std::cerr << "distilling " << teacher.spec().name << " (" << teacher.spec().parameter_count()
-            << " parameters) into " << student.spec().name << " ("
-            << student.spec().parameter_count() << ") on " << train_data.size()
-            << " examples, validating on " << val.size() << "; T " << d.temperature << ", alpha "
-            << d.alpha << "; " << threads << " threads, seed " << d.train.seed << std::endl;
+  if (root) {
+    std::cerr << "distilling " << teacher.spec().name << " (" << teacher.spec().parameter_count()
+              << " parameters) into " << student.spec().name << " ("
+              << student.spec().parameter_count() << ") on " << train_data.size()
+              << " examples, validating on " << val.size() << "; T " << d.temperature << ", alpha "
+              << d.alpha << "; " << threads << " threads, seed " << d.train.seed << std::endl;
+  }
 
-  const double student_before = has_suffix(student_arg, ".h5") ? test_accuracy(student, test) : -1;
+  const double student_before =
+      root && has_suffix(student_arg, ".h5") ? test_accuracy(student, test) : -1;
   const auto report = distill::distill_model(student, teacher, d, train_data, val);
+  if (!root) return 0;
   const double teacher_test = test_accuracy(teacher, test);
   const double student_test = test_accuracy(student, test);
 

@@ -179,6 +179,7 @@ int run_prune(const Args& args) {
   // clang-format on
   add_data_options(options);
   add_threads_option(options);
+  add_distributed_options(options);
   po::positional_options_description positional;
   positional.add("model", 1);
   po::variables_map vm;
@@ -189,7 +190,9 @@ int run_prune(const Args& args) {
   const auto in = vm["model"].as<std::string>();
   const auto out = vm["out"].as<std::string>();
   const bool force = vm["force"].as<bool>();
-  check_output_path(in, out, force);
+  // Every rank fine-tunes its share; only rank 0 checks the output, reports and writes.
+  const bool root = apply_distributed(vm);
+  if (root) check_output_path(in, out, force);
   const int threads = apply_threads(vm);
   const uint64_t seed = vm["seed"].as<uint64_t>();
 
@@ -209,12 +212,15 @@ int run_prune(const Args& args) {
   // Before the header line, so that unusable data gets the one error line alone.
   check_dataset(all, model.spec().input_shape, model.spec().num_classes, "fine-tuning");
   check_dataset(test, model.spec().input_shape, model.spec().num_classes, "evaluation");
-  std::cerr << "pruning " << model.spec().name << " (" << model.spec().parameter_count()
-            << " parameters): " << describe(o) << "; " << train.size() << " training, "
-            << val.size() << " validation examples; " << threads << " threads, seed " << seed
-            << (rewind_note.empty() ? "" : "; rewinding to " + rewind_note) << std::endl;
+  if (root) {
+    std::cerr << "pruning " << model.spec().name << " (" << model.spec().parameter_count()
+              << " parameters): " << describe(o) << "; " << train.size() << " training, "
+              << val.size() << " validation examples; " << threads << " threads, seed " << seed
+              << (rewind_note.empty() ? "" : "; rewinding to " + rewind_note) << std::endl;
+  }
 
   const auto report = prune::prune_model(model, o, train, val, rewind_to ? &*rewind_to : nullptr);
+  if (!root) return 0;
   const auto before = runtime::evaluate(runtime::Executor(original), test);
   const auto after = runtime::evaluate(runtime::Executor(model), test);
 

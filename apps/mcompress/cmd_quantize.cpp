@@ -54,6 +54,7 @@ int run_quantize(const Args& args) {
   // clang-format on
   add_data_options(options);
   add_threads_option(options);
+  add_distributed_options(options);
   po::positional_options_description positional;
   positional.add("model", 1);
   po::variables_map vm;
@@ -90,7 +91,9 @@ int run_quantize(const Args& args) {
   const auto out = vm["out"].as<std::string>();
   MCOMPRESS_CHECK(std::filesystem::absolute(in) != std::filesystem::absolute(out), ConfigError,
                   "--out must differ from the input model '", in, "'");
-  check_output_path(out, vm["force"].as<bool>());
+  // Every rank calibrates or trains its share; only rank 0 checks the output, reports, writes.
+  const bool root = apply_distributed(vm);
+  if (root) check_output_path(out, vm["force"].as<bool>());
   runtime::ExecutorOptions deploy;
   deploy.batch_size = vm["deploy-batch"].as<int64_t>();
   const int threads = apply_threads(vm);
@@ -113,6 +116,7 @@ int run_quantize(const Args& args) {
   const auto report = qat        ? quant::qat_model(model, qo, calib_pool, val)
                       : codebook ? quant::codebook_model(model, co, calib_pool, val)
                                  : quant::quantize_model(model, q, calib, val);
+  if (!root) return 0;
   runtime::ExecutorOptions fp32_options = deploy;
   fp32_options.policy = runtime::KernelPolicy::kFp32;
   const auto before = runtime::evaluate(runtime::Executor(original, fp32_options), test);

@@ -36,6 +36,7 @@ int run_train(const Args& args) {
   add_train_options(options, t);
   add_data_options(options);
   add_threads_option(options);
+  add_distributed_options(options);
   po::variables_map vm;
   if (!parse("train", "--arch NAME|--spec FILE --out FILE [options]", args, options, vm)) {
     return 0;
@@ -44,18 +45,23 @@ int run_train(const Args& args) {
   const ArchSpec spec = spec_from_options(vm);
   const auto out = vm["out"].as<std::string>();
   const bool force = vm["force"].as<bool>();
-  check_output_path(out, force);
+  // Only rank 0 writes; the others train their share and leave.
+  const bool root = apply_distributed(vm);
+  if (root) check_output_path(out, force);
   const int threads = apply_threads(vm);
 
   const Dataset all = load_data(vm, Split::kTrain);
   check_dataset(all, spec.input_shape, spec.num_classes, "training");
   const auto [train_data, val] = split_train_val(all, vm["val-fraction"].as<double>(), t.seed);
-  std::cerr << "training " << spec.name << " (" << spec.parameter_count() << " parameters) on "
-            << train_data.size() << " examples, validating on " << val.size() << "; " << threads
-            << " threads, seed " << t.seed << std::endl;
+  if (root) {
+    std::cerr << "training " << spec.name << " (" << spec.parameter_count() << " parameters) on "
+              << train_data.size() << " examples, validating on " << val.size() << "; " << threads
+              << " threads, seed " << t.seed << std::endl;
+  }
 
   Model model = Model::initialize(spec, t.seed);
   const auto result = train_model(model, train_data, val, t);
+  if (!root) return 0;
 
   const Dataset test = load_data(vm, Split::kTest);
   runtime::Executor exec(model);
@@ -80,6 +86,13 @@ int run_train(const Args& args) {
                  format_fixed(best.val_accuracy * 100, 2), format_fixed(eval.accuracy * 100, 2),
                  format_fixed(eval.loss, 4), format_fixed(result.seconds, 1) + "s"});
   std::cout << table.to_text() << "saved " << out << std::endl;
+  if (result.world_size > 1) {
+    std::cout << "data parallel: " << result.world_size << " ranks, "
+              << static_cast<int64_t>(result.bytes_all_reduced_per_step)
+              << " bytes all-reduced per step, "
+              << format_fixed(result.collective_seconds_per_step * 1000, 3)
+              << " ms per step in collectives (rank 0)" << std::endl;
+  }
   return 0;
 }
 

@@ -11,6 +11,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "mcompress/core/distributed.h"
 #include "mcompress/core/error.h"
 #include "mcompress/core/network.h"
 #include "mcompress/core/progress.h"
@@ -58,7 +59,57 @@ void restore(NetworkImpl& net, const std::map<std::string, torch::Tensor>& saved
   for (auto& [name, value] : net.state()) value.copy_(saved.at(name));
 }
 
+// Every trainable parameter's gradient (zeros where backward left none, so that every rank
+// packs the same layout), scaled by this rank's share of the global batch and summed over
+// ranks: the mean gradient of the global batch, as one process would compute it.
+void all_reduce_gradients(NetworkImpl& net, Distributed& dist, double share) {
+  std::vector<torch::Tensor> grads;
+  for (auto& p : net.parameters()) {
+    if (!p.requires_grad()) continue;
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+    p.mutable_grad().mul_(share);
+    grads.push_back(p.grad());
+  }
+  dist.all_reduce_sum(grads, "gradients");
+}
+
+// Batchnorm running statistics averaged over ranks: each rank saw only its shard of every
+// batch, and the model every rank ends with must be the same.
+void average_batchnorm_statistics(NetworkImpl& net, Distributed& dist) {
+  std::vector<torch::Tensor> stats;
+  for (const auto& item : net.named_buffers()) {
+    const auto& name = item.key();
+    if (name.size() >= 12 && (name.rfind("running_mean") == name.size() - 12 ||
+                              name.rfind("running_var") == name.size() - 11)) {
+      stats.push_back(item.value());
+    }
+  }
+  if (stats.empty()) return;
+  dist.all_reduce_sum(stats, "batchnorm statistics");
+  torch::NoGradGuard no_grad;
+  for (auto& t : stats) t.div_(dist.world_size());
+}
+
 }  // namespace
+
+Metrics evaluate_sharded(NetworkImpl& net, const Dataset& data, int64_t batch_size) {
+  Distributed& dist = distributed();
+  if (!dist.active()) return evaluate_network(net, data, batch_size);
+  const Shard shard = shard_of(data.size(), dist.rank(), dist.world_size());
+  const Metrics local = evaluate_network(net, data.slice(shard.begin, shard.end), batch_size);
+  auto sums = torch::tensor(
+      {local.loss * static_cast<double>(local.samples),
+       local.accuracy * static_cast<double>(local.samples), static_cast<double>(local.samples)},
+      torch::kDouble);
+  dist.all_reduce_sum({sums}, "validation figures");
+  Metrics m;
+  m.samples = static_cast<int64_t>(std::llround(sums[2].item<double>()));
+  if (m.samples > 0) {
+    m.loss = sums[0].item<double>() / static_cast<double>(m.samples);
+    m.accuracy = std::round(sums[1].item<double>()) / static_cast<double>(m.samples);
+  }
+  return m;
+}
 
 std::string to_string(OptimizerKind kind) { return kind == OptimizerKind::kSgd ? "sgd" : "adam"; }
 
@@ -131,9 +182,13 @@ TrainResult train(NetworkImpl& net, const Dataset& train_data, const Dataset& va
   MCOMPRESS_CHECK(train_data.size() > 0, DataError, "training data set '", train_data.source,
                   "' is empty");
   const auto t0 = std::chrono::steady_clock::now();
-  torch::manual_seed(o.seed);  // dropout masks
+  Distributed& dist = distributed();
+  // Dropout masks; other ranks draw their own (rank 0 draws what one process would).
+  torch::manual_seed(o.seed + 7919ULL * static_cast<uint64_t>(dist.rank()));
   auto optimizer = make_optimizer(net, o);
-  Progress progress(std::cerr, Progress::stderr_is_terminal(), o.progress);
+  Progress progress(std::cerr, Progress::stderr_is_terminal(), o.progress && dist.is_root());
+  const int64_t bytes_at_start = dist.bytes_reduced();
+  const double collective_seconds_at_start = dist.seconds_in_collectives();
   const bool has_val = val.size() > 0;
 
   TrainResult result;
@@ -144,7 +199,7 @@ TrainResult train(NetworkImpl& net, const Dataset& train_data, const Dataset& va
   const int64_t batches = (n + o.batch_size - 1) / o.batch_size;
   int64_t step = 0;
   if (has_val && o.validate_start) {
-    best_val = evaluate_network(net, val).accuracy;
+    best_val = evaluate_sharded(net, val).accuracy;
     result.best_epoch = 0;
     if (o.restore_best) best_state = snapshot(net);
   }
@@ -169,27 +224,45 @@ TrainResult train(NetworkImpl& net, const Dataset& train_data, const Dataset& va
     const auto order = torch::tensor(
         shuffled_indices(n, o.seed * 1000003ULL + static_cast<uint64_t>(epoch)), torch::kLong);
     double loss_sum = 0;
-    int64_t correct = 0;
+    int64_t correct = 0, seen = 0;
     for (int64_t b = 0; b < batches; ++b) {
-      const auto idx = order.slice(0, b * o.batch_size, std::min(n, (b + 1) * o.batch_size));
-      const auto x = train_data.x.index_select(0, idx);
-      const auto y = train_data.y.index_select(0, idx);
-      if (hooks.before_batch) hooks.before_batch(idx);
+      const auto global = order.slice(0, b * o.batch_size, std::min(n, (b + 1) * o.batch_size));
+      // Data parallel: this rank's contiguous part of the global batch.
+      const Shard shard = shard_of(global.size(0), dist.rank(), dist.world_size());
+      const auto idx = global.slice(0, shard.begin, shard.end);
       optimizer->zero_grad();
-      const auto logits = net.forward(x);
-      const auto loss =
-          hooks.loss ? hooks.loss(logits, x, y) : torch::cross_entropy_loss(logits, y);
-      MCOMPRESS_CHECK(std::isfinite(loss.item<double>()), Error, "training diverged at epoch ",
-                      epoch + 1, " batch ", b + 1, " (loss is not finite); lower the lr");
-      loss.backward();
+      if (shard.size() > 0) {
+        const auto x = train_data.x.index_select(0, idx);
+        const auto y = train_data.y.index_select(0, idx);
+        if (hooks.before_batch) hooks.before_batch(idx);
+        const auto logits = net.forward(x);
+        const auto loss =
+            hooks.loss ? hooks.loss(logits, x, y) : torch::cross_entropy_loss(logits, y);
+        const double value = loss.item<double>();
+        MCOMPRESS_CHECK(std::isfinite(value), Error, "training diverged at epoch ", epoch + 1,
+                        " batch ", b + 1, " (loss is not finite); lower the lr");
+        loss.backward();
+        loss_sum += value * static_cast<double>(shard.size());
+        correct += logits.argmax(1).eq(y).sum().item<int64_t>();
+        seen += shard.size();
+      }
+      if (dist.active()) {
+        all_reduce_gradients(
+            net, dist, static_cast<double>(shard.size()) / static_cast<double>(global.size(0)));
+      }
       optimizer->step();
       net.apply_masks();
       ++step;
       if (hooks.after_step) hooks.after_step(net, step);
-      loss_sum += loss.item<double>() * static_cast<double>(x.size(0));
-      correct += logits.argmax(1).eq(y).sum().item<int64_t>();
-      const double seen = static_cast<double>(std::min(n, (b + 1) * o.batch_size));
-      progress.update(b + 1, loss_sum / seen, static_cast<double>(correct) / seen);
+      const double shown = static_cast<double>(std::max<int64_t>(seen, 1));
+      progress.update(b + 1, loss_sum / shown, static_cast<double>(correct) / shown);
+    }
+    if (dist.active()) {
+      auto sums = torch::tensor({loss_sum, static_cast<double>(correct)}, torch::kDouble);
+      dist.all_reduce_sum({sums}, "training figures");
+      loss_sum = sums[0].item<double>();
+      correct = static_cast<int64_t>(std::llround(sums[1].item<double>()));
+      if (!o.freeze_batchnorm) average_batchnorm_statistics(net, dist);
     }
     record.train_loss = loss_sum / static_cast<double>(n);
     record.train_accuracy = static_cast<double>(correct) / static_cast<double>(n);
@@ -197,7 +270,7 @@ TrainResult train(NetworkImpl& net, const Dataset& train_data, const Dataset& va
 
     std::ostringstream summary;
     if (has_val) {
-      const auto m = evaluate_network(net, val);
+      const auto m = evaluate_sharded(net, val);
       record.val_loss = m.loss;
       record.val_accuracy = m.accuracy;
       summary << "val_loss " << std::fixed;
@@ -223,6 +296,13 @@ TrainResult train(NetworkImpl& net, const Dataset& train_data, const Dataset& va
     }
   }
   if (has_val && o.restore_best && !best_state.empty()) restore(net, best_state);
+  result.world_size = dist.world_size();
+  if (step > 0) {
+    result.bytes_all_reduced_per_step =
+        static_cast<double>(dist.bytes_reduced() - bytes_at_start) / static_cast<double>(step);
+    result.collective_seconds_per_step =
+        (dist.seconds_in_collectives() - collective_seconds_at_start) / static_cast<double>(step);
+  }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return result;
 }
@@ -273,6 +353,11 @@ std::string TrainResult::to_json(const TrainOptions& o) const {
   }
   doc["best_epoch"] = best_epoch;
   doc["stopped_early"] = stopped_early;
+  // Only a data-parallel run says so: a one-process file stays byte for byte what it was.
+  if (world_size > 1) {
+    doc["distributed"] = {{"world_size", world_size},
+                          {"bytes_all_reduced_per_step", bytes_all_reduced_per_step}};
+  }
   return doc.dump();
 }
 

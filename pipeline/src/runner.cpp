@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
@@ -17,8 +18,12 @@
 #include <sstream>
 #include <utility>
 
+#include <torch/torch.h>
+#include <unistd.h>
+
 #include "mcompress/core/atomic_file.h"
 #include "mcompress/core/dataset.h"
+#include "mcompress/core/distributed.h"
 #include "mcompress/core/error.h"
 #include "mcompress/core/model_file.h"
 #include "mcompress/core/table.h"
@@ -315,11 +320,65 @@ std::string history_entry(const std::string& stage, const std::string& path, con
   return doc.dump();
 }
 
+// How long the other ranks wait while rank 0 alone measures a stage's model and writes its
+// checkpoint (minutes for a large model; the group's timeout is for a training step). A rank 0
+// that dies meanwhile is noticed at once all the same: its connections close.
+constexpr std::chrono::milliseconds kRootWorkWait = std::chrono::hours(6);
+
+// Data parallel: rank 0's text on every rank (others pass ""); a world of 1 returns it as is.
+// `timeout` as Distributed::broadcast's.
+std::string text_from_rank0(const std::string& text, const std::string& what,
+                            std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) {
+  Distributed& dist = distributed();
+  if (!dist.active()) return text;
+  auto size = torch::tensor({static_cast<int64_t>(text.size())}, torch::kLong);
+  dist.broadcast({size}, what, timeout);
+  if (size.item<int64_t>() == 0) return "";
+  auto bytes = torch::zeros({size.item<int64_t>()}, torch::kUInt8);
+  if (dist.is_root()) std::memcpy(bytes.data_ptr(), text.data(), text.size());
+  dist.broadcast({bytes}, what);
+  return std::string(reinterpret_cast<const char*>(bytes.data_ptr()),
+                     static_cast<size_t>(bytes.numel()));
+}
+
+// Data parallel: rank 0's model on every rank, sent as its model file's bytes, so that input
+// models, caches and checkpoints need to exist only on rank 0's machine. The other ranks load
+// the bytes from a private temporary file that they delete at once.
+Model model_from_rank0(std::optional<Model> on_root, const std::string& what) {
+  Distributed& dist = distributed();
+  const fs::path tmp = fs::temp_directory_path() / ("mcompress-rank" + std::to_string(dist.rank()) +
+                                                    "-" + std::to_string(::getpid()) + ".h5");
+  std::string bytes;
+  if (dist.is_root()) {
+    save_model(*on_root, tmp.string(), SaveOptions{true});
+    std::ifstream in(tmp, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    fs::remove(tmp);
+  }
+  bytes = text_from_rank0(bytes, what);
+  if (dist.is_root()) return std::move(*on_root);
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    MCOMPRESS_CHECK(out.good(), IoError, "rank ", dist.rank(), ": cannot write '", tmp.string(),
+                    "' (rank 0's ", what, ")");
+  }
+  Model model = load_model(tmp.string());
+  fs::remove(tmp);
+  return model;
+}
+
 Model start_model(const Recipe& recipe, const RunData& data, const RunOptions& o,
                   StageReport& report, double& seconds) {
   const auto t0 = std::chrono::steady_clock::now();
+  Distributed& dist = distributed();
   if (!recipe.model.path.empty()) {
-    Model model = load_model(recipe.model.path);
+    Model model =
+        dist.active()
+            ? model_from_rank0(dist.is_root() ? std::optional<Model>(load_model(recipe.model.path))
+                                              : std::nullopt,
+                               "start model")
+            : load_model(recipe.model.path);
     seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return model;
   }
@@ -336,21 +395,27 @@ Model start_model(const Recipe& recipe, const RunData& data, const RunOptions& o
       {"train", nlohmann::json::parse(TrainResult{}.to_json(t)).at("options")}};
   report.options = {{"arch", recipe.model.arch}, {"epochs", t.epochs}, {"lr", t.lr}};
   const std::string& cache = recipe.model.cache;
-  if (!cache.empty() && fs::exists(cache)) {
-    Model cached = load_model(cache);
-    if (!cached.history.empty() && cached.recipe == identity.dump()) {
-      report.metrics = {{"cached", cache}};
-      seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      return cached;
+  // The cache lives on rank 0's disk: rank 0 decides whether it serves, and sends it.
+  std::optional<Model> cached;
+  if (dist.is_root() && !cache.empty() && fs::exists(cache)) {
+    cached.emplace(load_model(cache));
+    if (cached->history.empty() || cached->recipe != identity.dump()) {
+      cached.reset();
+      if (o.log) *o.log << "cache " << cache << " was trained differently; training again\n";
     }
-    if (o.log) *o.log << "cache " << cache << " was trained differently; training again\n";
+  }
+  if (text_from_rank0(cached ? "cached" : "", "the start-model cache decision") == "cached") {
+    report.metrics = {{"cached", cache}};
+    Model model = model_from_rank0(std::move(cached), "cached start model");
+    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return model;
   }
   Model model = Model::initialize(spec, recipe.seed);
   check_dataset(data.train, spec.input_shape, spec.num_classes, "data");
   const auto result = train_model(model, data.train, data.val, t);
   model.history.push_back(result.to_json(t));
   report.metrics = {{"best_epoch", result.best_epoch}};
-  if (!cache.empty()) {
+  if (!cache.empty() && dist.is_root()) {
     Model copy = model.clone();
     copy.recipe = identity.dump();  // the cache's own provenance: what it was trained from
     copy.seed = recipe.seed;
@@ -490,23 +555,38 @@ void write_reports(const Recipe& recipe, const RunOptions& o, const std::vector<
 }  // namespace
 
 RunResult run_recipe(const Recipe& recipe, const RunOptions& o) {
+  // Data parallel: every rank runs every stage (their training is shared); rank 0 alone
+  // writes checkpoints, the output and the reports, measures, and decides the guards.
+  Distributed& dist = distributed();
+  const bool root = dist.is_root();
   // Fail before hours of work on what can be known now: the output and its folder.
   const fs::path out(recipe.output);
   const fs::path out_dir = out.has_parent_path() ? out.parent_path() : fs::path(".");
-  MCOMPRESS_CHECK(fs::is_directory(out_dir), IoError, "output: folder '", out_dir.string(),
-                  "' does not exist");
-  MCOMPRESS_CHECK(o.overwrite || o.resume || !fs::exists(out), IoError, recipe.output,
-                  ": file exists; pass --force to overwrite it");
+  if (root) {
+    MCOMPRESS_CHECK(fs::is_directory(out_dir), IoError, "output: folder '", out_dir.string(),
+                    "' does not exist");
+    MCOMPRESS_CHECK(o.overwrite || o.resume || !fs::exists(out), IoError, recipe.output,
+                    ": file exists; pass --force to overwrite it");
+  }
 
   const RunData data = load_run_data(recipe.data, recipe.seed);
   Checkpoints ckpt(recipe);
-  remove_stale_temps(ckpt.targets(), o.log);
+  if (root) remove_stale_temps(ckpt.targets(), o.log);
   std::vector<StageRow> rows;
   std::optional<Model> current;  // the model as the stages leave it
   if (o.resume) {
-    auto [done, last] = ckpt.resume();
-    rows = std::move(done);
-    current.emplace(std::move(last));
+    std::optional<Model> last;
+    std::string state;
+    if (root) {
+      auto [done, model] = ckpt.resume();
+      for (const auto& r : done) state += r.to_json().dump() + "\n";
+      last.emplace(std::move(model));
+    }
+    for (std::istringstream lines(text_from_rank0(state, "checkpoint state"));
+         std::getline(lines, state);) {
+      rows.push_back(StageRow::from_json(nlohmann::json::parse(state)));
+    }
+    current.emplace(model_from_rank0(std::move(last), "checkpoint model"));
     MCOMPRESS_CHECK(rows.size() >= 1 && rows.size() <= recipe.stages.size() + 1, FormatError,
                     ckpt.dir().string(), ": checkpoint state does not fit the recipe");
     if (o.log) {
@@ -514,7 +594,7 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& o) {
              << " stages (" << ckpt.dir().string() << ")\n";
     }
   } else {
-    ckpt.start_fresh();
+    if (root) ckpt.start_fresh();
     StageReport report;
     double seconds = 0;
     current.emplace(start_model(recipe, data, o, report, seconds));
@@ -522,15 +602,19 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& o) {
     model.recipe = recipe.text;
     model.seed = recipe.seed;
     const std::string file = ckpt.file(0, recipe.model.path.empty() ? "train" : "start");
-    save_model(model, file, SaveOptions{true});
-    StageRow row = measure(model, file, data, recipe, o);
+    StageRow row;
+    if (root) {
+      save_model(model, file, SaveOptions{true});
+      row = measure(model, file, data, recipe, o);
+    }
     row.stage = recipe.model.path.empty() ? "train " + recipe.model.arch : "start";
     row.status = "ok";
     row.seconds = seconds;
     row.options = report.options;
     row.metrics = report.metrics;
     rows.push_back(row);
-    ckpt.commit(rows, file);
+    if (root) ckpt.commit(rows, file);
+    dist.barrier("rank 0's measurement of the start model", kRootWorkWait);
   }
   Model& model = *current;
   const ArchSpec& spec = model.spec();
@@ -569,9 +653,11 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& o) {
     report.options = s.options;
     model.history.push_back(history_entry(s.name, s.path, report, seconds));
     const std::string file = ckpt.file(i + 1, s.name);
-    save_model(model, file, SaveOptions{true});
-
-    StageRow row = measure(model, file, data, recipe, o);
+    StageRow row;
+    if (root) {
+      save_model(model, file, SaveOptions{true});
+      row = measure(model, file, data, recipe, o);
+    }
     row.stage = s.name;
     row.path = s.path;
     row.status = "ok";
@@ -579,10 +665,19 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& o) {
     row.options = s.options;
     row.metrics = report.metrics;
     row.warnings = report.warnings;
-    flag(row, rows[kept], before, model, o.latency_seconds);
-    if (const std::string why = guard_violation(row, rows[kept], rows.front(), s, recipe);
-        !why.empty()) {
+    std::string why;
+    if (root) {
+      flag(row, rows[kept], before, model, o.latency_seconds);
+      why = guard_violation(row, rows[kept], rows.front(), s, recipe);
+    }
+    // Rank 0 measured; every rank follows its verdict.
+    why = text_from_rank0(why, "the guard's verdict", kRootWorkWait);
+    if (!why.empty()) {
       if (!(s.guard.max_accuracy_drop >= 0 ? s.guard.skip : recipe.guard.skip)) {
+        if (!root) {
+          throw Error("rank " + std::to_string(dist.rank()) + ": rank 0 stopped the run at " +
+                      s.path + " (guard on_violation: fail)");
+        }
         fs::remove(file);
         if (o.log) log_row(*o.log, row, rows.front());
         throw Error(s.path + ": " + why +
@@ -592,14 +687,17 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& o) {
       }
       row.status = "skipped: " + why;
       model = std::move(before);  // undo the stage
-      save_model(model, file, SaveOptions{true});
+      if (root) save_model(model, file, SaveOptions{true});
     } else {
       kept = rows.size();
     }
     rows.push_back(row);
-    ckpt.commit(rows, file);
+    if (root) ckpt.commit(rows, file);
     if (o.log) log_row(*o.log, rows.back(), rows.front());
   }
+  RunResult result;
+  result.output = recipe.output;
+  if (!root) return result;
 
   // The output: the last kept model, with the whole run's measurements as provenance.
   nlohmann::json summary;
@@ -617,9 +715,7 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& o) {
   }
   model.history.push_back(summary.dump());
   save_model(model, recipe.output, SaveOptions{true});
-  RunResult result;
   result.rows = rows;
-  result.output = recipe.output;
   result.reports = report_paths(recipe.output);
   write_reports(recipe, o, rows, result.reports);
   return result;

@@ -10,6 +10,7 @@
 #include <functional>
 #include <set>
 
+#include "mcompress/core/distributed.h"
 #include "mcompress/core/error.h"
 #include "mcompress/core/network.h"
 #include "mcompress/prune/magnitude.h"
@@ -114,6 +115,16 @@ TensorMap magnitude_masks(const Plan& plan, double pool_target, const Scheduled&
   return out;
 }
 
+// Masks are decided once, on rank 0, and broadcast: every rank computes the same ones from the
+// same weights, but a magnitude tie ordered differently must never leave ranks training
+// different sparsity patterns. A world of 1 broadcasts nothing.
+TensorMap decided_on_rank0(TensorMap masks) {
+  std::vector<at::Tensor> list;
+  for (const auto& [name, mask] : masks) list.push_back(mask);  // map order: same on every rank
+  distributed().broadcast(list, "pruning masks");
+  return masks;
+}
+
 // Kept entries of one tensor: its mask's, or its nonzeros without a mask.
 Density kept_of(const std::string& name, const TensorMap& weights, const TensorMap& masks) {
   const auto it = masks.find(name);
@@ -199,7 +210,7 @@ void run_rounds(Model& model, const Plan& plan, const PruneOptions& o, const Dat
   for (int64_t r = 1; r <= rounds; ++r) {
     const Scheduled now = [=](double t) { return round_sparsity(t, r, rounds, fraction); };
     for (const auto& [name, mask] :
-         magnitude_masks(plan, o.target, now, model.tensors(), model.masks)) {
+         decided_on_rank0(magnitude_masks(plan, o.target, now, model.tensors(), model.masks))) {
       model.set_mask(name, mask);
     }
     if (rewind_to != nullptr) rewind(model, *rewind_to);
@@ -240,8 +251,8 @@ void run_gradual(Model& model, const Plan& plan, const PruneOptions& o, const Da
     };
   };
   if (g.prunes_at(0)) {
-    for (const auto& [name, mask] :
-         magnitude_masks(plan, o.target, at_step(0), model.tensors(), model.masks)) {
+    for (const auto& [name, mask] : decided_on_rank0(
+             magnitude_masks(plan, o.target, at_step(0), model.tensors(), model.masks))) {
       model.set_mask(name, mask);
     }
   }
@@ -251,7 +262,7 @@ void run_gradual(Model& model, const Plan& plan, const PruneOptions& o, const Da
   hooks.after_step = [&](NetworkImpl& n, int64_t step) {
     if (!g.prunes_at(step)) return;
     for (const auto& [name, mask] :
-         magnitude_masks(plan, o.target, at_step(step), n.state(), n.masks())) {
+         decided_on_rank0(magnitude_masks(plan, o.target, at_step(step), n.state(), n.masks()))) {
       n.set_mask(name, mask);
     }
   };

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "mcompress/core/distributed.h"
 #include "mcompress/core/error.h"
 
 namespace mcompress::quant {
@@ -73,7 +74,14 @@ class Histogram {
     counts_[static_cast<size_t>(std::min(neg_, bins_ - 1))] -= static_cast<double>(zeros_in_batch);
   }
 
-  bool has_nonzero() const { return !counts_.empty(); }
+  bool has_nonzero() const {
+    return std::any_of(counts_.begin(), counts_.end(), [](double c) { return c > 0; });
+  }
+  /// The grid for [lo, hi] (lo <= 0 <= hi, lo < hi) before any data arrives.
+  void preset(double lo, double hi) { init_grid(lo, hi); }
+  /// Raw state, for adding the histograms of ranks that share one grid.
+  std::vector<double>& counts() { return counts_; }
+  void set_zeros(double zeros) { zeros_ = zeros; }
   int64_t bins() const { return bins_; }
   int64_t neg() const { return neg_; }
   double width() const { return width_; }
@@ -460,11 +468,55 @@ Observer::Observer(const ObserverOptions& options) {
   impl_ = std::make_unique<Impl>(options);
 }
 
+Observer::Observer(const ObserverOptions& options, double lo, double hi) : Observer(options) {
+  lo = std::min(lo, 0.0);
+  hi = std::max(hi, 0.0);
+  if (impl_->uses_histogram() && std::isfinite(lo) && std::isfinite(hi) && hi > lo) {
+    impl_->hist.preset(lo, hi);
+  }
+}
+
+void Observer::reduce_across_ranks() {
+  Distributed& dist = distributed();
+  if (!dist.active()) return;
+  Impl& s = *impl_;
+  const double inf = std::numeric_limits<double>::infinity();
+  auto lo = at::tensor({s.seen ? s.min : inf}, at::kDouble);
+  auto hi = at::tensor({s.seen ? s.max : -inf}, at::kDouble);
+  dist.all_reduce_min({lo}, "calibration minima");
+  dist.all_reduce_max({hi}, "calibration maxima");
+  auto sums = at::tensor({s.seen ? 1.0 : 0.0, s.seen ? s.avg_min : 0.0, s.seen ? s.avg_max : 0.0},
+                         at::kDouble);
+  dist.all_reduce_sum({sums}, "calibration averages");
+  const double ranks_seen = sums[0].item<double>();
+  if (ranks_seen == 0) return;  // no rank saw this key
+  if (s.uses_histogram()) {
+    // One grid on every rank (the range constructor): the merged histogram is the sum.
+    auto& counts = s.hist.counts();
+    counts.resize(static_cast<size_t>(s.hist.bins()), 0.0);
+    auto merged = at::tensor(at::ArrayRef<double>(counts), at::kDouble);
+    auto zeros = at::tensor({s.hist.zeros()}, at::kDouble);
+    dist.all_reduce_sum({merged, zeros}, "calibration histograms");
+    std::copy(merged.data_ptr<double>(), merged.data_ptr<double>() + merged.numel(),
+              counts.begin());
+    s.hist.set_zeros(zeros.item<double>());
+  }
+  s.seen = true;
+  s.min = lo.item<double>();
+  s.max = hi.item<double>();
+  s.avg_min = sums[1].item<double>() / ranks_seen;
+  s.avg_max = sums[2].item<double>() / ranks_seen;
+}
+
 Observer::~Observer() = default;
 Observer::Observer(Observer&&) noexcept = default;
 Observer& Observer::operator=(Observer&&) noexcept = default;
 
 const ObserverOptions& Observer::options() const { return impl_->options; }
+
+std::pair<double, double> Observer::observed_range() const {
+  return impl_->seen ? std::make_pair(impl_->min, impl_->max) : std::make_pair(0.0, 0.0);
+}
 
 void Observer::observe(const at::Tensor& x) {
   MCOMPRESS_CHECK(x.defined(), ModelError, "observer: the activation tensor is undefined");

@@ -8,6 +8,7 @@
 #include <set>
 #include <vector>
 
+#include "mcompress/core/distributed.h"
 #include "mcompress/core/error.h"
 #include "mcompress/runtime/executor.h"
 
@@ -128,6 +129,34 @@ torch::Tensor QatFakeQuant::activation(const NetworkImpl& net, const std::string
                                                 kActQMin, kActQMax);
 }
 
+void QatFakeQuant::average_across_ranks() {
+  Distributed& dist = distributed();
+  if (!dist.active()) return;
+  std::vector<std::string> keys;
+  for (const auto& [key, r] : ranges_) keys.push_back(key);
+  std::sort(keys.begin(), keys.end());  // unordered_map order differs between processes
+  auto count = torch::tensor({static_cast<int64_t>(keys.size())}, torch::kLong);
+  auto fewest = count.clone();
+  dist.all_reduce_max({count}, "QAT range keys");
+  dist.all_reduce_min({fewest}, "QAT range keys");
+  MCOMPRESS_CHECK(count.item<int64_t>() == fewest.item<int64_t>(), ModelError, "rank ", dist.rank(),
+                  ": QAT ranges of ", keys.size(), " activations, but another rank has ",
+                  count.item<int64_t>());
+  auto bounds = torch::empty({static_cast<int64_t>(keys.size()), 2}, torch::kDouble);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    bounds[static_cast<int64_t>(i)][0] = ranges_.at(keys[i]).lo;
+    bounds[static_cast<int64_t>(i)][1] = ranges_.at(keys[i]).hi;
+  }
+  dist.all_reduce_sum({bounds}, "QAT activation ranges");
+  bounds.div_(dist.world_size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    Range& r = ranges_.at(keys[i]);
+    r.lo = bounds[static_cast<int64_t>(i)][0].item<double>();
+    r.hi = bounds[static_cast<int64_t>(i)][1].item<double>();
+    set_qparams(r);
+  }
+}
+
 std::map<std::string, ActivationQParams> QatFakeQuant::qparams() const {
   std::map<std::string, ActivationQParams> out;
   for (const auto& [key, r] : ranges_) {
@@ -176,6 +205,7 @@ QuantizeReport qat_model(Model& model, const QatOptions& o, const Dataset& train
   ranges_after[0] = fake_quant.ranges();  // epoch 0: the calibrated start (validate_start)
   TrainHooks hooks;
   hooks.after_epoch = [&](NetworkImpl&, int64_t epoch) {
+    fake_quant.average_across_ranks();
     ranges_after[epoch] = fake_quant.ranges();
     if (o.freeze_observers_epoch >= 0 && epoch >= o.freeze_observers_epoch) {
       fake_quant.set_frozen(true);

@@ -9,6 +9,7 @@
 #include <map>
 #include <optional>
 
+#include "mcompress/core/distributed.h"
 #include "mcompress/core/error.h"
 #include "mcompress/runtime/executor.h"
 
@@ -129,6 +130,50 @@ void QuantizeOptions::validate() const {
   observer.validate();
 }
 
+namespace {
+
+// Data parallel calibration: rank r observes batches r, r + W, r + 2W, ... and the observers
+// are merged across ranks (Observer::reduce_across_ranks). Histogram observers first agree on
+// the global min/max of every key (a min/max pass over the same batches), so that every rank
+// bins on one grid and the merged histogram is exactly the histogram of all batches.
+std::map<std::string, Observer> calibrate_sharded(runtime::Executor& exec, const at::Tensor& x,
+                                                  const ObserverOptions& options,
+                                                  int64_t batch_size, Distributed& dist) {
+  // Every rank lists every key (a rank may get no batch at all), in the map's order.
+  std::map<std::string, std::pair<double, double>> ranges;
+  exec.run_observed(x.slice(0, 0, 1), [&](const std::string& key, const at::Tensor&) {
+    ranges.emplace(key, std::make_pair(0.0, 0.0));
+  });
+  auto run_my_batches = [&](std::map<std::string, Observer>& observers) {
+    for (int64_t begin = batch_size * dist.rank(); begin < x.size(0);
+         begin += batch_size * dist.world_size()) {
+      exec.run_observed(x.slice(0, begin, std::min(x.size(0), begin + batch_size)),
+                        [&](const std::string& key, const at::Tensor& value) {
+                          observers.at(key).observe(value);
+                        });
+    }
+    for (auto& [key, obs] : observers) obs.reduce_across_ranks();
+  };
+  const bool histogram = options.kind == ObserverKind::kPercentile ||
+                         options.kind == ObserverKind::kEntropy ||
+                         options.kind == ObserverKind::kMse;
+  if (histogram) {
+    std::map<std::string, Observer> minmax;
+    for (const auto& [key, range] : ranges) minmax.emplace(key, Observer(ObserverOptions{}));
+    run_my_batches(minmax);
+    for (auto& [key, range] : ranges) range = minmax.at(key).observed_range();
+  }
+  std::map<std::string, Observer> observers;
+  for (const auto& [key, range] : ranges) {
+    observers.emplace(key,
+                      histogram ? Observer(options, range.first, range.second) : Observer(options));
+  }
+  run_my_batches(observers);
+  return observers;
+}
+
+}  // namespace
+
 std::map<std::string, ActivationQParams> calibrate(const Model& model, const Dataset& data,
                                                    const ObserverOptions& observer, int64_t batches,
                                                    int64_t batch_size) {
@@ -138,14 +183,19 @@ std::map<std::string, ActivationQParams> calibrate(const Model& model, const Dat
   runtime::Executor exec(model, eo);
   std::map<std::string, Observer> observers;
   const int64_t n = std::min(data.size(), batches * batch_size);
-  for (int64_t begin = 0; begin < n; begin += batch_size) {
-    exec.run_observed(data.x.slice(0, begin, std::min(n, begin + batch_size)),
-                      [&](const std::string& key, const at::Tensor& value) {
-                        auto it = observers.find(key);
-                        if (it == observers.end())
-                          it = observers.emplace(key, Observer(observer)).first;
-                        it->second.observe(value);
-                      });
+  Distributed& dist = distributed();
+  if (!dist.active()) {
+    for (int64_t begin = 0; begin < n; begin += batch_size) {
+      exec.run_observed(data.x.slice(0, begin, std::min(n, begin + batch_size)),
+                        [&](const std::string& key, const at::Tensor& value) {
+                          auto it = observers.find(key);
+                          if (it == observers.end())
+                            it = observers.emplace(key, Observer(observer)).first;
+                          it->second.observe(value);
+                        });
+    }
+  } else {
+    observers = calibrate_sharded(exec, data.x.slice(0, 0, n), observer, batch_size, dist);
   }
   std::map<std::string, ActivationQParams> out;
   for (const auto& [key, obs] : observers) {

@@ -77,11 +77,22 @@ struct TrainResult {
   int64_t best_epoch = 0;  // the epoch whose weights the model ends with
   bool stopped_early = false;
   double seconds = 0;
+  int world_size = 1;  // ranks that trained it (distributed())
+  /// Payload bytes this rank all-reduced per optimizer step, averaged over the run (gradients
+  /// every step; per-epoch figures and batchnorm statistics spread over the epoch's steps).
+  double bytes_all_reduced_per_step = 0;
+  /// Wall-clock seconds per step this rank spent in collectives (transfer and waiting).
+  double collective_seconds_per_step = 0;
   /// The result as a JSON document for Model::history.
   std::string to_json(const TrainOptions& options) const;
 };
 
 /// Trains `net` in place. `val` may be empty (size 0): no validation, no early stop.
+/// Data parallel when distributed() has more than one rank: every rank takes its part of each
+/// global batch of options.batch_size rows (shard_of over the same seeded epoch order), the
+/// gradients are averaged over ranks before every optimizer step, batchnorm running statistics
+/// after every epoch, so every rank ends with the same weights; validation is split over ranks
+/// too. DistributedError when a peer dies or hangs past the timeout.
 TrainResult train(NetworkImpl& net, const Dataset& train_data, const Dataset& val,
                   const TrainOptions& options, const TrainHooks& hooks = {});
 
@@ -97,5 +108,8 @@ struct Metrics {
 
 /// Accuracy and loss of the training-time network in eval mode.
 Metrics evaluate_network(NetworkImpl& net, const Dataset& data, int64_t batch_size = 512);
+/// The same figures with the rows split over distributed()'s ranks and the sums reduced:
+/// every rank gets the figures of the whole set. evaluate_network in a world of 1.
+Metrics evaluate_sharded(NetworkImpl& net, const Dataset& data, int64_t batch_size = 512);
 
 }  // namespace mcompress

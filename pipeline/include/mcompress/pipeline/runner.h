@@ -52,6 +52,10 @@ struct RunResult {
 /// state.json); the output and the reports are written only when every stage has run.
 /// ConfigError for a stage order that cannot work (before anything runs) or a guard
 /// violation with on_violation: fail; the errors of the stages themselves otherwise.
+/// Data parallel when mcompress::distributed() has several ranks: every rank runs every stage
+/// (training shares its work), rank 0 alone reads the start model, cache and checkpoints
+/// (and sends them), measures, decides the guards and writes; the other ranks return a
+/// result with only `output` set. Input data must exist on every rank's machine.
 RunResult run_recipe(const Recipe& recipe, const RunOptions& options);
 
 /// The reports' paths for an output file: "<dir>/<stem>.report.{md,json,csv}".

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "mcompress/core/model.h"
 
@@ -40,6 +41,10 @@ ActivationQParams affine_qparams(double lo, double hi);
 class Observer {
  public:
   explicit Observer(const ObserverOptions& options);
+  /// An observer whose histogram grid covers [lo, hi] (widened to contain 0) from the start
+  /// instead of growing with the data: histograms of different ranks then add bin by bin.
+  /// Values outside the range still grow the grid, as in the other constructor.
+  Observer(const ObserverOptions& options, double lo, double hi);
   ~Observer();
   Observer(Observer&&) noexcept;
   Observer& operator=(Observer&&) noexcept;
@@ -49,6 +54,16 @@ class Observer {
   /// The qparams for everything observed so far; ModelError if nothing was observed.
   ActivationQParams qparams() const;
   const ObserverOptions& options() const;
+  /// The exact min and max of everything observed ({0, 0} before any data).
+  std::pair<double, double> observed_range() const;
+  /// Data parallel: merges what every rank of mcompress::distributed() observed under this
+  /// key, so that qparams() on every rank describe all ranks' batches. Exact for minmax
+  /// (min and max over ranks) and for the histogram observers (percentile, entropy, mse) when
+  /// every rank built its histogram on the same grid (the range constructor with the same
+  /// range); moving-average min/max takes the mean over ranks of their averages. Every rank
+  /// must call it for the same keys in the same order. A world of 1 changes nothing.
+  /// DistributedError when a peer fails.
+  void reduce_across_ranks();
 
  private:
   struct Impl;

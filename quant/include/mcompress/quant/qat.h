@@ -84,6 +84,10 @@ class QatFakeQuant {
   };
   using Ranges = std::unordered_map<std::string, Range>;
   const Ranges& ranges() const { return ranges_; }
+  /// Data parallel: every range becomes the mean over mcompress::distributed()'s ranks of
+  /// their moving averages (each rank saw only its part of every batch), so that all ranks
+  /// fake-quantize alike; every rank must hold the same keys. A world of 1 changes nothing.
+  void average_across_ranks();
   void set_ranges(Ranges ranges) { ranges_ = std::move(ranges); }
 
  private:
