@@ -20,34 +20,17 @@
 #include <thread>
 #include <vector>
 
+#include "cli_runner.h"
 #include "mcompress/core/model_file.h"
 #include "mcompress/core/zoo.h"
 #include "test_support.h"
-
-extern char** environ;
 
 namespace {
 
 namespace fs = std::filesystem;
 using mcompress::testing::read_bytes;
+using mcompress::testing::spawn_cli;
 using mcompress::testing::write_bytes;
-
-// Starts the CLI with `args`, stdout and stderr to `log`. -1 when it cannot be started.
-pid_t spawn_cli(const std::vector<std::string>& args, const std::string& log) {
-  std::vector<std::string> all{MCOMPRESS_CLI};
-  all.insert(all.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : all) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  return rc == 0 ? pid : -1;
-}
 
 // The raw wait status of `pid`.
 int wait_for(pid_t pid) {
