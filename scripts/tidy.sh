@@ -3,7 +3,7 @@
 #   scripts/tidy.sh          the input-facing readers, where untrusted bytes arrive (the CI set,
 #                            run by scripts/reliability-ci.sh): the model file, IDX/HDF5 data,
 #                            spec JSON, recipe YAML and stage options, and the atomic writer
-#   scripts/tidy.sh --all    every library and CLI source (~6 minutes on 2 cores)
+#   scripts/tidy.sh --all    every library and CLI source (~4.5 minutes on 2 cores)
 #   scripts/tidy.sh REGEX    the sources whose path matches REGEX
 # Uses the clang build folder's compile commands (MCOMPRESS_TIDY_BUILD, default build-reliab,
 # configured by reliability-ci.sh) without its precompiled <torch/torch.h>: clang-tidy then
