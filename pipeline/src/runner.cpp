@@ -136,7 +136,8 @@ void flag(StageRow& row, const StageRow& previous, const Model& before, const Mo
   }
   auto slower = [&](int64_t batch, double was, double now) {
     // Rows measured apart mislead both ways (a busy moment inflates either one; in CI a start
-    // row 20x too slow made a 75x slower stage look 1.6x faster), so no row pair is trusted.
+    // row inflated to 6.5 ms at batch 64 made a model 424 times larger look 1.6x faster), so
+    // no row pair is trusted.
     if (was <= 0 || now <= 0) return;
     std::tie(was, now) = latency_side_by_side(before, after, batch, seconds);
     if (now <= was * kSlowerThreshold) return;
