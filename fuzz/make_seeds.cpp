@@ -80,14 +80,22 @@ int main(int argc, char** argv) {
     fs::create_directories(root / t);
   }
 
+  // Each model file in both containers: packed (format v3, the default) and groups (v2).
+  const auto save_both = [&](const mcompress::Model& model, const std::string& stem) {
+    mcompress::SaveOptions options{true};
+    mcompress::save_model(model, (root / "fuzz_model_file" / (stem + ".h5")).string(), options);
+    options.container = mcompress::ModelContainer::kGroups;
+    mcompress::save_model(model, (root / "fuzz_model_file" / (stem + "_groups.h5")).string(),
+                          options);
+  };
+
   // Model files: a dense convnet with history and recipe, and an MLP whose mostly-zero
   // weight is stored sparse (CSR) and marked pruned.
   mcompress::Model tiny =
       mcompress::Model::initialize(mcompress::ArchSpec::from_json_text(kTinySpec), 7);
   tiny.history = {R"({"stage":"train","metrics":{"accuracy":0.5}})"};
   tiny.recipe = "model: tiny\nstages: []\n";
-  mcompress::save_model(tiny, (root / "fuzz_model_file" / "tiny_dense.h5").string(),
-                        mcompress::SaveOptions{true});
+  save_both(tiny, "tiny_dense");
   mcompress::Model mlp =
       mcompress::Model::initialize(mcompress::ArchSpec::from_json_text(kMlpSpec), 7);
   at::Tensor& w = mlp.tensor("0.weight");
@@ -95,8 +103,7 @@ int main(int argc, char** argv) {
   mask[0][0] = true;
   w.mul_(mask);
   mlp.masks["0.weight"] = mask;
-  mcompress::save_model(mlp, (root / "fuzz_model_file" / "mlp_sparse.h5").string(),
-                        mcompress::SaveOptions{true});
+  save_both(mlp, "mlp_sparse");
   // The same MLP with its pruned weight as a 2-bit codebook (sparse: code 0 is 0.0) and its
   // second weight as a 3-bit one (dense, packed codes).
   mcompress::QuantizedTensor sparse_book;
@@ -115,8 +122,7 @@ int main(int argc, char** argv) {
   mlp.quant.tensors["0.weight"] = sparse_book;
   mlp.quant.tensors["2.weight"] = dense_book;
   for (const auto& [name, q] : mlp.quant.tensors) mlp.tensor(name) = q.dequantize().contiguous();
-  mcompress::save_model(mlp, (root / "fuzz_model_file" / "mlp_codebook.h5").string(),
-                        mcompress::SaveOptions{true});
+  save_both(mlp, "mlp_codebook");
 
   // IDX: two 3x3 images with their labels, plain and gzipped.
   Bytes images, labels;

@@ -28,6 +28,8 @@ const std::vector<Command>& commands() {
       {"train", "train a model from the zoo or a spec file", run_train},
       {"eval", "accuracy, loss and latency of a model file (deployable runtime)", run_eval},
       {"inspect", "per-tensor storage table of a model file", run_inspect},
+      {"convert", "re-save a model file: --container packed (format v3) or groups (v2)",
+       run_convert},
       {"quantize", "fp16/bf16 storage, int8 dynamic or static (calibrated) quantization",
        run_quantize},
       {"compress", "run a compression recipe (YAML): stages in order, reports, checkpoints",

@@ -29,6 +29,7 @@ int run_zoo(const Args& args);
 int run_train(const Args& args);
 int run_eval(const Args& args);
 int run_inspect(const Args& args);
+int run_convert(const Args& args);
 int run_quantize(const Args& args);
 int run_prune(const Args& args);
 int run_distill(const Args& args);

@@ -20,7 +20,8 @@ int run_inspect(const Args& args) {
   const auto summary = inspect_model_file(vm["model"].as<std::string>());
   const auto arch = nlohmann::json::parse(summary.arch_json);
   std::cout << summary.path << ": " << arch.value("name", std::string("?")) << ", format v"
-            << summary.format_version << ", written by " << summary.producer << "\n\n";
+            << summary.format_version << " (" << summary.container << " container), written by "
+            << summary.producer << "\n\n";
 
   Table table({"tensor", "shape", "encoding", "layout", "params", "nonzeros", "density", "bytes"});
   int64_t params = 0, nonzeros = 0, bytes = 0;

@@ -1,5 +1,6 @@
-// The HDF5 model file, format "mcompress-model" v1. docs/format.md is the specification; keep
-// the two in step.
+// The HDF5 model file, format "mcompress-model" v3 (the packed container; v2's groups container
+// is still written on request, and v1 read). docs/format.md is the specification; keep the two
+// in step.
 //
 // This file uses the HDF5 C API only (through the small RAII Handle below): it needs chunk,
 // filter and object-header controls that the C++ wrapper does not expose, and it turns every
@@ -13,6 +14,7 @@
 #include <fcntl.h>
 #include <hdf5.h>
 #include <unistd.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -30,6 +32,7 @@
 
 #include "mcompress/core/error.h"
 #include "mcompress/core/version.h"
+#include "packed_arrays.h"
 
 namespace mcompress {
 namespace {
@@ -364,17 +367,17 @@ int64_t csr_columns(const std::vector<int64_t>& shape) {
 }
 
 struct IndexType {
-  hid_t file_type;
+  packed::Dtype dtype;
   int64_t bytes;
 };
 
 // The smallest unsigned integer type holding `max_value`: a 784-column layer spends 2 bytes
 // per column index instead of 8, which is what makes CSR pay off at moderate sparsity.
 IndexType index_type(uint64_t max_value) {
-  if (max_value <= 0xFFu) return {H5T_STD_U8LE, 1};
-  if (max_value <= 0xFFFFu) return {H5T_STD_U16LE, 2};
-  if (max_value <= 0xFFFFFFFFu) return {H5T_STD_U32LE, 4};
-  return {H5T_STD_U64LE, 8};
+  if (max_value <= 0xFFu) return {packed::Dtype::kUInt8, 1};
+  if (max_value <= 0xFFFFu) return {packed::Dtype::kUInt16, 2};
+  if (max_value <= 0xFFFFFFFFu) return {packed::Dtype::kUInt32, 4};
+  return {packed::Dtype::kUInt64, 8};
 }
 
 // int8 zero-point codes shaped to broadcast against the tensor (per channel along q.axis).
@@ -509,6 +512,161 @@ LayoutBytes codebook_layout_bytes(const std::vector<int64_t>& shape, int64_t bit
 // ---------------------------------------------------------------------------------------------
 // Writing
 
+// Where save_model puts one tensor: a /tensors/<name> group of datasets (the groups container,
+// format v2) or a manifest entry with its arrays in the blob (the packed container, v3). The
+// encoding decisions (dense or CSR, packing codes) are made once, above this interface.
+class TensorSink {
+ public:
+  virtual ~TensorSink() = default;
+  virtual void begin(const std::string& name, const std::vector<int64_t>& shape, Encoding encoding,
+                     bool sparse) = 0;
+  virtual void axis(int64_t axis) = 0;  // int8
+  virtual void bits(int64_t bits) = 0;  // codebook
+  virtual void pruned() = 0;
+  virtual void density(double density) = 0;  // sparse; the packed container derives it
+  // `data` holds product(shape) elements of type `given`, stored as `stored` (an integer type
+  // that holds every value when the two differ).
+  virtual void array(const std::string& member, const std::vector<int64_t>& shape,
+                     packed::Dtype stored, packed::Dtype given, const void* data) = 0;
+  virtual void end() = 0;
+};
+
+// The values as stored (contiguous, on the CPU), refusing any a load would reject: a file
+// mcompress writes must be one it can load again. `q` passed check_quantized.
+at::Tensor stored_values(const std::string& path, const std::string& name, const at::Tensor& master,
+                         const QuantizedTensor* q) {
+  if (q == nullptr) {
+    MCOMPRESS_CHECK(master.scalar_type() == at::kFloat, ModelError, path, ": tensor '", name,
+                    "' has dtype ", master.scalar_type(), ", expected float32");
+    at::Tensor values = master.to(at::kCPU).contiguous();
+    float bad = 0.0f;
+    const int64_t index = first_non_finite(values, &bad);
+    MCOMPRESS_CHECK(index < 0, ModelError, path, ": tensor '", name, "' has a non-finite value (",
+                    bad, ") at flat index ", index, "; refusing to save it");
+    return values;
+  }
+  at::Tensor values = q->values.to(at::kCPU).contiguous();
+  if (q->encoding == Encoding::kFp16 || q->encoding == Encoding::kBf16) {
+    float bad = 0.0f;
+    const int64_t index = first_non_finite(values.to(at::kFloat).contiguous(), &bad);
+    MCOMPRESS_CHECK(index < 0, ModelError, path, ": tensor '", name, "' (", to_string(q->encoding),
+                    ") has a non-finite value (", bad, ") at flat index ", index,
+                    "; refusing to save it");
+  }
+  return values;
+}
+
+packed::Dtype stored_dtype(Encoding encoding) {
+  switch (encoding) {
+    case Encoding::kFp16:
+      return packed::Dtype::kFloat16;
+    case Encoding::kBf16:
+      return packed::Dtype::kBFloat16;
+    case Encoding::kInt8:
+      return packed::Dtype::kInt8;
+    case Encoding::kCodebook:
+      return packed::Dtype::kUInt8;
+    case Encoding::kFp32:
+      break;
+  }
+  return packed::Dtype::kFloat32;
+}
+
+// The CSR structure of a sparse tensor besides its values: density, columns (row-delta
+// coded) and row offsets.
+void write_csr_structure(TensorSink& sink, const Csr& csr, const std::vector<int64_t>& shape,
+                         int64_t nnz) {
+  sink.density(static_cast<double>(nnz) / static_cast<double>(product(shape)));
+  const at::Tensor gaps = column_gaps(csr);
+  const auto max_gap = static_cast<uint64_t>(nnz > 0 ? gaps.max().item<int64_t>() : 0);
+  sink.array("indices_delta", {nnz}, index_type(max_gap).dtype, packed::Dtype::kInt64,
+             gaps.data_ptr());
+  sink.array("indptr", {shape[0] + 1}, index_type(static_cast<uint64_t>(nnz)).dtype,
+             packed::Dtype::kInt64, csr.indptr.data_ptr());
+}
+
+// A codebook tensor (docs/format.md §4.8): the shared values and the packed codes, dense or
+// CSR over the entries whose code is not the zero code.
+void write_codebook_tensor(TensorSink& sink, const std::string& name, const QuantizedTensor& q,
+                           bool pruned) {
+  const at::Tensor codes = q.values.to(at::kCPU).contiguous();
+  const at::Tensor book = q.codebook.to(at::kCPU).contiguous();
+  const std::vector<int64_t> shape = codes.sizes().vec();
+  const int64_t zero = zero_code(book);
+  const at::Tensor keep = zero >= 0 ? codes.ne(zero) : at::ones_like(codes, at::kBool);
+  const int64_t nnz = keep.sum().item<int64_t>();
+  const LayoutBytes bytes = codebook_layout_bytes(shape, q.bits, nnz);
+  const bool sparse = zero >= 0 && bytes.sparse < bytes.dense;
+
+  sink.begin(name, shape, Encoding::kCodebook, sparse);
+  sink.bits(q.bits);
+  if (pruned) sink.pruned();
+  sink.array("codebook", {book.numel()}, packed::Dtype::kFloat32, packed::Dtype::kFloat32,
+             book.data_ptr());
+  at::Tensor stored = codes.reshape({-1});
+  if (sparse) {
+    const Csr csr = to_csr(codes, keep);
+    write_csr_structure(sink, csr, shape, nnz);
+    stored = csr.values;
+  }
+  const std::vector<uint8_t> packed_codes =
+      pack_codes(stored.data_ptr<uint8_t>(), stored.numel(), q.bits);
+  sink.array("codes", {static_cast<int64_t>(packed_codes.size())}, packed::Dtype::kUInt8,
+             packed::Dtype::kUInt8, packed_codes.data());
+  sink.end();
+}
+
+// One tensor: the fp32 master, or its reduced encoding `q`. Dense or sparse, whichever has
+// fewer bytes; `pruned` marks a tensor whose zeros are its mask.
+void write_tensor(TensorSink& sink, const std::string& path, const std::string& name,
+                  const at::Tensor& master, const QuantizedTensor* q, bool pruned) {
+  if (q != nullptr && q->encoding == Encoding::kCodebook) {
+    write_codebook_tensor(sink, name, *q, pruned);
+    return;
+  }
+  const Encoding encoding = q != nullptr ? q->encoding : Encoding::kFp32;
+  const at::Tensor values = stored_values(path, name, master, q);
+  const std::vector<int64_t> shape = values.sizes().vec();
+  const at::Tensor keep = stored_entries(values, q);
+  const int64_t nnz = keep.sum().item<int64_t>();
+  const LayoutBytes bytes = layout_bytes(shape, values.element_size(), nnz);
+  const bool sparse = bytes.sparse < bytes.dense;
+  const packed::Dtype dtype = stored_dtype(encoding);
+
+  sink.begin(name, shape, encoding, sparse);
+  if (encoding == Encoding::kInt8) sink.axis(q->axis);
+  if (pruned) sink.pruned();
+  if (sparse) {
+    const Csr csr = to_csr(values, keep);
+    sink.array("values", {nnz}, dtype, dtype, csr.values.data_ptr());
+    write_csr_structure(sink, csr, shape, nnz);
+  } else {
+    sink.array("values", shape, dtype, dtype, values.data_ptr());
+  }
+  if (encoding == Encoding::kInt8) {
+    const at::Tensor scale = q->scale.to(at::kCPU).contiguous();
+    const at::Tensor zero_point = q->zero_point.to(at::kCPU).contiguous();
+    sink.array("scale", {scale.numel()}, packed::Dtype::kFloat32, packed::Dtype::kFloat32,
+               scale.data_ptr());
+    sink.array("zero_point", {zero_point.numel()}, packed::Dtype::kInt32, packed::Dtype::kInt32,
+               zero_point.data_ptr());
+  }
+  sink.end();
+}
+
+// The entries as JSON Lines (docs/format.md §6). A raw line break inside an entry can only be
+// whitespace between JSON tokens (JSON escapes it inside strings), so it becomes a space and
+// every entry stays one line.
+std::string history_lines(const std::vector<std::string>& entries) {
+  std::string lines;
+  for (const std::string& entry : entries) {
+    for (char c : entry) lines += c == '\n' || c == '\r' ? ' ' : c;
+    lines += '\n';
+  }
+  return lines;
+}
+
+// HDF5 objects of the file: groups, attributes and datasets, for both containers.
 class Writer {
  public:
   explicit Writer(std::string path) : path_(std::move(path)) {
@@ -517,6 +675,8 @@ class Writer {
     // Object modification times would make two saves of the same model differ.
     h5_check<IoError>(H5Pset_obj_track_times(gcpl_, false), path_, "cannot disable time tracking");
   }
+
+  const std::string& path() const { return path_; }
 
   Handle create_group(hid_t parent, const std::string& name) {
     return checked<IoError>(H5Gcreate2(parent, name.c_str(), H5P_DEFAULT, gcpl_, H5P_DEFAULT),
@@ -559,171 +719,15 @@ class Writer {
     }
   }
 
-  // Group /tensors/<name> of one tensor: the fp32 master, or its reduced encoding `q`. Dense
-  // or sparse, whichever has fewer bytes; `pruned` marks a tensor whose zeros are its mask.
-  void tensor(hid_t tensors, const std::string& name, const at::Tensor& master,
-              const QuantizedTensor* q, bool pruned) {
-    if (q != nullptr && q->encoding == Encoding::kCodebook) {
-      codebook_tensor(tensors, name, *q, pruned);
-      return;
-    }
-    const Encoding encoding = q != nullptr ? q->encoding : Encoding::kFp32;
-    const at::Tensor values = stored_values(name, master, q);
-    const std::vector<int64_t> shape = values.sizes().vec();
-    const at::Tensor keep = stored_entries(values, q);
-    const int64_t nnz = keep.sum().item<int64_t>();
-    const LayoutBytes bytes = layout_bytes(shape, values.element_size(), nnz);
-    const bool sparse = bytes.sparse < bytes.dense;
-
-    Handle group = create_group(tensors, name);
-    shape_attr(group, shape);
-    string_attr(group, "encoding", to_string(encoding));
-    string_attr(group, "layout", sparse ? "sparse" : "dense");
-    if (encoding == Encoding::kInt8)
-      scalar_attr<int64_t>(group, "axis", H5T_STD_I64LE, H5T_NATIVE_INT64, q->axis);
-    if (pruned) scalar_attr<int8_t>(group, "pruned", H5T_STD_I8LE, H5T_NATIVE_INT8, 1);
-
-    // The 16-bit types are built twice: file (little-endian) and memory (native) versions.
+  // A dataset of `shape` in the file type of `stored`, written from memory of type `given`.
+  // `filtered`: shuffle + deflate + Fletcher-32; otherwise Fletcher-32 only (the packed blob,
+  // whose arrays are compressed one by one).
+  void dataset(hid_t loc, const std::string& name, const std::vector<int64_t>& shape,
+               packed::Dtype stored, packed::Dtype given, const void* data,
+               const std::string& subject, bool filtered = true) {
     Handle file_half, mem_half;
-    hid_t file_type = H5T_IEEE_F32LE, mem_type = H5T_NATIVE_FLOAT;
-    if (encoding == Encoding::kFp16 || encoding == Encoding::kBf16) {
-      file_half = half_float_type<IoError>(half_format(encoding), H5T_IEEE_F32LE, path_);
-      mem_half = half_float_type<IoError>(half_format(encoding), H5T_NATIVE_FLOAT, path_);
-      file_type = file_half;
-      mem_type = mem_half;
-    } else if (encoding == Encoding::kInt8) {
-      file_type = H5T_STD_I8LE;
-      mem_type = H5T_NATIVE_INT8;
-    }
-    if (sparse) {
-      const Csr csr = to_csr(values, keep);
-      write_dataset(group, "values", {nnz}, file_type, mem_type, csr.values.data_ptr(), name);
-      csr_structure(group, csr, shape, nnz, name);
-    } else {
-      write_dataset(group, "values", shape, file_type, mem_type, values.data_ptr(), name);
-    }
-    if (encoding != Encoding::kInt8) return;
-    const at::Tensor scale = q->scale.to(at::kCPU).contiguous();
-    const at::Tensor zero_point = q->zero_point.to(at::kCPU).contiguous();
-    write_dataset(group, "scale", {scale.numel()}, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT,
-                  scale.data_ptr(), name);
-    write_dataset(group, "zero_point", {zero_point.numel()}, H5T_STD_I32LE, H5T_NATIVE_INT32,
-                  zero_point.data_ptr(), name);
-  }
-
-  // Group /tensors/<name> of a codebook tensor (docs/format.md §4.8): the shared values and
-  // the packed codes, dense or CSR over the entries whose code is not the zero code.
-  void codebook_tensor(hid_t tensors, const std::string& name, const QuantizedTensor& q,
-                       bool pruned) {
-    const at::Tensor codes = q.values.to(at::kCPU).contiguous();
-    const at::Tensor book = q.codebook.to(at::kCPU).contiguous();
-    const std::vector<int64_t> shape = codes.sizes().vec();
-    const int64_t zero = zero_code(book);
-    const at::Tensor keep = zero >= 0 ? codes.ne(zero) : at::ones_like(codes, at::kBool);
-    const int64_t nnz = keep.sum().item<int64_t>();
-    const LayoutBytes bytes = codebook_layout_bytes(shape, q.bits, nnz);
-    const bool sparse = zero >= 0 && bytes.sparse < bytes.dense;
-
-    Handle group = create_group(tensors, name);
-    shape_attr(group, shape);
-    string_attr(group, "encoding", to_string(Encoding::kCodebook));
-    string_attr(group, "layout", sparse ? "sparse" : "dense");
-    scalar_attr<int32_t>(group, "bits", H5T_STD_I32LE, H5T_NATIVE_INT32,
-                         static_cast<int32_t>(q.bits));
-    if (pruned) scalar_attr<int8_t>(group, "pruned", H5T_STD_I8LE, H5T_NATIVE_INT8, 1);
-    write_dataset(group, "codebook", {book.numel()}, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT,
-                  book.data_ptr(), name);
-    at::Tensor stored = codes.reshape({-1});
-    if (sparse) {
-      const Csr csr = to_csr(codes, keep);
-      csr_structure(group, csr, shape, nnz, name);
-      stored = csr.values;
-    }
-    const std::vector<uint8_t> packed =
-        pack_codes(stored.data_ptr<uint8_t>(), stored.numel(), q.bits);
-    write_dataset(group, "codes", {static_cast<int64_t>(packed.size())}, H5T_STD_U8LE,
-                  H5T_NATIVE_UINT8, packed.data(), name);
-  }
-
-  // /history/entries (docs/format.md §6): the entries as JSON Lines, deflated like a tensor.
-  // A raw line break inside an entry can only be whitespace between JSON tokens (JSON escapes
-  // it inside strings), so it becomes a space and every entry stays one line.
-  void history(hid_t group, const std::vector<std::string>& entries) {
-    if (entries.empty()) return;
-    std::string lines;
-    for (const std::string& entry : entries) {
-      for (char c : entry) lines += c == '\n' || c == '\r' ? ' ' : c;
-      lines += '\n';
-    }
-    write_dataset(group, "entries", {static_cast<int64_t>(lines.size())}, H5T_STD_U8LE,
-                  H5T_NATIVE_UINT8, lines.data(), "history");
-  }
-
-  // Group /activations/<key> with attrs scale, zero_point, observer.
-  void activation(hid_t activations, const std::string& key, const ActivationQParams& params) {
-    Handle group = create_group(activations, key);
-    scalar_attr<double>(group, "scale", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, params.scale);
-    scalar_attr<int64_t>(group, "zero_point", H5T_STD_I64LE, H5T_NATIVE_INT64, params.zero_point);
-    string_attr(group, "observer", params.observer);
-  }
-
- private:
-  // The CSR structure of a sparse tensor besides its values: density, columns (row-delta
-  // coded) and row offsets.
-  void csr_structure(hid_t group, const Csr& csr, const std::vector<int64_t>& shape, int64_t nnz,
-                     const std::string& name) {
-    const double density = static_cast<double>(nnz) / static_cast<double>(product(shape));
-    scalar_attr<double>(group, "density", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, density);
-    const at::Tensor gaps = column_gaps(csr);
-    const auto max_gap = static_cast<uint64_t>(nnz > 0 ? gaps.max().item<int64_t>() : 0);
-    write_dataset(group, "indices_delta", {nnz}, index_type(max_gap).file_type, H5T_NATIVE_INT64,
-                  gaps.data_ptr(), name);
-    write_dataset(group, "indptr", {shape[0] + 1}, index_type(static_cast<uint64_t>(nnz)).file_type,
-                  H5T_NATIVE_INT64, csr.indptr.data_ptr(), name);
-  }
-
-  // The values as stored (contiguous, on the CPU), refusing any a load would reject: a file
-  // mcompress writes must be one it can load again. `q` passed check_quantized.
-  at::Tensor stored_values(const std::string& name, const at::Tensor& master,
-                           const QuantizedTensor* q) {
-    if (q == nullptr) {
-      MCOMPRESS_CHECK(master.scalar_type() == at::kFloat, ModelError, path_, ": tensor '", name,
-                      "' has dtype ", master.scalar_type(), ", expected float32");
-      at::Tensor values = master.to(at::kCPU).contiguous();
-      float bad = 0.0f;
-      const int64_t index = first_non_finite(values, &bad);
-      MCOMPRESS_CHECK(index < 0, ModelError, path_, ": tensor '", name,
-                      "' has a non-finite value (", bad, ") at flat index ", index,
-                      "; refusing to save it");
-      return values;
-    }
-    at::Tensor values = q->values.to(at::kCPU).contiguous();
-    if (q->encoding == Encoding::kFp16 || q->encoding == Encoding::kBf16) {
-      float bad = 0.0f;
-      const int64_t index = first_non_finite(values.to(at::kFloat).contiguous(), &bad);
-      MCOMPRESS_CHECK(index < 0, ModelError, path_, ": tensor '", name, "' (",
-                      to_string(q->encoding), ") has a non-finite value (", bad, ") at flat index ",
-                      index, "; refusing to save it");
-    }
-    return values;
-  }
-
-  // Fixed-length (`bytes` with the terminator), so the text lives in the attribute itself.
-  // Variable-length strings go to the global heap, whose collections take at least 4 KiB
-  // each: 8 KB of a 46 KB pruned, quantized mlp file (docs/format.md §2).
-  Handle utf8_string_type(size_t bytes) {
-    Handle type =
-        checked<IoError>(H5Tcopy(H5T_C_S1), H5Tclose, path_, "cannot create a string type");
-    h5_check<IoError>(H5Tset_size(type, bytes), path_, "cannot create a string type");
-    h5_check<IoError>(H5Tset_strpad(type, H5T_STR_NULLTERM), path_, "cannot create a string type");
-    h5_check<IoError>(H5Tset_cset(type, H5T_CSET_UTF8), path_, "cannot create a string type");
-    return type;
-  }
-
-  void write_dataset(hid_t loc, const std::string& name, const std::vector<int64_t>& shape,
-                     hid_t file_type, hid_t mem_type, const void* data, const std::string& owner) {
-    const std::string subject =
-        owner == "history" ? std::string("/history") : "tensor '" + owner + "'";
+    const hid_t file_type = hdf5_type(stored, /*file=*/true, file_half);
+    const hid_t mem_type = hdf5_type(given, /*file=*/false, mem_half);
     std::vector<hsize_t> dims(shape.begin(), shape.end());
     Handle space =
         dims.empty()
@@ -741,13 +745,16 @@ class Writer {
     // HDF5 cannot chunk a scalar or an empty dataset; those (never produced by today's
     // layers) are stored contiguous and unfiltered, as docs/format.md allows.
     if (!dims.empty() && !empty) {
-      std::vector<hsize_t> chunk = chunk_dims(dims);
+      std::vector<hsize_t> chunk =
+          chunk_dims(dims, filtered ? kChunkTargetElements : kChunkTargetElements * 4);
       const std::string what = "cannot set up chunking/filters for " + subject;
       h5_check<IoError>(H5Pset_chunk(dcpl, static_cast<int>(chunk.size()), chunk.data()), path_,
                         what);
       // Order matters: the checksum is computed last, over the compressed bytes on disk.
-      h5_check<IoError>(H5Pset_shuffle(dcpl), path_, what);
-      h5_check<IoError>(H5Pset_deflate(dcpl, kDeflateLevel), path_, what);
+      if (filtered) {
+        h5_check<IoError>(H5Pset_shuffle(dcpl), path_, what);
+        h5_check<IoError>(H5Pset_deflate(dcpl, kDeflateLevel), path_, what);
+      }
       h5_check<IoError>(H5Pset_fletcher32(dcpl), path_, what);
     }
     Handle dset = checked<IoError>(
@@ -759,12 +766,55 @@ class Writer {
     }
   }
 
+ private:
+  // The HDF5 type of `dtype`: little-endian in the file, native in memory. The 16-bit float
+  // types are built, so they live in `owner`.
+  hid_t hdf5_type(packed::Dtype dtype, bool file, Handle& owner) {
+    using packed::Dtype;
+    switch (dtype) {
+      case Dtype::kFloat16:
+      case Dtype::kBFloat16:
+        owner = half_float_type<IoError>(dtype == Dtype::kFloat16 ? kFp16Format : kBf16Format,
+                                         file ? H5T_IEEE_F32LE : H5T_NATIVE_FLOAT, path_);
+        return owner;
+      case Dtype::kInt8:
+        return file ? H5T_STD_I8LE : H5T_NATIVE_INT8;
+      case Dtype::kUInt8:
+        return file ? H5T_STD_U8LE : H5T_NATIVE_UINT8;
+      case Dtype::kUInt16:
+        return file ? H5T_STD_U16LE : H5T_NATIVE_UINT16;
+      case Dtype::kUInt32:
+        return file ? H5T_STD_U32LE : H5T_NATIVE_UINT32;
+      case Dtype::kUInt64:
+        return file ? H5T_STD_U64LE : H5T_NATIVE_UINT64;
+      case Dtype::kInt32:
+        return file ? H5T_STD_I32LE : H5T_NATIVE_INT32;
+      case Dtype::kInt64:
+        return file ? H5T_STD_I64LE : H5T_NATIVE_INT64;
+      case Dtype::kFloat32:
+        break;
+    }
+    return file ? H5T_IEEE_F32LE : H5T_NATIVE_FLOAT;
+  }
+
+  // Fixed-length (`bytes` with the terminator), so the text lives in the attribute itself.
+  // Variable-length strings go to the global heap, whose collections take at least 4 KiB
+  // each: 8 KB of a 46 KB pruned, quantized mlp file (docs/format.md §2).
+  Handle utf8_string_type(size_t bytes) {
+    Handle type =
+        checked<IoError>(H5Tcopy(H5T_C_S1), H5Tclose, path_, "cannot create a string type");
+    h5_check<IoError>(H5Tset_size(type, bytes), path_, "cannot create a string type");
+    h5_check<IoError>(H5Tset_strpad(type, H5T_STR_NULLTERM), path_, "cannot create a string type");
+    h5_check<IoError>(H5Tset_cset(type, H5T_CSET_UTF8), path_, "cannot create a string type");
+    return type;
+  }
+
   // Whole trailing dimensions first, then as many rows of the leading ones as fit the target.
-  static std::vector<hsize_t> chunk_dims(const std::vector<hsize_t>& dims) {
+  static std::vector<hsize_t> chunk_dims(const std::vector<hsize_t>& dims, hsize_t target) {
     std::vector<hsize_t> chunk(dims.size(), 1);
     hsize_t inner = 1;
     for (size_t i = dims.size(); i-- > 0;) {
-      const hsize_t fit = std::max<hsize_t>(1, kChunkTargetElements / inner);
+      const hsize_t fit = std::max<hsize_t>(1, target / inner);
       chunk[i] = std::min(dims[i], fit);
       inner *= chunk[i];
     }
@@ -775,43 +825,177 @@ class Writer {
   Handle gcpl_;
 };
 
-void write_model(hid_t file, const Model& model, const std::string& path) {
-  Writer writer(path);
-  Handle root = checked<IoError>(H5Gopen2(file, "/", H5P_DEFAULT), H5Gclose, path,
-                                 "cannot open the root group");
+// The groups container (format v2): /tensors/<name> with attributes and one dataset per array.
+class GroupSink : public TensorSink {
+ public:
+  GroupSink(Writer& writer, hid_t tensors) : writer_(writer), tensors_(tensors) {}
+
+  void begin(const std::string& name, const std::vector<int64_t>& shape, Encoding encoding,
+             bool sparse) override {
+    name_ = name;
+    group_ = writer_.create_group(tensors_, name);
+    writer_.shape_attr(group_, shape);
+    writer_.string_attr(group_, "encoding", to_string(encoding));
+    writer_.string_attr(group_, "layout", sparse ? "sparse" : "dense");
+  }
+  void axis(int64_t axis) override {
+    writer_.scalar_attr<int64_t>(group_, "axis", H5T_STD_I64LE, H5T_NATIVE_INT64, axis);
+  }
+  void bits(int64_t bits) override {
+    writer_.scalar_attr<int32_t>(group_, "bits", H5T_STD_I32LE, H5T_NATIVE_INT32,
+                                 static_cast<int32_t>(bits));
+  }
+  void pruned() override {
+    writer_.scalar_attr<int8_t>(group_, "pruned", H5T_STD_I8LE, H5T_NATIVE_INT8, 1);
+  }
+  void density(double density) override {
+    writer_.scalar_attr<double>(group_, "density", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, density);
+  }
+  void array(const std::string& member, const std::vector<int64_t>& shape, packed::Dtype stored,
+             packed::Dtype given, const void* data) override {
+    writer_.dataset(group_, member, shape, stored, given, data, "tensor '" + name_ + "'");
+  }
+  void end() override { group_ = Handle(); }
+
+ private:
+  Writer& writer_;
+  hid_t tensors_;
+  std::string name_;
+  Handle group_;
+};
+
+// The packed container (format v3): one manifest entry per tensor, its arrays compressed one
+// by one into the blob.
+class PackedSink : public TensorSink {
+ public:
+  void begin(const std::string& name, const std::vector<int64_t>& shape, Encoding encoding,
+             bool sparse) override {
+    entry_ = nlohmann::json::object();
+    entry_["name"] = name;
+    entry_["shape"] = shape;
+    entry_["encoding"] = to_string(encoding);
+    entry_["layout"] = sparse ? "sparse" : "dense";
+    entry_["arrays"] = nlohmann::json::object();
+  }
+  void axis(int64_t axis) override { entry_["axis"] = axis; }
+  void bits(int64_t bits) override { entry_["bits"] = bits; }
+  void pruned() override { entry_["pruned"] = true; }
+  void density(double) override {}
+  void array(const std::string& member, const std::vector<int64_t>& shape, packed::Dtype stored,
+             packed::Dtype given, const void* data) override {
+    // Level 9 costs little on the small arrays of compressed models; level 4 is within ~1% of
+    // it on large float32 weights at a fraction of the time.
+    const int64_t bytes = product(shape) * static_cast<int64_t>(packed::itemsize(stored));
+    const int level = bytes <= (int64_t{1} << 16) ? 9 : static_cast<int>(kDeflateLevel);
+    const packed::ArrayDescriptor d =
+        packed::append_array(blob_, stored, given, shape, data, level);
+    entry_["arrays"][member] = {{"dtype", packed::dtype_name(d.dtype)},
+                                {"shape", d.shape},
+                                {"offset", d.offset},
+                                {"size", d.size},
+                                {"codec", d.codec}};
+  }
+  void end() override { tensors_.push_back(std::move(entry_)); }
+
+  nlohmann::json take_tensors() { return std::move(tensors_); }
+  const std::vector<uint8_t>& blob() const { return blob_; }
+
+ private:
+  nlohmann::json entry_;
+  nlohmann::json tensors_ = nlohmann::json::array();
+  std::vector<uint8_t> blob_;
+};
+
+void check_tensor_name(const std::string& path, const std::string& name) {
+  MCOMPRESS_CHECK(!name.empty() && name.find('/') == std::string::npos && name != ".", ModelError,
+                  path, ": tensor name '", name, "' cannot be an HDF5 group name");
+}
+
+void write_tensors(TensorSink& sink, const Model& model, const std::string& path) {
+  for (const TensorInfo& info : model.tensor_infos()) {
+    check_tensor_name(path, info.name);
+    auto quantized = model.quant.tensors.find(info.name);
+    write_tensor(sink, path, info.name, model.tensor(info.name),
+                 quantized != model.quant.tensors.end() ? &quantized->second : nullptr,
+                 model.masks.count(info.name) != 0);
+  }
+}
+
+void write_root_attrs(Writer& writer, hid_t root, const Model& model, int format_version) {
   writer.string_attr(root, "format", kModelFormatName);
   writer.scalar_attr<int32_t>(root, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT32,
-                              kModelFormatVersion);
+                              format_version);
   writer.string_attr(root, "arch", model.spec().to_json_text());
   writer.string_attr(root, "producer", "mcompress " + version());
   writer.scalar_attr<uint64_t>(root, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, model.seed);
   writer.string_attr(root, "quant_mode", model.quant.mode);
+}
 
+void write_groups_model(hid_t file, const Model& model, const std::string& path) {
+  Writer writer(path);
+  Handle root = checked<IoError>(H5Gopen2(file, "/", H5P_DEFAULT), H5Gclose, path,
+                                 "cannot open the root group");
+  write_root_attrs(writer, root, model, kGroupsFormatVersion);
   {
     Handle tensors = writer.create_group(root, "tensors");
-    for (const TensorInfo& info : model.tensor_infos()) {
-      MCOMPRESS_CHECK(
-          !info.name.empty() && info.name.find('/') == std::string::npos && info.name != ".",
-          ModelError, path, ": tensor name '", info.name, "' cannot be an HDF5 group name");
-      auto quantized = model.quant.tensors.find(info.name);
-      writer.tensor(tensors, info.name, model.tensor(info.name),
-                    quantized != model.quant.tensors.end() ? &quantized->second : nullptr,
-                    model.masks.count(info.name) != 0);
-    }
+    GroupSink sink(writer, tensors);
+    write_tensors(sink, model, path);
   }
   if (!model.quant.activations.empty()) {
     Handle activations = writer.create_group(root, "activations");
-    for (const auto& [key, params] : model.quant.activations)  // std::map: sorted, deterministic
-      writer.activation(activations, key, params);
+    for (const auto& [key, params] : model.quant.activations) {  // std::map: sorted
+      Handle group = writer.create_group(activations, key);
+      writer.scalar_attr<double>(group, "scale", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, params.scale);
+      writer.scalar_attr<int64_t>(group, "zero_point", H5T_STD_I64LE, H5T_NATIVE_INT64,
+                                  params.zero_point);
+      writer.string_attr(group, "observer", params.observer);
+    }
   }
   {
     Handle history = writer.create_group(root, "history");
-    writer.history(history, model.history);
+    if (!model.history.empty()) {
+      const std::string lines = history_lines(model.history);
+      writer.dataset(history, "entries", {static_cast<int64_t>(lines.size())},
+                     packed::Dtype::kUInt8, packed::Dtype::kUInt8, lines.data(), "/history");
+    }
   }
   {
     Handle recipe = writer.create_group(root, "recipe");
     writer.string_attr(recipe, "text", model.recipe);
     writer.scalar_attr<uint64_t>(recipe, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, model.seed);
+  }
+}
+
+// docs/format.md §9: root attributes, /manifest (JSON), /blob (the arrays), /history.
+void write_packed_model(hid_t file, const Model& model, const std::string& path) {
+  Writer writer(path);
+  Handle root = checked<IoError>(H5Gopen2(file, "/", H5P_DEFAULT), H5Gclose, path,
+                                 "cannot open the root group");
+  write_root_attrs(writer, root, model, kModelFormatVersion);
+  if (!model.recipe.empty()) writer.string_attr(root, "recipe", model.recipe);
+
+  PackedSink sink;
+  write_tensors(sink, model, path);
+  nlohmann::json manifest = {{"tensors", sink.take_tensors()}};
+  if (!model.quant.activations.empty()) {
+    nlohmann::json activations = nlohmann::json::object();
+    for (const auto& [key, params] : model.quant.activations) {
+      activations[key] = {{"scale", params.scale},
+                          {"zero_point", params.zero_point},
+                          {"observer", params.observer}};
+    }
+    manifest["activations"] = std::move(activations);
+  }
+  const std::string text = manifest.dump();
+  writer.dataset(root, "manifest", {static_cast<int64_t>(text.size())}, packed::Dtype::kUInt8,
+                 packed::Dtype::kUInt8, text.data(), "/manifest");
+  const std::vector<uint8_t>& blob = sink.blob();
+  writer.dataset(root, "blob", {static_cast<int64_t>(blob.size())}, packed::Dtype::kUInt8,
+                 packed::Dtype::kUInt8, blob.data(), "/blob", /*filtered=*/false);
+  if (!model.history.empty()) {
+    const std::string lines = history_lines(model.history);
+    writer.dataset(root, "history", {static_cast<int64_t>(lines.size())}, packed::Dtype::kUInt8,
+                   packed::Dtype::kUInt8, lines.data(), "/history");
   }
 }
 
@@ -898,6 +1082,7 @@ class Reader {
     MCOMPRESS_CHECK(*version >= 1, FormatError, path, ": invalid format_version ", *version,
                     ", expected 1 to ", kModelFormatVersion);
     format_version_ = static_cast<int>(*version);
+    if (format_version_ >= 3) read_manifest();
   }
 
   const std::string& path() const { return path_; }
@@ -926,32 +1111,10 @@ class Reader {
   std::vector<std::string> history() {
     std::vector<std::string> entries;
     if (!link_exists(root_, "history")) return entries;
+    if (format_version_ >= 3) return split_lines(read_bytes(root_, "history", "/history"));
     Handle group = open_group(root_, "history", "/history");
-    if (link_exists(group, "entries")) {
-      Handle dataset = open_dataset(group, "entries", "/history/entries");
-      const std::vector<int64_t> shape = dataset_shape(dataset, "/history/entries");
-      Handle type = checked<FormatError>(H5Dget_type(dataset), H5Tclose, path_,
-                                         "cannot read the type of /history/entries");
-      MCOMPRESS_CHECK(
-          shape.size() == 1 && H5Tget_class(type) == H5T_INTEGER && H5Tget_size(type) == 1,
-          FormatError, path_,
-          ": /history/entries must be a one-dimensional dataset of bytes (UTF-8 "
-          "JSON Lines)");
-      std::string text(static_cast<size_t>(shape[0]), '\0');
-      if (!text.empty() &&
-          H5Dread(dataset, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, text.data()) < 0) {
-        throw FormatError(path_ + ": cannot read /history/entries; the data is corrupt (HDF5: " +
-                          hdf5_error_detail() + ")");
-      }
-      size_t begin = 0;
-      while (begin < text.size()) {
-        size_t end = text.find('\n', begin);
-        if (end == std::string::npos) end = text.size();
-        if (end > begin) entries.push_back(text.substr(begin, end - begin));
-        begin = end + 1;
-      }
-      return entries;
-    }
+    if (link_exists(group, "entries"))
+      return split_lines(read_bytes(group, "entries", "/history/entries"));
     std::vector<std::pair<uint64_t, std::string>> numbered;
     for (const std::string& name : attribute_names(group, "/history")) {
       if (name.empty() || name.size() > 18 ||
@@ -966,8 +1129,44 @@ class Reader {
     return entries;
   }
 
+  // A one-dimensional dataset of bytes (JSON text, the blob), whole.
+  std::string read_bytes(hid_t loc, const std::string& name, const std::string& where) {
+    Handle dataset = open_dataset(loc, name, where);
+    const std::vector<int64_t> shape = dataset_shape(dataset, where);
+    Handle type = checked<FormatError>(H5Dget_type(dataset), H5Tclose, path_,
+                                       "cannot read the type of " + where);
+    MCOMPRESS_CHECK(
+        shape.size() == 1 && H5Tget_class(type) == H5T_INTEGER && H5Tget_size(type) == 1,
+        FormatError, path_, ": ", where, " must be a one-dimensional dataset of bytes");
+    std::string bytes(static_cast<size_t>(shape[0]), '\0');
+    if (!bytes.empty() &&
+        H5Dread(dataset, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()) < 0) {
+      const std::string detail = hdf5_error_detail();
+      const bool checksum = detail.find("Fletcher32") != std::string::npos ||
+                            detail.find("checksum") != std::string::npos;
+      throw FormatError(
+          path_ + ": cannot read " + where + "; the data is corrupt (" +
+          (checksum ? "Fletcher-32 checksum mismatch" : "checksum or decompression failure") +
+          ") (HDF5: " + detail + ")");
+    }
+    return bytes;
+  }
+
+  static std::vector<std::string> split_lines(const std::string& text) {
+    std::vector<std::string> entries;
+    size_t begin = 0;
+    while (begin < text.size()) {
+      size_t end = text.find('\n', begin);
+      if (end == std::string::npos) end = text.size();
+      if (end > begin) entries.push_back(text.substr(begin, end - begin));
+      begin = end + 1;
+    }
+    return entries;
+  }
+
   // The recipe text; empty when the file has none.
   std::string recipe() {
+    if (format_version_ >= 3) return string_attr(root_, "recipe", "/").value_or(std::string());
     if (!link_exists(root_, "recipe")) return {};
     Handle group = open_group(root_, "recipe", "/recipe");
     return string_attr(group, "text", "/recipe").value_or(std::string());
@@ -975,7 +1174,7 @@ class Reader {
 
   uint64_t seed() {
     if (auto seed = integer_attr<uint64_t>(root_, "seed", "/", H5T_NATIVE_UINT64)) return *seed;
-    if (!link_exists(root_, "recipe")) return 0;
+    if (format_version_ >= 3 || !link_exists(root_, "recipe")) return 0;
     Handle group = open_group(root_, "recipe", "/recipe");
     return integer_attr<uint64_t>(group, "seed", "/recipe", H5T_NATIVE_UINT64).value_or(0);
   }
@@ -1151,6 +1350,7 @@ class Reader {
 
   // /activations/<key>; empty when the group is absent.
   std::map<std::string, ActivationQParams> activations() {
+    if (format_version_ >= 3) return manifest_activations();
     std::map<std::string, ActivationQParams> out;
     if (!link_exists(root_, "activations")) return out;
     Handle group = open_group(root_, "activations", "/activations");
@@ -1174,7 +1374,77 @@ class Reader {
     return out;
   }
 
+  // The packed container (format v3): the manifest's tensor entries by name, in file order.
+  const std::vector<std::string>& manifest_names() const { return manifest_order_; }
+  const nlohmann::json* manifest_tensor(const std::string& name) const {
+    auto it = manifest_tensors_.find(name);
+    return it != manifest_tensors_.end() ? &it->second : nullptr;
+  }
+  // /blob, read once (every checksum of it verified on the way).
+  const std::vector<uint8_t>& blob() {
+    if (!blob_) {
+      std::string bytes = read_bytes(root_, "blob", "/blob");
+      blob_.emplace(bytes.begin(), bytes.end());
+    }
+    return *blob_;
+  }
+
  private:
+  // /manifest (docs/format.md §9.2): a JSON object with a "tensors" array of objects, each
+  // with a unique string "name".
+  void read_manifest() {
+    MCOMPRESS_CHECK(link_exists(root_, "manifest"), FormatError, path_,
+                    ": the dataset /manifest is missing (format v", format_version_,
+                    " keeps its tensors in /manifest and /blob)");
+    const std::string text = read_bytes(root_, "manifest", "/manifest");
+    nlohmann::json manifest = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+    MCOMPRESS_CHECK(!manifest.is_discarded(), FormatError, path_, ": /manifest is not valid JSON");
+    MCOMPRESS_CHECK(
+        manifest.is_object() && manifest.contains("tensors") && manifest["tensors"].is_array(),
+        FormatError, path_, ": /manifest must be a JSON object with a 'tensors' array");
+    size_t index = 0;
+    for (nlohmann::json& entry : manifest["tensors"]) {
+      MCOMPRESS_CHECK(entry.is_object() && entry.contains("name") && entry["name"].is_string(),
+                      FormatError, path_, ": /manifest tensors[", index,
+                      "] must be an object with a string 'name'");
+      const std::string name = entry["name"].get<std::string>();
+      MCOMPRESS_CHECK(!manifest_tensors_.count(name), FormatError, path_,
+                      ": /manifest lists tensor '", name, "' twice");
+      manifest_order_.push_back(name);
+      manifest_tensors_.emplace(name, std::move(entry));
+      ++index;
+    }
+    if (manifest.contains("activations")) {
+      activations_ = std::move(manifest["activations"]);
+      MCOMPRESS_CHECK(activations_.is_object(), FormatError, path_,
+                      ": /manifest 'activations' must be a JSON object");
+    }
+  }
+
+  std::map<std::string, ActivationQParams> manifest_activations() {
+    std::map<std::string, ActivationQParams> out;
+    if (activations_.is_null()) return out;
+    for (const auto& [key, value] : activations_.items()) {
+      const std::string where = ": /manifest activation '" + key + "'";
+      MCOMPRESS_CHECK(value.is_object(), FormatError, path_, where, " must be a JSON object");
+      MCOMPRESS_CHECK(value.contains("scale") && value["scale"].is_number(), FormatError, path_,
+                      ": activation '", key, "' has no 'scale' number");
+      MCOMPRESS_CHECK(value.contains("zero_point") && value["zero_point"].is_number_integer(),
+                      FormatError, path_, ": activation '", key, "' has no 'zero_point' integer");
+      ActivationQParams params;
+      params.scale = value["scale"].get<double>();
+      params.zero_point = value["zero_point"].get<int64_t>();
+      if (value.contains("observer")) {
+        MCOMPRESS_CHECK(value["observer"].is_string(), FormatError, path_, where,
+                        ": 'observer' must be a string");
+        params.observer = value["observer"].get<std::string>();
+      }
+      check_activation<FormatError>(path_, key, params);
+      out.emplace(key, std::move(params));
+    }
+    return out;
+  }
+
   // Refuses files without the HDF5 signature before HDF5 prints a long error chain. The
   // superblock may sit at 0, 512, 1024, 2048, ... (a user block shifts it).
   void check_signature() {
@@ -1233,24 +1503,330 @@ class Reader {
   Handle file_;
   Handle root_;
   int format_version_ = 0;
+  std::vector<std::string> manifest_order_;
+  std::map<std::string, nlohmann::json> manifest_tensors_;
+  nlohmann::json activations_;
+  std::optional<std::vector<uint8_t>> blob_;
 };
 
-std::string parse_encoding(Reader& reader, hid_t group, const std::string& tensor) {
-  const std::string where = "/tensors/" + tensor;
-  std::string encoding = reader.required_string(group, "encoding", where);
+// ---------------------------------------------------------------------------------------------
+// Stored tensors, in either container
+
+// An array of a stored tensor: its dimensions and element type.
+struct ArrayInfo {
+  std::vector<int64_t> shape;
+  std::optional<packed::Dtype> dtype;  // nullopt: a type none of the encodings uses
+  bool integer = false;
+  std::string type;  // for messages: "4-byte float", "uint16", ...
+};
+
+// What a stored tensor offers the decoding below: its attributes (group attributes in v1/v2,
+// manifest keys in v3) and its named arrays (datasets in v1/v2, blob arrays in v3).
+class TensorEntry {
+ public:
+  TensorEntry(std::string path, std::string name)
+      : path_(std::move(path)), name_(std::move(name)) {}
+  virtual ~TensorEntry() = default;
+  TensorEntry(const TensorEntry&) = delete;
+  TensorEntry& operator=(const TensorEntry&) = delete;
+
+  const std::string& path() const { return path_; }
+  const std::string& name() const { return name_; }
+
+  virtual std::optional<std::string> text(const std::string& key) = 0;
+  virtual std::optional<int64_t> integer(const std::string& key) = 0;
+  virtual std::optional<double> real(const std::string& key) = 0;
+  virtual std::optional<std::vector<int64_t>> integers(const std::string& key) = 0;
+  virtual bool has(const std::string& array) = 0;
+  virtual std::vector<std::string> arrays() = 0;
+  virtual ArrayInfo info(const std::string& array) = 0;  // FormatError when missing
+  // The whole array as `as`: float32 from any type, int64 from any integer type, or its own
+  // type. FormatError when the stored bytes are corrupt.
+  virtual void read(const std::string& array, packed::Dtype as, void* out) = 0;
+  virtual int64_t stored_bytes(const std::string& array) = 0;
+
+  std::string required_text(const std::string& key) {
+    std::optional<std::string> value = text(key);
+    MCOMPRESS_CHECK(value.has_value(), FormatError, path_, ": attribute '", key, "' of ", where(),
+                    " is missing");
+    return *value;
+  }
+  virtual std::string where() const = 0;
+  // Whether the container records a sparse tensor's density (v1/v2 do; v3 leaves it implicit).
+  virtual bool stores_density() const = 0;
+
+ private:
+  std::string path_;
+  std::string name_;
+};
+
+// Format v1/v2: the group /tensors/<name>.
+class GroupEntry : public TensorEntry {
+ public:
+  GroupEntry(Reader& reader, hid_t tensors, const std::string& name)
+      : TensorEntry(reader.path(), name), reader_(reader), where_("/tensors/" + name) {
+    group_ = reader.open_group(tensors, name, where_);
+  }
+  std::string where() const override { return where_; }
+  bool stores_density() const override { return true; }
+
+  std::optional<std::string> text(const std::string& key) override {
+    return reader_.string_attr(group_, key, where_);
+  }
+  std::optional<int64_t> integer(const std::string& key) override {
+    return reader_.integer_attr<int64_t>(group_, key, where_, H5T_NATIVE_INT64);
+  }
+  std::optional<double> real(const std::string& key) override {
+    return reader_.float_attr(group_, key, where_);
+  }
+  std::optional<std::vector<int64_t>> integers(const std::string& key) override {
+    return reader_.integer_array_attr(group_, key, where_);
+  }
+  bool has(const std::string& array) override { return reader_.link_exists(group_, array); }
+  std::vector<std::string> arrays() override {
+    std::vector<std::string> out;
+    for (const std::string& member : reader_.member_names(group_, where_)) {
+      H5O_info_t info;
+      h5_check<FormatError>(H5Oget_info_by_name(group_, member.c_str(), &info, H5P_DEFAULT), path(),
+                            "cannot look up " + where_ + "/" + member);
+      if (info.type == H5O_TYPE_DATASET) out.push_back(member);
+    }
+    return out;
+  }
+  ArrayInfo info(const std::string& array) override {
+    const std::string where = where_ + "/" + array;
+    Handle dataset = reader_.open_dataset(group_, array, where);
+    ArrayInfo out;
+    out.shape = reader_.dataset_shape(dataset, where);
+    Handle type = checked<FormatError>(H5Dget_type(dataset), H5Tclose, path(),
+                                       "cannot read the type of " + where);
+    out.type = describe_type(type);
+    const size_t size = H5Tget_size(type);
+    using packed::Dtype;
+    if (H5Tget_class(type) == H5T_FLOAT) {
+      if (size == 4) out.dtype = Dtype::kFloat32;
+      if (is_half_format(type, kFp16Format)) out.dtype = Dtype::kFloat16;
+      if (is_half_format(type, kBf16Format)) out.dtype = Dtype::kBFloat16;
+    } else if (H5Tget_class(type) == H5T_INTEGER) {
+      out.integer = true;
+      const bool is_signed = H5Tget_sign(type) == H5T_SGN_2;
+      if (size == 1) out.dtype = is_signed ? Dtype::kInt8 : Dtype::kUInt8;
+      if (size == 2 && !is_signed) out.dtype = Dtype::kUInt16;
+      if (size == 4) out.dtype = is_signed ? Dtype::kInt32 : Dtype::kUInt32;
+      if (size == 8) out.dtype = is_signed ? Dtype::kInt64 : Dtype::kUInt64;
+    }
+    return out;
+  }
+  void read(const std::string& array, packed::Dtype as, void* out) override {
+    const std::string where = where_ + "/" + array;
+    Handle dataset = reader_.open_dataset(group_, array, where);
+    if (product(reader_.dataset_shape(dataset, where)) == 0) return;
+    Handle half;
+    hid_t mem_type = H5T_NATIVE_FLOAT;
+    switch (as) {
+      case packed::Dtype::kFloat16:
+      case packed::Dtype::kBFloat16:
+        half = half_float_type<FormatError>(
+            as == packed::Dtype::kFloat16 ? kFp16Format : kBf16Format, H5T_NATIVE_FLOAT, path());
+        mem_type = half;
+        break;
+      case packed::Dtype::kInt8:
+        mem_type = H5T_NATIVE_INT8;
+        break;
+      case packed::Dtype::kUInt8:
+        mem_type = H5T_NATIVE_UINT8;
+        break;
+      case packed::Dtype::kInt64:
+        mem_type = H5T_NATIVE_INT64;
+        break;
+      default:
+        break;
+    }
+    reader_.read_data(dataset, mem_type, out, name(), array);
+  }
+  int64_t stored_bytes(const std::string& array) override {
+    Handle dataset = reader_.open_dataset(group_, array, where_ + "/" + array);
+    return static_cast<int64_t>(H5Dget_storage_size(dataset));
+  }
+
+ private:
+  Reader& reader_;
+  std::string where_;
+  Handle group_;
+};
+
+// Format v3: a manifest entry and its arrays in /blob (docs/format.md §9).
+class PackedEntry : public TensorEntry {
+ public:
+  PackedEntry(Reader& reader, const nlohmann::json& entry, const std::string& name)
+      : TensorEntry(reader.path(), name), reader_(reader), entry_(entry) {
+    if (entry_.contains("arrays")) {
+      MCOMPRESS_CHECK(entry_["arrays"].is_object(), FormatError, path(), ": ", where(),
+                      ": 'arrays' must be a JSON object");
+    }
+  }
+  std::string where() const override { return "tensor '" + name() + "' of /manifest"; }
+  bool stores_density() const override { return false; }
+
+  std::optional<std::string> text(const std::string& key) override {
+    const nlohmann::json* value = find(key);
+    if (value == nullptr) return std::nullopt;
+    MCOMPRESS_CHECK(value->is_string(), FormatError, path(), ": ", where(), ": '", key,
+                    "' must be a string");
+    return value->get<std::string>();
+  }
+  std::optional<int64_t> integer(const std::string& key) override {
+    const nlohmann::json* value = find(key);
+    if (value == nullptr) return std::nullopt;
+    if (value->is_boolean()) return value->get<bool>() ? 1 : 0;
+    MCOMPRESS_CHECK(value->is_number_integer(), FormatError, path(), ": ", where(), ": '", key,
+                    "' must be an integer");
+    return value->get<int64_t>();
+  }
+  std::optional<double> real(const std::string& key) override {
+    const nlohmann::json* value = find(key);
+    if (value == nullptr) return std::nullopt;
+    MCOMPRESS_CHECK(value->is_number(), FormatError, path(), ": ", where(), ": '", key,
+                    "' must be a number");
+    return value->get<double>();
+  }
+  std::optional<std::vector<int64_t>> integers(const std::string& key) override {
+    const nlohmann::json* value = find(key);
+    if (value == nullptr) return std::nullopt;
+    return integer_list(*value, "'" + key + "'");
+  }
+  bool has(const std::string& array) override {
+    return entry_.contains("arrays") && entry_["arrays"].contains(array);
+  }
+  std::vector<std::string> arrays() override {
+    std::vector<std::string> out;
+    if (entry_.contains("arrays")) {
+      for (const auto& [key, value] : entry_["arrays"].items()) out.push_back(key);
+    }
+    return out;
+  }
+  ArrayInfo info(const std::string& array) override {
+    const packed::ArrayDescriptor d = descriptor(array);
+    ArrayInfo out;
+    out.shape = d.shape;
+    out.dtype = d.dtype;
+    out.integer = packed::is_integer(d.dtype);
+    out.type = packed::dtype_name(d.dtype);
+    return out;
+  }
+  void read(const std::string& array, packed::Dtype as, void* out) override {
+    const packed::ArrayDescriptor d = descriptor(array);
+    std::string why;
+    std::optional<std::vector<uint8_t>> bytes = packed::decode_array(reader_.blob(), d, &why);
+    MCOMPRESS_CHECK(bytes.has_value(), FormatError, path(), ": tensor '", name(), "': array '",
+                    array, "' cannot be read: ", why);
+    const int64_t count = product(d.shape);
+    MCOMPRESS_CHECK(packed::convert(d.dtype, bytes->data(), count, as, out), FormatError, path(),
+                    ": tensor '", name(), "': array '", array, "' has dtype ",
+                    packed::dtype_name(d.dtype), ", which cannot be read as ",
+                    packed::dtype_name(as));
+  }
+  int64_t stored_bytes(const std::string& array) override {
+    return static_cast<int64_t>(descriptor(array).size);
+  }
+
+ private:
+  const nlohmann::json* find(const std::string& key) const {
+    auto it = entry_.find(key);
+    return it != entry_.end() ? &*it : nullptr;
+  }
+
+  std::vector<int64_t> integer_list(const nlohmann::json& value, const std::string& what) {
+    MCOMPRESS_CHECK(value.is_array(), FormatError, path(), ": ", where(), ": ", what,
+                    " must be a list of integers");
+    std::vector<int64_t> out;
+    for (const nlohmann::json& item : value) {
+      MCOMPRESS_CHECK(item.is_number_integer(), FormatError, path(), ": ", where(), ": ", what,
+                      " must be a list of integers");
+      out.push_back(item.get<int64_t>());
+    }
+    return out;
+  }
+
+  packed::ArrayDescriptor descriptor(const std::string& array) {
+    MCOMPRESS_CHECK(has(array), FormatError, path(), ": tensor '", name(), "' has no array '",
+                    array, "' in /manifest");
+    const nlohmann::json& d = entry_["arrays"][array];
+    const std::string what = "tensor '" + name() + "': array '" + array + "'";
+    MCOMPRESS_CHECK(d.is_object(), FormatError, path(), ": ", what, " must be a JSON object");
+    for (const char* key : {"dtype", "codec"}) {
+      MCOMPRESS_CHECK(d.contains(key) && d[key].is_string(), FormatError, path(), ": ", what,
+                      " needs a string '", key, "'");
+    }
+    for (const char* key : {"offset", "size"}) {
+      MCOMPRESS_CHECK(d.contains(key) && d[key].is_number_unsigned(), FormatError, path(), ": ",
+                      what, " needs a non-negative integer '", key, "'");
+    }
+    MCOMPRESS_CHECK(d.contains("shape"), FormatError, path(), ": ", what, " needs a 'shape'");
+    packed::ArrayDescriptor out;
+    const std::string dtype = d["dtype"].get<std::string>();
+    const std::optional<packed::Dtype> parsed = packed::parse_dtype(dtype);
+    MCOMPRESS_CHECK(parsed.has_value(), FormatError, path(), ": ", what, " has unknown dtype '",
+                    dtype, "'; accepted: ", packed::known_dtypes());
+    out.dtype = *parsed;
+    out.shape = integer_list(d["shape"], "the shape of array '" + array + "'");
+    for (int64_t dim : out.shape) {
+      MCOMPRESS_CHECK(dim >= 0, FormatError, path(), ": ", what, " has a negative dimension ", dim);
+    }
+    out.offset = d["offset"].get<uint64_t>();
+    out.size = d["size"].get<uint64_t>();
+    out.codec = d["codec"].get<std::string>();
+    const auto& codecs = packed::known_codecs();
+    MCOMPRESS_CHECK(std::find(codecs.begin(), codecs.end(), out.codec) != codecs.end(), FormatError,
+                    path(), ": ", what, " has unknown codec '", out.codec,
+                    "'; accepted: ", join(codecs));
+    return out;
+  }
+
+  Reader& reader_;
+  const nlohmann::json& entry_;
+};
+
+// The stored tensors of a file, in either container.
+class StoredTensors {
+ public:
+  explicit StoredTensors(Reader& reader) : reader_(reader) {
+    if (reader.format_version() < 3) {
+      tensors_ = reader.tensors_group();
+      names_ = reader.member_names(tensors_, "/tensors");
+    } else {
+      names_ = reader.manifest_names();
+    }
+  }
+  const std::vector<std::string>& names() const { return names_; }
+  bool has(const std::string& name) const {
+    return std::find(names_.begin(), names_.end(), name) != names_.end();
+  }
+  std::unique_ptr<TensorEntry> open(const std::string& name) {
+    if (reader_.format_version() < 3) return std::make_unique<GroupEntry>(reader_, tensors_, name);
+    return std::make_unique<PackedEntry>(reader_, *reader_.manifest_tensor(name), name);
+  }
+
+ private:
+  Reader& reader_;
+  Handle tensors_;
+  std::vector<std::string> names_;
+};
+
+std::string parse_encoding(TensorEntry& entry) {
+  std::string encoding = entry.required_text("encoding");
   MCOMPRESS_CHECK(
       std::find(kKnownEncodings.begin(), kKnownEncodings.end(), encoding) != kKnownEncodings.end(),
-      FormatError, reader.path(), ": tensor '", tensor, "' has unknown encoding '", encoding,
+      FormatError, entry.path(), ": tensor '", entry.name(), "' has unknown encoding '", encoding,
       "'; accepted: ", join(kKnownEncodings));
   return encoding;
 }
 
-std::string parse_layout(Reader& reader, hid_t group, const std::string& tensor) {
-  const std::string where = "/tensors/" + tensor;
-  std::string layout = reader.required_string(group, "layout", where);
+std::string parse_layout(TensorEntry& entry) {
+  std::string layout = entry.required_text("layout");
   MCOMPRESS_CHECK(
       std::find(kKnownLayouts.begin(), kKnownLayouts.end(), layout) != kKnownLayouts.end(),
-      FormatError, reader.path(), ": tensor '", tensor, "' has unknown layout '", layout,
+      FormatError, entry.path(), ": tensor '", entry.name(), "' has unknown layout '", layout,
       "'; accepted: ", join(kKnownLayouts));
   return layout;
 }
@@ -1263,105 +1839,91 @@ struct LoadedTensor {
   at::Tensor mask;
 };
 
-// The values dataset of a tensor, checked to have the encoding's type and read with `shape`
+// The values array of a tensor, checked to have the encoding's type and read with `shape`
 // (the tensor's shape when dense, [nnz] when sparse): float32, at::kHalf / at::kBFloat16 bit
 // patterns, or int8 codes.
-at::Tensor read_values(Reader& reader, hid_t values, Encoding encoding,
-                       const std::vector<int64_t>& shape, const std::string& name) {
-  const std::string& path = reader.path();
-  Handle type = checked<FormatError>(H5Dget_type(values), H5Tclose, path,
-                                     "cannot read the type of /tensors/" + name + "/values");
+at::Tensor read_values(TensorEntry& entry, const ArrayInfo& info, Encoding encoding,
+                       const std::vector<int64_t>& shape) {
+  const std::string& path = entry.path();
+  const std::string& name = entry.name();
   at::Tensor out = at::empty(shape, value_dtype(encoding));
   switch (encoding) {
     case Encoding::kFp32:
       // Reading a float64 dataset as float32 would silently round; fp32 means 32-bit floats.
-      MCOMPRESS_CHECK(H5Tget_class(type) == H5T_FLOAT && H5Tget_size(type) == 4, FormatError, path,
-                      ": tensor '", name,
-                      "' has encoding fp32 but its values are not 32-bit floats (",
-                      H5Tget_size(type), "-byte ",
-                      H5Tget_class(type) == H5T_FLOAT ? "float" : "non-float", ")");
-      if (out.numel() > 0) reader.read_floats(values, out.data_ptr<float>(), name);
+      MCOMPRESS_CHECK(info.dtype == packed::Dtype::kFloat32, FormatError, path, ": tensor '", name,
+                      "' has encoding fp32 but its values are not 32-bit floats (", info.type, ")");
       break;
     case Encoding::kFp16:
     case Encoding::kBf16: {
       const HalfFormat& format = half_format(encoding);
-      MCOMPRESS_CHECK(is_half_format(type, format), FormatError, path, ": tensor '", name,
+      MCOMPRESS_CHECK(info.dtype == stored_dtype(encoding), FormatError, path, ": tensor '", name,
                       "' has encoding ", to_string(encoding), " but its values are not ",
-                      format.description, " (", describe_type(type), ")");
-      if (out.numel() > 0) {
-        // Memory type = the stored type (up to byte order): HDF5 copies the 16-bit patterns.
-        Handle mem_type = half_float_type<FormatError>(format, H5T_NATIVE_FLOAT, path);
-        reader.read_data(values, mem_type, out.data_ptr(), name, "values");
-      }
+                      format.description, " (", info.type, ")");
       break;
     }
     case Encoding::kInt8:
-      MCOMPRESS_CHECK(H5Tget_class(type) == H5T_INTEGER && H5Tget_size(type) == 1 &&
-                          H5Tget_sign(type) == H5T_SGN_2,
-                      FormatError, path, ": tensor '", name,
+      MCOMPRESS_CHECK(info.dtype == packed::Dtype::kInt8, FormatError, path, ": tensor '", name,
                       "' has encoding int8 but its values are not 8-bit signed integers (",
-                      describe_type(type), ")");
-      if (out.numel() > 0)
-        reader.read_data(values, H5T_NATIVE_INT8, out.data_ptr(), name, "values");
+                      info.type, ")");
       break;
     case Encoding::kCodebook:  // read_codebook reads its packed `codes` instead
       throw FormatError(path + ": tensor '" + name + "' (codebook) has no values dataset");
   }
+  if (out.numel() > 0) entry.read("values", stored_dtype(encoding), out.data_ptr());
   return out;
 }
 
-// A one-dimensional float32 dataset of a tensor group (an int8 tensor's scale, a codebook's
-// shared values), checked for its rank and type.
-at::Tensor read_float_vector(Reader& reader, hid_t group, const std::string& name,
-                             const char* encoding, const char* member) {
-  const std::string& path = reader.path();
-  const std::string where = "/tensors/" + name + "/" + member;
-  Handle dataset = reader.open_dataset(group, member, where);
-  const std::vector<int64_t> shape = reader.dataset_shape(dataset, where);
-  MCOMPRESS_CHECK(shape.size() == 1, FormatError, path, ": tensor '", name, "' (", encoding,
-                  ") has a ", member, " dataset of shape ", shape_to_string(shape),
+// A one-dimensional float32 array of a tensor (an int8 tensor's scale, a codebook's shared
+// values), checked for its rank and type.
+at::Tensor read_float_vector(TensorEntry& entry, const char* encoding, const char* member) {
+  const std::string& path = entry.path();
+  const std::string& name = entry.name();
+  const ArrayInfo info = entry.info(member);
+  MCOMPRESS_CHECK(info.shape.size() == 1, FormatError, path, ": tensor '", name, "' (", encoding,
+                  ") has a ", member, " dataset of shape ", shape_to_string(info.shape),
                   ", expected one dimension");
-  Handle type = checked<FormatError>(H5Dget_type(dataset), H5Tclose, path,
-                                     "cannot read the type of " + where);
-  MCOMPRESS_CHECK(H5Tget_class(type) == H5T_FLOAT && H5Tget_size(type) == 4, FormatError, path,
-                  ": tensor '", name, "' (", encoding, ") has a ", member,
-                  " dataset that is not 32-bit floats (", describe_type(type), ")");
-  at::Tensor out = at::empty(shape, at::kFloat);
-  if (out.numel() > 0) reader.read_data(dataset, H5T_NATIVE_FLOAT, out.data_ptr(), name, member);
+  MCOMPRESS_CHECK(info.dtype == packed::Dtype::kFloat32, FormatError, path, ": tensor '", name,
+                  "' (", encoding, ") has a ", member, " dataset that is not 32-bit floats (",
+                  info.type, ")");
+  at::Tensor out = at::empty(info.shape, at::kFloat);
+  if (out.numel() > 0) entry.read(member, packed::Dtype::kFloat32, out.data_ptr());
   return out;
 }
 
-// The datasets and attributes of an int8 tensor besides "values" (left undefined).
-QuantizedTensor read_int8_params(Reader& reader, hid_t group, const std::string& name) {
-  const std::string& path = reader.path();
-  const std::string where = "/tensors/" + name;
+// A one-dimensional integer array of a tensor (indices, indptr, zero_point) as int64; any
+// integer type is accepted.
+std::vector<int64_t> read_integer_vector(TensorEntry& entry, const std::string& member,
+                                         const char* owner) {
+  const std::string& path = entry.path();
+  const ArrayInfo info = entry.info(member);
+  const char* article = member[0] == 'i' ? "an " : "a ";  // indices, indptr; zero_point
+  MCOMPRESS_CHECK(info.shape.size() == 1, FormatError, path, ": tensor '", entry.name(), "' (",
+                  owner, ") has ", article, member, " dataset of shape ",
+                  shape_to_string(info.shape), ", expected one dimension");
+  MCOMPRESS_CHECK(info.integer, FormatError, path, ": tensor '", entry.name(), "' (", owner,
+                  ") has ", article, member, " dataset that is not integers (", info.type, ")");
+  std::vector<int64_t> out(static_cast<size_t>(info.shape[0]));
+  if (!out.empty()) entry.read(member, packed::Dtype::kInt64, out.data());
+  return out;
+}
+
+// The arrays and attributes of an int8 tensor besides "values" (left undefined).
+QuantizedTensor read_int8_params(TensorEntry& entry) {
+  const std::string& path = entry.path();
+  const std::string& name = entry.name();
   QuantizedTensor q;
   q.encoding = Encoding::kInt8;
 
-  std::optional<int64_t> axis =
-      reader.integer_attr<int64_t>(group, "axis", where, H5T_NATIVE_INT64);
+  std::optional<int64_t> axis = entry.integer("axis");
   MCOMPRESS_CHECK(axis.has_value(), FormatError, path, ": tensor '", name,
                   "' (int8) has no 'axis' attribute");
   q.axis = *axis;
 
-  q.scale = read_float_vector(reader, group, name, "int8", "scale");
-
-  Handle zero_point = reader.open_dataset(group, "zero_point", where + "/zero_point");
-  const std::vector<int64_t> zp_shape = reader.dataset_shape(zero_point, where + "/zero_point");
-  MCOMPRESS_CHECK(zp_shape.size() == 1, FormatError, path, ": tensor '", name,
-                  "' (int8) has a zero_point dataset of shape ", shape_to_string(zp_shape),
-                  ", expected one dimension");
-  Handle zp_type = checked<FormatError>(H5Dget_type(zero_point), H5Tclose, path,
-                                        "cannot read the type of " + where + "/zero_point");
-  MCOMPRESS_CHECK(H5Tget_class(zp_type) == H5T_INTEGER, FormatError, path, ": tensor '", name,
-                  "' (int8) has a zero_point dataset that is not integers (",
-                  describe_type(zp_type), ")");
+  q.scale = read_float_vector(entry, "int8", "scale");
   // Read wide, then narrow with saturation so that an out-of-range value stays out of range
   // for check_quantized to report.
-  std::vector<int64_t> wide(static_cast<size_t>(zp_shape[0]));
-  if (!wide.empty())
-    reader.read_data(zero_point, H5T_NATIVE_INT64, wide.data(), name, "zero_point");
-  q.zero_point = at::empty(zp_shape, at::kInt);
+  const std::vector<int64_t> wide = read_integer_vector(entry, "zero_point", "int8");
+  q.zero_point = at::empty({static_cast<int64_t>(wide.size())}, at::kInt);
   int32_t* zp = q.zero_point.data_ptr<int32_t>();
   for (size_t i = 0; i < wide.size(); ++i) {
     zp[i] = static_cast<int32_t>(std::clamp<int64_t>(wide[i], std::numeric_limits<int32_t>::min(),
@@ -1370,46 +1932,31 @@ QuantizedTensor read_int8_params(Reader& reader, hid_t group, const std::string&
   return q;
 }
 
-// A one-dimensional integer dataset of a sparse tensor (indices, indptr) as int64; any
-// integer type is accepted.
-std::vector<int64_t> read_index_dataset(Reader& reader, hid_t group, const std::string& name,
-                                        const std::string& member) {
-  const std::string& path = reader.path();
-  const std::string where = "/tensors/" + name + "/" + member;
-  Handle dataset = reader.open_dataset(group, member, where);
-  const std::vector<int64_t> shape = reader.dataset_shape(dataset, where);
-  MCOMPRESS_CHECK(shape.size() == 1, FormatError, path, ": tensor '", name, "' (sparse) has an ",
-                  member, " dataset of shape ", shape_to_string(shape), ", expected one dimension");
-  Handle type = checked<FormatError>(H5Dget_type(dataset), H5Tclose, path,
-                                     "cannot read the type of " + where);
-  MCOMPRESS_CHECK(H5Tget_class(type) == H5T_INTEGER, FormatError, path, ": tensor '", name,
-                  "' (sparse) has an ", member, " dataset that is not integers (",
-                  describe_type(type), ")");
-  std::vector<int64_t> out(static_cast<size_t>(shape[0]));
-  if (!out.empty()) reader.read_data(dataset, H5T_NATIVE_INT64, out.data(), name, member);
-  return out;
+// The name of a sparse tensor's column-index array: indices_delta (v2, v3) or indices (v1).
+std::string index_member(TensorEntry& entry) {
+  const bool absolute = entry.has("indices");
+  const bool delta = entry.has("indices_delta");
+  MCOMPRESS_CHECK(!(absolute && delta), FormatError, entry.path(), ": tensor '", entry.name(),
+                  "' (sparse) has both 'indices' and 'indices_delta'; expected one of them");
+  return delta ? "indices_delta" : "indices";
 }
 
 // The CSR structure of a sparse tensor with `nnz` stored values, checked against docs/format.md
 // §4.6, as the flat (row-major) position of each stored value in the dense tensor.
-std::vector<int64_t> read_csr_positions(Reader& reader, hid_t group, const std::string& name,
-                                        const std::vector<int64_t>& shape, int64_t nnz) {
-  const std::string& path = reader.path();
-  const std::string where = "/tensors/" + name;
+std::vector<int64_t> read_csr_positions(TensorEntry& entry, const std::vector<int64_t>& shape,
+                                        int64_t nnz) {
+  const std::string& path = entry.path();
+  const std::string& name = entry.name();
   MCOMPRESS_CHECK(!shape.empty(), FormatError, path, ": tensor '", name,
                   "' is sparse but has rank 0; the sparse layout needs at least one dimension");
   const int64_t rows = shape[0];
   const int64_t columns = csr_columns(shape);
-  const std::vector<int64_t> indptr = read_index_dataset(reader, group, name, "indptr");
+  const std::vector<int64_t> indptr = read_integer_vector(entry, "indptr", "sparse");
   const std::string tensor = "tensor '" + name + "' (sparse)";
-  // Version 2 writes the column indices row-delta coded, version 1 absolute; a reader takes
-  // whichever one the group has.
-  const bool has_absolute = reader.link_exists(group, "indices");
-  const bool delta = reader.link_exists(group, "indices_delta");
-  MCOMPRESS_CHECK(!(has_absolute && delta), FormatError, path, ": ", tensor,
-                  " has both 'indices' and 'indices_delta'; expected one of them");
-  const std::vector<int64_t> indices =
-      read_index_dataset(reader, group, name, delta ? "indices_delta" : "indices");
+  // Version 2 and 3 write the column indices row-delta coded, version 1 absolute.
+  const std::string member = index_member(entry);
+  const bool delta = member == "indices_delta";
+  const std::vector<int64_t> indices = read_integer_vector(entry, member, "sparse");
 
   MCOMPRESS_CHECK(static_cast<int64_t>(indptr.size()) == rows + 1, FormatError, path, ": ", tensor,
                   " has an indptr of ", indptr.size(), " entries, expected ", rows + 1,
@@ -1454,14 +2001,17 @@ std::vector<int64_t> read_csr_positions(Reader& reader, hid_t group, const std::
     }
   }
 
-  std::optional<double> density = reader.float_attr(group, "density", where);
-  MCOMPRESS_CHECK(density.has_value(), FormatError, path, ": ", tensor,
+  // v1/v2 store the density (v3 leaves it implicit); when present it must agree.
+  std::optional<double> density = entry.real("density");
+  MCOMPRESS_CHECK(density.has_value() || !entry.stores_density(), FormatError, path, ": ", tensor,
                   " has no 'density' attribute");
-  const double expected = static_cast<double>(nnz) / static_cast<double>(product(shape));
-  // 1e-6 leaves room for a writer that stores density as float32.
-  MCOMPRESS_CHECK(std::abs(*density - expected) <= 1e-6, FormatError, path, ": ", tensor,
-                  " has density ", *density, " but stores ", nnz, " of ", product(shape),
-                  " entries (", expected, ")");
+  if (density) {
+    const double expected = static_cast<double>(nnz) / static_cast<double>(product(shape));
+    // 1e-6 leaves room for a writer that stores density as float32.
+    MCOMPRESS_CHECK(std::abs(*density - expected) <= 1e-6, FormatError, path, ": ", tensor,
+                    " has density ", *density, " but stores ", nnz, " of ", product(shape),
+                    " entries (", expected, ")");
+  }
   return positions;
 }
 
@@ -1480,51 +2030,41 @@ at::Tensor densify(const at::Tensor& stored, const std::vector<int64_t>& positio
 
 // A codebook tensor (docs/format.md §4.8): bits, shared values and codes, unpacked and, when
 // sparse, placed at their CSR positions with the zero code everywhere else.
-QuantizedTensor read_codebook(Reader& reader, hid_t group, const std::string& name,
-                              const std::vector<int64_t>& shape, bool sparse) {
-  const std::string& path = reader.path();
-  const std::string where = "/tensors/" + name;
+QuantizedTensor read_codebook(TensorEntry& entry, const std::vector<int64_t>& shape, bool sparse) {
+  const std::string& path = entry.path();
+  const std::string& name = entry.name();
   QuantizedTensor q;
   q.encoding = Encoding::kCodebook;
-  const std::optional<int64_t> bits =
-      reader.integer_attr<int64_t>(group, "bits", where, H5T_NATIVE_INT64);
+  const std::optional<int64_t> bits = entry.integer("bits");
   MCOMPRESS_CHECK(bits.has_value(), FormatError, path, ": tensor '", name,
                   "' (codebook) has no 'bits' attribute");
   MCOMPRESS_CHECK(*bits >= 1 && *bits <= 8, FormatError, path, ": tensor '", name,
                   "' (codebook) has bits ", *bits, ", expected 1 to 8");
   q.bits = *bits;
 
-  q.codebook = read_float_vector(reader, group, name, "codebook", "codebook");
+  q.codebook = read_float_vector(entry, "codebook", "codebook");
 
   // How many codes: one per entry when dense, one per stored entry (per column index) when
   // sparse.
   int64_t count = product(shape);
   if (sparse) {
-    const std::string member =
-        reader.link_exists(group, "indices_delta") ? "indices_delta" : "indices";
-    Handle index = reader.open_dataset(group, member, where + "/" + member);
-    const std::vector<int64_t> index_shape = reader.dataset_shape(index, where + "/" + member);
-    MCOMPRESS_CHECK(index_shape.size() == 1, FormatError, path, ": tensor '", name,
+    const std::string member = index_member(entry);
+    const ArrayInfo index = entry.info(member);
+    MCOMPRESS_CHECK(index.shape.size() == 1, FormatError, path, ": tensor '", name,
                     "' (sparse) has an ", member, " dataset of shape ",
-                    shape_to_string(index_shape), ", expected one dimension");
-    count = index_shape[0];
+                    shape_to_string(index.shape), ", expected one dimension");
+    count = index.shape[0];
   }
-  Handle codes = reader.open_dataset(group, "codes", where + "/codes");
-  const std::vector<int64_t> codes_shape = reader.dataset_shape(codes, where + "/codes");
-  Handle codes_type = checked<FormatError>(H5Dget_type(codes), H5Tclose, path,
-                                           "cannot read the type of " + where + "/codes");
-  MCOMPRESS_CHECK(H5Tget_class(codes_type) == H5T_INTEGER && H5Tget_size(codes_type) == 1 &&
-                      H5Tget_sign(codes_type) == H5T_SGN_NONE,
-                  FormatError, path, ": tensor '", name,
-                  "' (codebook) has codes that are not 8-bit unsigned integers (",
-                  describe_type(codes_type), ")");
+  const ArrayInfo codes = entry.info("codes");
+  MCOMPRESS_CHECK(codes.dtype == packed::Dtype::kUInt8, FormatError, path, ": tensor '", name,
+                  "' (codebook) has codes that are not 8-bit unsigned integers (", codes.type, ")");
   const int64_t expected = (count * q.bits + 7) / 8;
-  MCOMPRESS_CHECK(codes_shape == std::vector<int64_t>{expected}, FormatError, path, ": tensor '",
-                  name, "' (codebook) has a codes dataset of shape ", shape_to_string(codes_shape),
+  MCOMPRESS_CHECK(codes.shape == std::vector<int64_t>{expected}, FormatError, path, ": tensor '",
+                  name, "' (codebook) has a codes dataset of shape ", shape_to_string(codes.shape),
                   ", expected [", expected, "] (", count, " codes of ", q.bits, " bits, packed)");
-  std::vector<uint8_t> packed(static_cast<size_t>(expected));
-  if (!packed.empty()) reader.read_data(codes, H5T_NATIVE_UINT8, packed.data(), name, "codes");
-  const std::vector<uint8_t> unpacked = unpack_codes(packed, count, q.bits);
+  std::vector<uint8_t> packed_codes(static_cast<size_t>(expected));
+  if (!packed_codes.empty()) entry.read("codes", packed::Dtype::kUInt8, packed_codes.data());
+  const std::vector<uint8_t> unpacked = unpack_codes(packed_codes, count, q.bits);
   at::Tensor stored = at::empty({count}, at::kByte);
   std::copy(unpacked.begin(), unpacked.end(), stored.data_ptr<uint8_t>());
 
@@ -1536,7 +2076,7 @@ QuantizedTensor read_codebook(Reader& reader, hid_t group, const std::string& na
   MCOMPRESS_CHECK(zero >= 0, FormatError, path, ": tensor '", name,
                   "' (codebook, sparse) has no +0.0 among its shared values; the entries a sparse "
                   "tensor does not store need one");
-  const std::vector<int64_t> positions = read_csr_positions(reader, group, name, shape, count);
+  const std::vector<int64_t> positions = read_csr_positions(entry, shape, count);
   q.values = at::full(shape, zero, at::kByte);
   if (!positions.empty())
     q.values.view({-1}).index_copy_(0, at::tensor(positions, at::kLong), stored);
@@ -1545,13 +2085,14 @@ QuantizedTensor read_codebook(Reader& reader, hid_t group, const std::string& na
 
 // The `values` of a non-codebook tensor, dense (sparse ones densified); int8 also gives its
 // quantization parameters.
-std::pair<std::optional<QuantizedTensor>, at::Tensor> read_stored_values(
-    Reader& reader, hid_t group, const TensorInfo& info, Encoding encoding, bool sparse) {
+std::pair<std::optional<QuantizedTensor>, at::Tensor> read_stored_values(TensorEntry& entry,
+                                                                         const TensorInfo& info,
+                                                                         Encoding encoding,
+                                                                         bool sparse) {
   const std::string& name = info.name;
-  const std::string& path = reader.path();
-  const std::string where = "/tensors/" + name;
-  Handle values = reader.open_dataset(group, "values", where + "/values");
-  const std::vector<int64_t> stored = reader.dataset_shape(values, where + "/values");
+  const std::string& path = entry.path();
+  const ArrayInfo values = entry.info("values");
+  const std::vector<int64_t>& stored = values.shape;
   if (sparse) {
     MCOMPRESS_CHECK(stored.size() == 1, FormatError, path, ": tensor '", name,
                     "' (sparse) has a values dataset of shape ", shape_to_string(stored),
@@ -1564,32 +2105,29 @@ std::pair<std::optional<QuantizedTensor>, at::Tensor> read_stored_values(
 
   std::optional<QuantizedTensor> q;
   if (encoding == Encoding::kInt8) {
-    q = read_int8_params(reader, group, name);
+    q = read_int8_params(entry);
     // Checked before densify() fills omitted entries with the zero points.
     q->values = at::empty(info.shape, at::kChar);
     check_quantized<FormatError>(path, name, *q, info.shape);
   }
-  at::Tensor dense = read_values(reader, values, encoding, stored, name);
+  at::Tensor dense = read_values(entry, values, encoding, stored);
   if (sparse) {
-    const std::vector<int64_t> positions =
-        read_csr_positions(reader, group, name, info.shape, stored[0]);
+    const std::vector<int64_t> positions = read_csr_positions(entry, info.shape, stored[0]);
     dense = densify(dense, positions, info.shape, q ? &*q : nullptr);
   }
   return {std::move(q), dense};
 }
 
-LoadedTensor read_tensor(Reader& reader, hid_t tensors, const TensorInfo& info) {
+LoadedTensor read_tensor(StoredTensors& stored, const TensorInfo& info, const std::string& path) {
   const std::string& name = info.name;
-  const std::string& path = reader.path();
-  const std::string where = "/tensors/" + name;
-  MCOMPRESS_CHECK(reader.link_exists(tensors, name), FormatError, path, ": missing tensor '", name,
-                  "' (", shape_to_string(info.shape), ") that the architecture needs");
-  Handle group = reader.open_group(tensors, name, where);
+  MCOMPRESS_CHECK(stored.has(name), FormatError, path, ": missing tensor '", name, "' (",
+                  shape_to_string(info.shape), ") that the architecture needs");
+  std::unique_ptr<TensorEntry> entry = stored.open(name);
 
-  const Encoding encoding = mcompress::parse_encoding(parse_encoding(reader, group, name));
-  const bool sparse = parse_layout(reader, group, name) == "sparse";
+  const Encoding encoding = mcompress::parse_encoding(parse_encoding(*entry));
+  const bool sparse = parse_layout(*entry) == "sparse";
 
-  std::optional<std::vector<int64_t>> shape = reader.integer_array_attr(group, "shape", where);
+  std::optional<std::vector<int64_t>> shape = entry->integers("shape");
   MCOMPRESS_CHECK(shape.has_value(), FormatError, path, ": tensor '", name,
                   "' has no 'shape' attribute");
   MCOMPRESS_CHECK(*shape == info.shape, FormatError, path, ": tensor '", name, "' has shape ",
@@ -1599,9 +2137,9 @@ LoadedTensor read_tensor(Reader& reader, hid_t tensors, const TensorInfo& info) 
   std::optional<QuantizedTensor> q;
   at::Tensor dense;
   if (encoding == Encoding::kCodebook) {
-    q = read_codebook(reader, group, name, info.shape, sparse);
+    q = read_codebook(*entry, info.shape, sparse);
   } else {
-    std::tie(q, dense) = read_stored_values(reader, group, info, encoding, sparse);
+    std::tie(q, dense) = read_stored_values(*entry, info, encoding, sparse);
   }
 
   LoadedTensor out;
@@ -1627,12 +2165,11 @@ LoadedTensor read_tensor(Reader& reader, hid_t tensors, const TensorInfo& info) 
                   encoding == Encoding::kInt8 ? " after dequantization" : "");
 
   // A pruned tensor's mask is its non-zero pattern (docs/format.md §4.7).
-  const auto pruned = reader.integer_attr<int64_t>(group, "pruned", where, H5T_NATIVE_INT64);
-  if (pruned.value_or(0) != 0) out.mask = out.master.ne(0);
+  if (entry->integer("pruned").value_or(0) != 0) out.mask = out.master.ne(0);
   return out;
 }
 
-// Every tensor group of the file: the spec's in spec order, then any others by name.
+// Every stored tensor of the file: the spec's in spec order, then any others by name.
 std::vector<std::string> ordered_tensor_names(const std::vector<std::string>& in_file,
                                               const ArchSpec& spec) {
   std::set<std::string> remaining(in_file.begin(), in_file.end());
@@ -1644,63 +2181,46 @@ std::vector<std::string> ordered_tensor_names(const std::vector<std::string>& in
   return ordered;
 }
 
-StoredTensorInfo inspect_tensor(Reader& reader, hid_t tensors, const std::string& name) {
-  const std::string where = "/tensors/" + name;
-  Handle group = reader.open_group(tensors, name, where);
+StoredTensorInfo inspect_tensor(StoredTensors& stored, const std::string& name) {
+  std::unique_ptr<TensorEntry> entry = stored.open(name);
   StoredTensorInfo out;
   out.name = name;
-  out.encoding = parse_encoding(reader, group, name);
-  out.layout = parse_layout(reader, group, name);
-  out.shape = reader.integer_array_attr(group, "shape", where).value_or(std::vector<int64_t>{});
+  out.encoding = parse_encoding(*entry);
+  out.layout = parse_layout(*entry);
+  out.shape = entry->integers("shape").value_or(std::vector<int64_t>{});
   out.parameters = product(out.shape);
-
-  for (const std::string& member : reader.member_names(group, where)) {
-    H5O_info_t info;
-    h5_check<FormatError>(H5Oget_info_by_name(group, member.c_str(), &info, H5P_DEFAULT),
-                          reader.path(), "cannot look up " + where + "/" + member);
-    if (info.type != H5O_TYPE_DATASET) continue;
-    Handle dataset = reader.open_dataset(group, member, where + "/" + member);
-    out.bytes_on_disk += static_cast<int64_t>(H5Dget_storage_size(dataset));
-  }
+  for (const std::string& array : entry->arrays()) out.bytes_on_disk += entry->stored_bytes(array);
 
   if (out.encoding == "codebook") {
-    const QuantizedTensor q = read_codebook(reader, group, name, out.shape, out.layout == "sparse");
-    check_quantized<FormatError>(reader.path(), name, q, out.shape);
+    const QuantizedTensor q = read_codebook(*entry, out.shape, out.layout == "sparse");
+    check_quantized<FormatError>(entry->path(), name, q, out.shape);
     out.nonzeros = q.dequantize().ne(0).sum().item<int64_t>();
     return out;
   }
   // Non-zeros: stored values other than their element's zero (0, or for int8 the channel's
   // zero point); the entries a sparse tensor omits are zeros by definition.
-  if (!reader.link_exists(group, "values")) return out;
-  Handle values = reader.open_dataset(group, "values", where + "/values");
-  std::vector<float> data(static_cast<size_t>(
-      product(reader.dataset_shape(values, where + "/values"))));  // any encoding, as float
-  if (!data.empty()) reader.read_floats(values, data.data(), name);
+  if (!entry->has("values")) return out;
+  std::vector<float> data(static_cast<size_t>(product(entry->info("values").shape)));
+  if (!data.empty()) entry->read("values", packed::Dtype::kFloat32, data.data());  // as float
   // Inspection is lenient: with a zero_point that does not fit the tensor, codes are compared
   // with 0.
   std::vector<float> zero(1, 0.0f);
   int64_t inner = 1;  // elements per step of the channel axis
-  if (out.encoding == "int8" && reader.link_exists(group, "zero_point")) {
-    Handle zp = reader.open_dataset(group, "zero_point", where + "/zero_point");
-    std::vector<float> stored(
-        static_cast<size_t>(product(reader.dataset_shape(zp, where + "/zero_point"))));
-    if (!stored.empty()) reader.read_data(zp, H5T_NATIVE_FLOAT, stored.data(), name, "zero_point");
-    const int64_t axis =
-        reader.integer_attr<int64_t>(group, "axis", where, H5T_NATIVE_INT64).value_or(-1);
+  if (out.encoding == "int8" && entry->has("zero_point")) {
+    std::vector<float> zp(static_cast<size_t>(product(entry->info("zero_point").shape)));
+    if (!zp.empty()) entry->read("zero_point", packed::Dtype::kFloat32, zp.data());
+    const int64_t axis = entry->integer("axis").value_or(-1);
     const auto& shape = out.shape;
-    const bool per_channel =
-        axis >= 0 && axis < static_cast<int64_t>(shape.size()) &&
-        static_cast<int64_t>(stored.size()) == shape[static_cast<size_t>(axis)];
-    if (stored.size() == 1 || per_channel) zero = stored;
+    const bool per_channel = axis >= 0 && axis < static_cast<int64_t>(shape.size()) &&
+                             static_cast<int64_t>(zp.size()) == shape[static_cast<size_t>(axis)];
+    if (zp.size() == 1 || per_channel) zero = zp;
     if (per_channel) {
       for (size_t d = static_cast<size_t>(axis) + 1; d < shape.size(); ++d) inner *= shape[d];
     }
   }
   std::vector<int64_t> positions;  // flat position of each stored value
-  if (out.layout == "sparse") {
-    positions =
-        read_csr_positions(reader, group, name, out.shape, static_cast<int64_t>(data.size()));
-  }
+  if (out.layout == "sparse")
+    positions = read_csr_positions(*entry, out.shape, static_cast<int64_t>(data.size()));
   const int64_t channels = static_cast<int64_t>(zero.size());
   for (size_t i = 0; i < data.size(); ++i) {
     const int64_t flat = positions.empty() ? static_cast<int64_t>(i) : positions[i];
@@ -1776,7 +2296,11 @@ void save_model(const Model& model, const std::string& path, const SaveOptions& 
     Handle file = checked<IoError>(
         H5Fcreate(temp.c_str(), H5F_ACC_EXCL, fcpl, fapl), H5Fclose, path,
         "cannot create the temporary file '" + temp + "'; is the folder writable?");
-    write_model(file, model, path);
+    if (options.container == ModelContainer::kGroups) {
+      write_groups_model(file, model, path);
+    } else {
+      write_packed_model(file, model, path);
+    }
     h5_check<IoError>(H5Fflush(file, H5F_SCOPE_GLOBAL), path, "cannot flush '" + temp + "'");
     h5_check<IoError>(file.close(), path, "cannot close '" + temp + "'");
   }
@@ -1799,17 +2323,17 @@ Model load_model(const std::string& path) {
   std::map<std::string, at::Tensor> masks;
   quant.mode = reader.quant_mode();
   {
-    Handle group = reader.tensors_group();
+    StoredTensors stored(reader);
     std::vector<TensorInfo> infos = spec.tensors();
     std::set<std::string> expected;
     for (const TensorInfo& info : infos) expected.insert(info.name);
     // A stray tensor means the file and its architecture disagree; refuse rather than guess.
-    for (const std::string& name : reader.member_names(group, "/tensors")) {
+    for (const std::string& name : stored.names()) {
       MCOMPRESS_CHECK(expected.count(name) != 0, FormatError, path, ": tensor '", name,
                       "' is stored in the file but is not a tensor of the architecture");
     }
     for (const TensorInfo& info : infos) {
-      LoadedTensor loaded = read_tensor(reader, group, info);
+      LoadedTensor loaded = read_tensor(stored, info, path);
       tensors.emplace(info.name, std::move(loaded.master));
       if (loaded.quantized) quant.tensors.emplace(info.name, std::move(*loaded.quantized));
       if (loaded.mask.defined()) masks.emplace(info.name, std::move(loaded.mask));
@@ -1840,12 +2364,11 @@ ModelFileSummary inspect_model_file(const std::string& path) {
   summary.format_version = reader.format_version();
   summary.producer = reader.string_attr(reader.root(), "producer", "/").value_or(std::string());
   ArchSpec spec = reader.arch(&summary.arch_json);
+  summary.container = reader.format_version() >= 3 ? "packed" : "groups";
   {
-    Handle group = reader.tensors_group();
-    for (const std::string& name :
-         ordered_tensor_names(reader.member_names(group, "/tensors"), spec)) {
-      summary.tensors.push_back(inspect_tensor(reader, group, name));
-    }
+    StoredTensors stored(reader);
+    for (const std::string& name : ordered_tensor_names(stored.names(), spec))
+      summary.tensors.push_back(inspect_tensor(stored, name));
   }
   summary.history = reader.history();
   std::error_code ec;

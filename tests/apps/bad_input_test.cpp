@@ -9,6 +9,7 @@
 #include <hdf5.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <array>
@@ -74,8 +75,13 @@ struct Workspace {
   Workspace() {
     mcompress::testing::write_idx_folder(data, mcompress::testing::block_images(40, 1),
                                          mcompress::testing::block_images(10, 2));
+    // The groups container (format v2), whose datasets the cases below break one by one; the
+    // packed_* cases re-save it in the default packed container first.
+    mcompress::SaveOptions options;
+    options.container = mcompress::ModelContainer::kGroups;
     mcompress::save_model(
-        mcompress::Model::initialize(mcompress::ArchSpec::from_json_text(tiny_spec()), 7), model);
+        mcompress::Model::initialize(mcompress::ArchSpec::from_json_text(tiny_spec()), 7), model,
+        options);
   }
   std::string file(const std::string& name) const { return dir.file(name); }
 
@@ -180,6 +186,36 @@ void flip_bit_in_first_chunk(const std::string& path, const std::string& dataset
   write_bytes(path, bytes);
 }
 
+// Re-saves the workspace model in the packed container (format v3, the default) and rewrites
+// its /manifest through `edit` (nullptr: leaves it as it is).
+void repack(const std::string& path, const std::function<void(nlohmann::json&)>& edit) {
+  mcompress::SaveOptions options;
+  options.overwrite = true;
+  mcompress::save_model(mcompress::load_model(path), path, options);
+  if (!edit) return;
+  edit_file(path, [&](hid_t file) {
+    const hid_t dset = H5Dopen2(file, "manifest", H5P_DEFAULT);
+    ASSERT_GE(dset, 0);
+    const hid_t space = H5Dget_space(dset);
+    std::string text(static_cast<size_t>(H5Sget_simple_extent_npoints(space)), '\0');
+    H5Sclose(space);
+    ASSERT_GE(H5Dread(dset, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, text.data()), 0);
+    H5Dclose(dset);
+    nlohmann::json manifest = nlohmann::json::parse(text);
+    edit(manifest);
+    text = manifest.dump();
+    ASSERT_GE(H5Ldelete(file, "manifest", H5P_DEFAULT), 0);
+    const hsize_t n = text.size();
+    const hid_t new_space = H5Screate_simple(1, &n, nullptr);
+    const hid_t out = H5Dcreate2(file, "manifest", H5T_STD_U8LE, new_space, H5P_DEFAULT,
+                                 H5P_DEFAULT, H5P_DEFAULT);
+    ASSERT_GE(out, 0);
+    ASSERT_GE(H5Dwrite(out, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, text.data()), 0);
+    H5Dclose(out);
+    H5Sclose(new_space);
+  });
+}
+
 // --- What a rejection must look like ---------------------------------------------------------
 
 // Every file under `root` with its bytes (folders as a marker), to prove nothing was written.
@@ -281,6 +317,42 @@ const std::vector<BadInput>& corpus() {
        {"$/m.h5: ", "tensor '1.weight'", "corrupt", "Fletcher-32 checksum"},
        [](Workspace& ws) {
          flip_bit_in_first_chunk(ws.model, "/tensors/1.weight/values");
+         return eval(ws);
+       }},
+      {"packed_flipped_blob_bit",
+       1,
+       {"$/m.h5: ", "cannot read /blob", "Fletcher-32 checksum"},
+       [](Workspace& ws) {
+         repack(ws.model, nullptr);
+         flip_bit_in_first_chunk(ws.model, "/blob");
+         return eval(ws);
+       }},
+      {"packed_manifest_not_json",
+       1,
+       {"$/m.h5: ", "/manifest is not valid JSON"},
+       [](Workspace& ws) {
+         repack(ws.model, nullptr);
+         edit_file(ws.model, [](hid_t file) {
+           const hid_t dset = H5Dopen2(file, "manifest", H5P_DEFAULT);
+           const char garbage[4] = {'{', '{', '{', '{'};
+           const hsize_t start = 0, count = 4;
+           const hid_t space = H5Dget_space(dset);
+           H5Sselect_hyperslab(space, H5S_SELECT_SET, &start, nullptr, &count, nullptr);
+           const hid_t memory = H5Screate_simple(1, &count, nullptr);
+           ASSERT_GE(H5Dwrite(dset, H5T_NATIVE_UINT8, memory, space, H5P_DEFAULT, garbage), 0);
+           H5Sclose(memory);
+           H5Sclose(space);
+           H5Dclose(dset);
+         });
+         return quantize(ws);
+       }},
+      {"packed_array_outside_blob",
+       1,
+       {"$/m.h5: ", "tensor '1.weight'", "array 'values'", "lies outside the blob"},
+       [](Workspace& ws) {
+         repack(ws.model, [](nlohmann::json& manifest) {
+           manifest["tensors"][0]["arrays"]["values"]["offset"] = 1u << 30;
+         });
          return eval(ws);
        }},
       {"text_file_as_model",

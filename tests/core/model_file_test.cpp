@@ -24,38 +24,23 @@
 #include "mcompress/core/error.h"
 #include "mcompress/core/version.h"
 #include "mcompress/core/zoo.h"
+#include "model_fixtures.h"
 #include "test_support.h"
 
 namespace mcompress {
 namespace {
 
+// This suite pins down the groups container (format v2) dataset by dataset, so it saves with
+// it; packed_model_file_test.cpp covers the packed container (v3, the default) and both
+// containers' shared decoding runs in each.
+void save_groups(const Model& model, const std::string& path, SaveOptions options = {}) {
+  options.container = ModelContainer::kGroups;
+  save_model(model, path, options);
+}
+
 using testing::read_bytes;
 using testing::TempDir;
 using testing::write_bytes;
-
-constexpr const char* kTinySpec = R"({"name":"tiny","input_shape":[1,4,4],"num_classes":3,
-  "mean":[0.5],"std":[0.25],"layers":[
-    {"type":"conv2d","out_channels":2,"kernel_size":3,"padding":1},
-    {"type":"batchnorm2d"},{"type":"relu"},{"type":"flatten"},
-    {"type":"linear","out_features":3}]})";
-
-Model tiny_model(uint64_t seed = 7) {
-  Model model = Model::initialize(ArchSpec::from_json_text(kTinySpec), seed);
-  model.history = {R"({"stage":"train","metrics":{"accuracy":0.5}})",
-                   R"({"stage":"prune.magnitude"})"};
-  model.recipe = "model: tiny\nstages: []\n";
-  // Values a lossy or sloppy writer would change: signed zero, a subnormal, exact zeros.
-  float* w = model.tensor("4.weight").data_ptr<float>();  // [3, 32], contiguous
-  w[0] = -0.0f;
-  w[1] = std::numeric_limits<float>::denorm_min();
-  w[32] = 0.0f;
-  return model;
-}
-
-bool bit_identical(const at::Tensor& a, const at::Tensor& b) {
-  return a.sizes() == b.sizes() && a.scalar_type() == b.scalar_type() &&
-         std::memcmp(a.contiguous().data_ptr(), b.contiguous().data_ptr(), a.nbytes()) == 0;
-}
 
 // Silences HDF5's stderr dump for calls the test expects to fail.
 struct QuietH5 {
@@ -105,75 +90,6 @@ std::string read_string_attr(hid_t loc, const char* name) {
 }
 
 // --- Quantized models -----------------------------------------------------------------------
-
-constexpr const char* kMlpSpec = R"({"name":"mlp","input_shape":[784],"num_classes":10,
-  "layers":[{"type":"linear","out_features":300},{"type":"relu"},
-    {"type":"linear","out_features":64},{"type":"relu"},{"type":"linear","out_features":10}]})";
-
-// Random-normal first-layer weights: deflate cannot shrink their float32 bits much, so stored
-// sizes compare the encodings rather than the compressor.
-Model mlp_model(uint64_t seed = 11) {
-  Model model = Model::initialize(ArchSpec::from_json_text(kMlpSpec), seed);
-  at::manual_seed(seed);
-  model.tensor("0.weight").copy_(at::randn({300, 784}) * 0.05);
-  return model;
-}
-
-// Symmetric int8 per output channel, the weight rule of docs/format.md.
-QuantizedTensor int8_per_channel(const at::Tensor& w) {
-  at::Tensor scale = w.reshape({w.size(0), -1}).abs().amax(1) / 127.0;
-  scale = at::where(scale > 0, scale, at::ones_like(scale));
-  std::vector<int64_t> view(static_cast<size_t>(w.dim()), 1);
-  view[0] = w.size(0);
-  QuantizedTensor q;
-  q.encoding = Encoding::kInt8;
-  q.values = (w / scale.reshape(view)).round().clamp(-127, 127).to(at::kChar);
-  q.scale = scale.contiguous();
-  q.zero_point = at::zeros({w.size(0)}, at::kInt);
-  q.axis = 0;
-  return q;
-}
-
-// Affine int8 with one scale for the tensor and a non-zero zero point.
-QuantizedTensor int8_per_tensor(const at::Tensor& w, int32_t zero_point) {
-  const float scale = w.abs().max().item<float>() / 100.0f;
-  QuantizedTensor q;
-  q.encoding = Encoding::kInt8;
-  q.values = (w / scale).round().add(zero_point).clamp(-128, 127).to(at::kChar);
-  q.scale = at::full({1}, scale, at::kFloat);
-  q.zero_point = at::full({1}, zero_point, at::kInt);
-  q.axis = -1;
-  return q;
-}
-
-QuantizedTensor half_precision(const at::Tensor& w, Encoding encoding) {
-  QuantizedTensor q;
-  q.encoding = encoding;
-  q.values = w.to(encoding == Encoding::kFp16 ? at::kHalf : at::kBFloat16).contiguous();
-  return q;
-}
-
-// Every encoding in one model, with the fp32 masters holding the dequantized values as
-// Model::quant's contract says.
-Model quantized_model() {
-  Model model = mlp_model();
-  QuantState& quant = model.quant;
-  quant.mode = "int8-static";
-  quant.tensors["0.weight"] = int8_per_channel(model.tensor("0.weight"));
-  quant.tensors["2.weight"] = int8_per_tensor(model.tensor("2.weight"), 3);
-  quant.tensors["2.bias"] = half_precision(model.tensor("2.bias"), Encoding::kBf16);
-  quant.tensors["4.weight"] = half_precision(model.tensor("4.weight"), Encoding::kFp16);
-  // Values a sloppy writer would change: signed zero and the smallest fp16 subnormal.
-  at::Half* h = quant.tensors["4.weight"].values.data_ptr<at::Half>();
-  h[0] = at::Half(-0.0f);
-  h[1] = at::Half(1, at::Half::from_bits());
-  for (const auto& [name, q] : quant.tensors) model.tensor(name) = q.dequantize().contiguous();
-  // The file does not check keys against the architecture; "5.conv1" checks a dotted name.
-  quant.activations["input"] = {0.0157, 128, "minmax"};
-  quant.activations["1"] = {0.031, 0, "histogram"};
-  quant.activations["5.conv1"] = {0.02, 7, "minmax"};
-  return model;
-}
 
 const StoredTensorInfo& stored(const ModelFileSummary& summary, const std::string& name) {
   for (const StoredTensorInfo& t : summary.tensors) {
@@ -261,7 +177,7 @@ class ModelFileTest : public ::testing::Test {
 TEST_F(ModelFileTest, RoundTripIsBitIdentical) {
   Model model = tiny_model();
   const std::string path = dir.file("tiny.h5");
-  save_model(model, path);
+  save_groups(model, path);
   Model loaded = load_model(path);
 
   EXPECT_EQ(loaded.spec().to_json_text(), model.spec().to_json_text());
@@ -281,7 +197,7 @@ TEST_F(ModelFileTest, RoundTripsZooModelWithResidualBlocks) {
     Model model = Model::initialize(zoo_spec(entry.name), 3);
     model.seed = std::numeric_limits<uint64_t>::max();  // the full uint64 range survives
     const std::string path = dir.file(entry.name + ".h5");
-    save_model(model, path);
+    save_groups(model, path);
     Model loaded = load_model(path);
     EXPECT_EQ(loaded.seed, model.seed);
     for (const TensorInfo& info : model.tensor_infos()) {
@@ -293,7 +209,7 @@ TEST_F(ModelFileTest, RoundTripsZooModelWithResidualBlocks) {
 
 TEST_F(ModelFileTest, EmptyHistoryAndRecipeRoundTrip) {
   Model model = Model::initialize(ArchSpec::from_json_text(kTinySpec), 1);
-  save_model(model, dir.file("m.h5"));
+  save_groups(model, dir.file("m.h5"));
   Model loaded = load_model(dir.file("m.h5"));
   EXPECT_TRUE(loaded.history.empty());
   EXPECT_EQ(loaded.recipe, "");
@@ -301,8 +217,8 @@ TEST_F(ModelFileTest, EmptyHistoryAndRecipeRoundTrip) {
 
 TEST_F(ModelFileTest, SameModelGivesSameBytes) {
   Model model = tiny_model();
-  save_model(model, dir.file("a.h5"));
-  save_model(model, dir.file("b.h5"));
+  save_groups(model, dir.file("a.h5"));
+  save_groups(model, dir.file("b.h5"));
   const std::string a = read_bytes(dir.file("a.h5"));
   EXPECT_FALSE(a.empty());
   EXPECT_TRUE(a == read_bytes(dir.file("b.h5")));
@@ -323,8 +239,8 @@ TEST_F(ModelFileTest, SameModelGivesSameBytes) {
 }
 
 TEST_F(ModelFileTest, LeavesNoTemporaryFiles) {
-  save_model(tiny_model(), dir.file("m.h5"));
-  save_model(tiny_model(), dir.file("m.h5"), SaveOptions{true});
+  save_groups(tiny_model(), dir.file("m.h5"));
+  save_groups(tiny_model(), dir.file("m.h5"), SaveOptions{true});
   std::vector<std::string> names;
   for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
     names.push_back(entry.path().filename().string());
@@ -334,15 +250,15 @@ TEST_F(ModelFileTest, LeavesNoTemporaryFiles) {
 
 TEST_F(ModelFileTest, OverwriteReplacesFileWhenAsked) {
   const std::string path = dir.file("m.h5");
-  save_model(tiny_model(1), path);
+  save_groups(tiny_model(1), path);
   Model second = tiny_model(2);
-  save_model(second, path, SaveOptions{true});
+  save_groups(second, path, SaveOptions{true});
   EXPECT_TRUE(bit_identical(load_model(path).tensor("0.weight"), second.tensor("0.weight")));
 }
 
 TEST_F(ModelFileTest, LoadingNeverModifiesTheFile) {
   const std::string path = dir.file("m.h5");
-  save_model(tiny_model(), path);
+  save_groups(tiny_model(), path);
   const std::string before = read_bytes(path);
   const auto mtime = std::filesystem::last_write_time(path);
   load_model(path);
@@ -353,7 +269,7 @@ TEST_F(ModelFileTest, LoadingNeverModifiesTheFile) {
 
 TEST_F(ModelFileTest, LoadsFromReadOnlyFile) {
   const std::string path = dir.file("m.h5");
-  save_model(tiny_model(), path);
+  save_groups(tiny_model(), path);
   std::filesystem::permissions(path, std::filesystem::perms::owner_read);
   EXPECT_NO_THROW(load_model(path));
 }
@@ -361,7 +277,7 @@ TEST_F(ModelFileTest, LoadsFromReadOnlyFile) {
 TEST_F(ModelFileTest, InspectReportsStorageFacts) {
   Model model = tiny_model();
   const std::string path = dir.file("m.h5");
-  save_model(model, path);
+  save_groups(model, path);
   ModelFileSummary summary = inspect_model_file(path);
 
   EXPECT_EQ(summary.path, path);
@@ -394,7 +310,7 @@ TEST_F(ModelFileTest, LargeTensorsSpanSeveralChunks) {
     "layers":[{"type":"linear","out_features":300},{"type":"relu"},{"type":"linear","out_features":3}]})"),
                                   5);
   const std::string path = dir.file("big.h5");
-  save_model(model, path);
+  save_groups(model, path);
   EXPECT_TRUE(bit_identical(load_model(path).tensor("0.weight"), model.tensor("0.weight")));
 
   hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -413,7 +329,7 @@ TEST_F(ModelFileTest, LargeTensorsSpanSeveralChunks) {
 TEST_F(ModelFileTest, RawHdf5ReaderSeesDocumentedLayout) {
   Model model = tiny_model();
   const std::string path = dir.file("m.h5");
-  save_model(model, path);
+  save_groups(model, path);
 
   hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   ASSERT_GE(file, 0);
@@ -493,7 +409,7 @@ TEST_F(ModelFileTest, RawHdf5ReaderSeesDocumentedLayout) {
 TEST_F(ModelFileTest, RoundTripsQuantizedTensorsBitIdentical) {
   Model model = quantized_model();
   const std::string path = dir.file("q.h5");
-  save_model(model, path);
+  save_groups(model, path);
   Model loaded = load_model(path);
 
   EXPECT_EQ(loaded.quant.mode, "int8-static");
@@ -530,14 +446,14 @@ TEST_F(ModelFileTest, RoundTripsQuantizedTensorsBitIdentical) {
     EXPECT_EQ(got.observer, want.observer) << key;
   }
   // A second save of the loaded model gives the same file.
-  save_model(loaded, dir.file("again.h5"));
+  save_groups(loaded, dir.file("again.h5"));
   EXPECT_TRUE(read_bytes(path) == read_bytes(dir.file("again.h5")));
 }
 
 TEST_F(ModelFileTest, SameQuantizedModelGivesSameBytes) {
   Model model = quantized_model();
-  save_model(model, dir.file("a.h5"));
-  save_model(model.clone(), dir.file("b.h5"));
+  save_groups(model, dir.file("a.h5"));
+  save_groups(model.clone(), dir.file("b.h5"));
   const std::string a = read_bytes(dir.file("a.h5"));
   EXPECT_FALSE(a.empty());
   EXPECT_TRUE(a == read_bytes(dir.file("b.h5")));
@@ -551,9 +467,9 @@ TEST_F(ModelFileTest, InspectShowsSmallerQuantizedTensors) {
   Model fp16 = mlp_model();
   fp16.quant.mode = "fp16";
   fp16.quant.tensors["0.weight"] = half_precision(fp16.tensor("0.weight"), Encoding::kFp16);
-  save_model(fp32, dir.file("fp32.h5"));
-  save_model(int8, dir.file("int8.h5"));
-  save_model(fp16, dir.file("fp16.h5"));
+  save_groups(fp32, dir.file("fp32.h5"));
+  save_groups(int8, dir.file("int8.h5"));
+  save_groups(fp16, dir.file("fp16.h5"));
 
   const StoredTensorInfo f = stored(inspect_model_file(dir.file("fp32.h5")), "0.weight");
   const StoredTensorInfo i = stored(inspect_model_file(dir.file("int8.h5")), "0.weight");
@@ -581,7 +497,7 @@ TEST_F(ModelFileTest, InspectShowsSmallerQuantizedTensors) {
 
   // Affine int8: a code equal to the zero point stands for 0.
   Model q = quantized_model();
-  save_model(q, dir.file("q.h5"));
+  save_groups(q, dir.file("q.h5"));
   ModelFileSummary summary = inspect_model_file(dir.file("q.h5"));
   EXPECT_EQ(stored(summary, "2.weight").encoding, "int8");
   EXPECT_EQ(stored(summary, "2.weight").nonzeros,
@@ -594,7 +510,7 @@ TEST_F(ModelFileTest, InspectShowsSmallerQuantizedTensors) {
 TEST_F(ModelFileTest, RawHdf5ReaderSeesQuantizedLayout) {
   Model model = quantized_model();
   const std::string path = dir.file("q.h5");
-  save_model(model, path);
+  save_groups(model, path);
   hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   ASSERT_GE(file, 0);
   EXPECT_EQ(read_string_attr(file, "quant_mode"), "int8-static");
@@ -686,7 +602,7 @@ TEST_F(ModelFileTest, RawHdf5ReaderSeesQuantizedLayout) {
   EXPECT_EQ(H5Fclose(file), 0);
 
   // A plain fp32 model stores quant_mode "" and no /activations group.
-  save_model(tiny_model(), dir.file("fp32.h5"));
+  save_groups(tiny_model(), dir.file("fp32.h5"));
   file = H5Fopen(dir.file("fp32.h5").c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   EXPECT_EQ(read_string_attr(file, "quant_mode"), "");
   EXPECT_EQ(H5Lexists(file, "activations", H5P_DEFAULT), 0);
@@ -695,7 +611,7 @@ TEST_F(ModelFileTest, RawHdf5ReaderSeesQuantizedLayout) {
 
 TEST_F(ModelFileTest, IgnoresUnknownAttributes) {
   const std::string path = dir.file("m.h5");
-  save_model(tiny_model(), path);
+  save_groups(tiny_model(), path);
   edit_file(path, [](hid_t file) {
     replace_string_attr(file, "x.acme.note", "added by another tool");
     hid_t group = H5Gopen2(file, "/tensors/0.bias", H5P_DEFAULT);
@@ -708,7 +624,7 @@ TEST_F(ModelFileTest, IgnoresUnknownAttributes) {
 TEST_F(ModelFileTest, AcceptsFixedLengthStrings) {
   // Other writers (h5py with np.bytes_, MATLAB) store fixed-length strings.
   const std::string path = dir.file("m.h5");
-  save_model(tiny_model(), path);
+  save_groups(tiny_model(), path);
   edit_file(path, [](hid_t file) {
     ASSERT_GE(H5Adelete(file, "format"), 0);
     hid_t type = H5Tcopy(H5T_C_S1);
@@ -729,38 +645,6 @@ TEST_F(ModelFileTest, AcceptsFixedLengthStrings) {
 
 // --- Sparse tensors and pruning masks ---------------------------------------------------------
 
-// Zeroes the smallest-magnitude fraction `sparsity` of each row (as a layer-wise magnitude
-// pruning stage would) and records the mask.
-void prune_rows(Model& model, const std::string& name, double sparsity) {
-  const at::Tensor& w = model.tensor(name);
-  const at::Tensor rows = w.reshape({w.size(0), -1}).abs();
-  const int64_t drop = static_cast<int64_t>(sparsity * static_cast<double>(rows.size(1)));
-  const at::Tensor threshold = std::get<0>(rows.kthvalue(drop, 1, true));
-  model.set_mask(name, rows.gt(threshold).reshape(w.sizes()));
-}
-
-// The mlp with its first weight 95% zeros (pruned), in the given encoding; masters hold the
-// dequantized values as Model::quant's contract says.
-Model sparse_mlp(const std::string& encoding) {
-  Model model = mlp_model();
-  prune_rows(model, "0.weight", 0.95);
-  const at::Tensor& w = model.tensor("0.weight");
-  if (encoding == "fp16" || encoding == "bf16") {
-    const Encoding e = encoding == "fp16" ? Encoding::kFp16 : Encoding::kBf16;
-    model.quant.mode = encoding;
-    model.quant.tensors["0.weight"] = half_precision(w, e);
-  } else if (encoding == "int8") {
-    model.quant.mode = "int8-dynamic";
-    model.quant.tensors["0.weight"] = int8_per_channel(w);
-  } else if (encoding == "int8-affine") {  // per tensor, zero point 3: omitted codes are 3
-    model.quant.mode = "int8-static";
-    model.quant.tensors["0.weight"] = int8_per_tensor(w, 3);
-  }
-  for (const auto& [name, q] : model.quant.tensors)
-    model.tensor(name) = q.dequantize().contiguous();
-  return model;
-}
-
 class SparseRoundTripTest : public ::testing::TestWithParam<std::string> {
  protected:
   TempDir dir;
@@ -778,7 +662,7 @@ TEST_P(SparseRoundTripTest, IsBitIdenticalAndDeterministic) {
     model.tensor("0.weight") = q.dequantize().contiguous();
   }
   const std::string path = dir.file("sparse.h5");
-  save_model(model, path);
+  save_groups(model, path);
   const StoredTensorInfo info = stored(inspect_model_file(path), "0.weight");
   EXPECT_EQ(info.layout, "sparse");
   // Omitted entries and stored zeros (the -0.0, an int8 code at its zero point) are not counted.
@@ -809,8 +693,8 @@ TEST_P(SparseRoundTripTest, IsBitIdenticalAndDeterministic) {
   }
 
   // Same model, same bytes, also after a load/save cycle.
-  save_model(model.clone(), dir.file("b.h5"));
-  save_model(loaded, dir.file("c.h5"));
+  save_groups(model.clone(), dir.file("b.h5"));
+  save_groups(loaded, dir.file("c.h5"));
   EXPECT_TRUE(read_bytes(path) == read_bytes(dir.file("b.h5")));
   EXPECT_TRUE(read_bytes(path) == read_bytes(dir.file("c.h5")));
 }
@@ -837,8 +721,8 @@ Model fp16_weight_with_nonzeros(int64_t nnz) {
 TEST_F(ModelFileTest, SparseOnlyWhenStrictlySmallerThanDense) {
   // fp16 [300, 784]: dense 470400 bytes; sparse nnz·(2 + 2) + 301·4 (uint32 indptr above
   // 65535 entries) = 470400 exactly at nnz = 117299.
-  save_model(fp16_weight_with_nonzeros(117299), dir.file("equal.h5"));
-  save_model(fp16_weight_with_nonzeros(117298), dir.file("smaller.h5"));
+  save_groups(fp16_weight_with_nonzeros(117299), dir.file("equal.h5"));
+  save_groups(fp16_weight_with_nonzeros(117298), dir.file("smaller.h5"));
   EXPECT_EQ(stored(inspect_model_file(dir.file("equal.h5")), "0.weight").layout, "dense");
   EXPECT_EQ(stored(inspect_model_file(dir.file("smaller.h5")), "0.weight").layout, "sparse");
   EXPECT_EQ(stored(inspect_model_file(dir.file("smaller.h5")), "0.weight").nonzeros, 117298);
@@ -858,7 +742,7 @@ TEST_F(ModelFileTest, SparseOnlyWhenStrictlySmallerThanDense) {
       model.tensor("0.weight") = model.quant.tensors["0.weight"].dequantize().contiguous();
     }
     const std::string path = dir.file(encoding + std::to_string(sparsity) + ".h5");
-    save_model(model, path);
+    save_groups(model, path);
     EXPECT_EQ(stored(inspect_model_file(path), "0.weight").layout, layout);
     EXPECT_TRUE(bit_identical(load_model(path).tensor("0.weight"), model.tensor("0.weight")));
   }
@@ -869,7 +753,7 @@ TEST_F(ModelFileTest, MasksRoundTripAsTheNonZeroPattern) {
   prune_rows(model, "0.weight", 0.95);  // stored sparse
   prune_rows(model, "2.weight", 0.2);   // pruned, but stored dense
   const std::string path = dir.file("pruned.h5");
-  save_model(model, path);
+  save_groups(model, path);
   const ModelFileSummary summary = inspect_model_file(path);
   EXPECT_EQ(stored(summary, "0.weight").layout, "sparse");
   EXPECT_EQ(stored(summary, "2.weight").layout, "dense");
@@ -881,7 +765,7 @@ TEST_F(ModelFileTest, MasksRoundTripAsTheNonZeroPattern) {
     EXPECT_TRUE(loaded.masks[name].equal(model.masks[name])) << name;
   }
   // An unpruned model has no masks.
-  save_model(mlp_model(), dir.file("plain.h5"));
+  save_groups(mlp_model(), dir.file("plain.h5"));
   EXPECT_TRUE(load_model(dir.file("plain.h5")).masks.empty());
 }
 
@@ -889,8 +773,8 @@ TEST_F(ModelFileTest, SparseFileIsMuchSmallerThanDense) {
   Model dense = mlp_model();
   Model pruned = mlp_model();
   prune_rows(pruned, "0.weight", 0.95);
-  save_model(dense, dir.file("dense.h5"));
-  save_model(pruned, dir.file("pruned.h5"));
+  save_groups(dense, dir.file("dense.h5"));
+  save_groups(pruned, dir.file("pruned.h5"));
   const StoredTensorInfo d = stored(inspect_model_file(dir.file("dense.h5")), "0.weight");
   const StoredTensorInfo s = stored(inspect_model_file(dir.file("pruned.h5")), "0.weight");
   EXPECT_EQ(s.layout, "sparse");
@@ -907,14 +791,14 @@ TEST_F(ModelFileTest, SparseFileIsMuchSmallerThanDense) {
 // vlen-string heap; the column indices are the largest dataset).
 TEST_F(ModelFileTest, PrunedInt8MlpFileIsOverTwentyTimesSmaller) {
   Model model = Model::initialize(zoo_spec("mlp"), 0);
-  save_model(model, dir.file("fp32.h5"));
+  save_groups(model, dir.file("fp32.h5"));
   model.quant.mode = "int8-dynamic";
   for (const char* name : {"1.weight", "3.weight", "5.weight"}) {
     prune_rows(model, name, 0.95);
     model.quant.tensors[name] = int8_per_channel(model.tensor(name));
     model.tensor(name) = model.quant.tensors[name].dequantize().contiguous();
   }
-  save_model(model, dir.file("pruned-int8.h5"));
+  save_groups(model, dir.file("pruned-int8.h5"));
   const double ratio = static_cast<double>(std::filesystem::file_size(dir.file("fp32.h5"))) /
                        static_cast<double>(std::filesystem::file_size(dir.file("pruned-int8.h5")));
   EXPECT_GT(ratio, 20.0);
@@ -933,7 +817,7 @@ TEST_F(ModelFileTest, RawHdf5ReaderSeesSparseLayout) {
   Model model = sparse_mlp("int8");
   prune_rows(model, "2.weight", 0.9);  // stays fp32
   const std::string path = dir.file("s.h5");
-  save_model(model, path);
+  save_groups(model, path);
   hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   ASSERT_GE(file, 0);
 
@@ -1038,7 +922,7 @@ TEST_F(ModelFileTest, RawHdf5ReaderSeesSparseLayout) {
 TEST_F(ModelFileTest, SparseReaderAcceptsAnyIntegerType) {
   Model model = sparse_mlp("fp32");
   const std::string path = dir.file("s.h5");
-  save_model(model, path);
+  save_groups(model, path);
   edit_file(path, [](hid_t file) {
     // Signed 32- and 64-bit instead of the uint16 mcompress writes.
     for (const auto& [member, type] :
@@ -1062,7 +946,7 @@ TEST_F(ModelFileTest, SparseReaderAcceptsAnyIntegerType) {
 class ModelFileErrorTest : public ::testing::Test {
  protected:
   ModelFileErrorTest() { path = dir.file("m.h5"); }
-  void save_tiny() { save_model(tiny_model(), path); }
+  void save_tiny() { save_groups(tiny_model(), path); }
   TempDir dir;
   std::string path;
   QuietH5 quiet;
@@ -1076,29 +960,31 @@ TEST_F(ModelFileErrorTest, MissingFile) {
 TEST_F(ModelFileErrorTest, RefusesToOverwriteWithoutOption) {
   save_tiny();
   const std::string before = read_bytes(path);
-  ASSERT_THROWS_WITH(save_model(tiny_model(9), path), IoError, "exists; pass --force to overwrite");
+  ASSERT_THROWS_WITH(save_groups(tiny_model(9), path), IoError,
+                     "exists; pass --force to overwrite");
   EXPECT_TRUE(read_bytes(path) == before);
 }
 
 TEST_F(ModelFileErrorTest, MissingFolder) {
-  ASSERT_THROWS_WITH(save_model(tiny_model(), dir.file("no/such/m.h5")), IoError, "does not exist");
+  ASSERT_THROWS_WITH(save_groups(tiny_model(), dir.file("no/such/m.h5")), IoError,
+                     "does not exist");
 }
 
 TEST_F(ModelFileErrorTest, FolderThatIsAFile) {
   write_bytes(dir.file("plain"), "x");
-  ASSERT_THROWS_WITH(save_model(tiny_model(), dir.file("plain") + "/m.h5"), IoError,
+  ASSERT_THROWS_WITH(save_groups(tiny_model(), dir.file("plain") + "/m.h5"), IoError,
                      "is not a folder");
 }
 
 TEST_F(ModelFileErrorTest, UnwritableFolder) {
   // Root ignores permission bits, so the check uses a folder nobody can write to: /proc.
-  ASSERT_THROWS_WITH(save_model(tiny_model(), "/proc/mcompress-test.h5"), IoError,
+  ASSERT_THROWS_WITH(save_groups(tiny_model(), "/proc/mcompress-test.h5"), IoError,
                      "/proc/mcompress-test.h5");
   if (::geteuid() != 0) {
     std::filesystem::create_directory(dir.file("ro"));
     std::filesystem::permissions(
         dir.file("ro"), std::filesystem::perms::owner_read | std::filesystem::perms::owner_exec);
-    ASSERT_THROWS_WITH(save_model(tiny_model(), dir.file("ro/m.h5")), IoError,
+    ASSERT_THROWS_WITH(save_groups(tiny_model(), dir.file("ro/m.h5")), IoError,
                        "is the folder writable?");
   }
 }
@@ -1106,7 +992,8 @@ TEST_F(ModelFileErrorTest, UnwritableFolder) {
 TEST_F(ModelFileErrorTest, RefusesNonFiniteOnSave) {
   Model model = tiny_model();
   model.tensor("0.bias").data_ptr<float>()[1] = std::numeric_limits<float>::infinity();
-  ASSERT_THROWS_WITH(save_model(model, path), ModelError, "tensor '0.bias' has a non-finite value");
+  ASSERT_THROWS_WITH(save_groups(model, path), ModelError,
+                     "tensor '0.bias' has a non-finite value");
   EXPECT_FALSE(std::filesystem::exists(path));
   EXPECT_TRUE(std::filesystem::is_empty(dir.path()));  // the temporary file is gone too
 }
@@ -1152,15 +1039,15 @@ TEST_F(ModelFileErrorTest, NewerFormatVersion) {
   save_tiny();
   edit_file(path, [](hid_t file) {
     hid_t attr = H5Aopen(file, "format_version", H5P_DEFAULT);
-    int32_t v3 = 3;
-    ASSERT_GE(H5Awrite(attr, H5T_NATIVE_INT32, &v3), 0);
+    int32_t v4 = 4;
+    ASSERT_GE(H5Awrite(attr, H5T_NATIVE_INT32, &v4), 0);
     H5Aclose(attr);
   });
   ASSERT_THROWS_WITH(load_model(path), FormatError,
                      path +
-                         ": this mcompress supports model format v2 or below, but the file has v3; "
+                         ": this mcompress supports model format v3 or below, but the file has v4; "
                          "it was written by a newer mcompress");
-  ASSERT_THROWS_WITH(inspect_model_file(path), FormatError, "supports model format v2 or below");
+  ASSERT_THROWS_WITH(inspect_model_file(path), FormatError, "supports model format v3 or below");
 }
 
 TEST_F(ModelFileErrorTest, MissingTensor) {
@@ -1251,12 +1138,12 @@ TEST_F(ModelFileErrorTest, Fp16EncodingOnFp32Values) {
 TEST_F(ModelFileErrorTest, Int8ScaleLengthMismatch) {
   Model model = quantized_model();
   model.quant.tensors["0.weight"].scale = at::full({299}, 0.01f);
-  ASSERT_THROWS_WITH(save_model(model, path), ModelError,
+  ASSERT_THROWS_WITH(save_groups(model, path), ModelError,
                      "tensor '0.weight' (int8) has 299 scales, expected 300 (one per channel "
                      "along axis 0)");
   EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
 
-  save_model(quantized_model(), path);
+  save_groups(quantized_model(), path);
   edit_file(path, [](hid_t file) {
     replace_dataset(file, "/tensors/0.weight/scale", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT,
                     std::vector<float>(5, 0.01f));
@@ -1267,7 +1154,7 @@ TEST_F(ModelFileErrorTest, Int8ScaleLengthMismatch) {
 }
 
 TEST_F(ModelFileErrorTest, Int8PerTensorNeedsOneScale) {
-  save_model(quantized_model(), path);
+  save_groups(quantized_model(), path);
   edit_file(path, [](hid_t file) {
     replace_dataset(file, "/tensors/2.weight/scale", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT,
                     std::vector<float>(64, 0.01f));
@@ -1280,7 +1167,7 @@ TEST_F(ModelFileErrorTest, Int8PerTensorNeedsOneScale) {
 }
 
 TEST_F(ModelFileErrorTest, NegativeInt8Scale) {
-  save_model(quantized_model(), path);
+  save_groups(quantized_model(), path);
   edit_file(path, [](hid_t file) {
     hid_t dset = H5Dopen2(file, "/tensors/0.weight/scale", H5P_DEFAULT);
     std::vector<float> scale(300);
@@ -1295,7 +1182,7 @@ TEST_F(ModelFileErrorTest, NegativeInt8Scale) {
 }
 
 TEST_F(ModelFileErrorTest, Int8AxisOutOfRange) {
-  save_model(quantized_model(), path);
+  save_groups(quantized_model(), path);
   edit_file(path, [](hid_t file) {
     hid_t group = H5Gopen2(file, "/tensors/0.weight", H5P_DEFAULT);
     hid_t attr = H5Aopen(group, "axis", H5P_DEFAULT);
@@ -1310,7 +1197,7 @@ TEST_F(ModelFileErrorTest, Int8AxisOutOfRange) {
 }
 
 TEST_F(ModelFileErrorTest, Int8ZeroPointSizeMismatch) {
-  save_model(quantized_model(), path);
+  save_groups(quantized_model(), path);
   edit_file(path, [](hid_t file) {
     replace_dataset(file, "/tensors/0.weight/zero_point", H5T_STD_I32LE, H5T_NATIVE_INT32,
                     std::vector<int32_t>(3, 0));
@@ -1323,7 +1210,7 @@ TEST_F(ModelFileErrorTest, Int8ValuesOfWrongShape) {
   Model model = quantized_model();
   model.quant.tensors["0.weight"].values = at::zeros({784, 300}, at::kChar);
   ASSERT_THROWS_WITH(
-      save_model(model, path), ModelError,
+      save_groups(model, path), ModelError,
       "tensor '0.weight' (int8) has values of shape [784, 300], expected [300, 784]");
 }
 
@@ -1331,12 +1218,12 @@ TEST_F(ModelFileErrorTest, Fp16InfRefused) {
   Model model = quantized_model();
   model.quant.tensors["4.weight"].values.data_ptr<at::Half>()[5] =
       at::Half(std::numeric_limits<float>::infinity());
-  ASSERT_THROWS_WITH(save_model(model, path), ModelError,
+  ASSERT_THROWS_WITH(save_groups(model, path), ModelError,
                      "tensor '4.weight' (fp16) has a non-finite value (inf) at flat index 5; "
                      "refusing to save it");
   EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
 
-  save_model(quantized_model(), path);
+  save_groups(quantized_model(), path);
   edit_file(path, [](hid_t file) {
     hid_t dset = H5Dopen2(file, "/tensors/4.weight/values", H5P_DEFAULT);
     hid_t type = H5Dget_type(dset);  // the stored 16-bit type: raw bit patterns in and out
@@ -1354,11 +1241,11 @@ TEST_F(ModelFileErrorTest, Fp16InfRefused) {
 TEST_F(ModelFileErrorTest, ActivationZeroPointOutOfRange) {
   Model model = quantized_model();
   model.quant.activations["5.conv1"].zero_point = 300;
-  ASSERT_THROWS_WITH(save_model(model, path), ModelError,
+  ASSERT_THROWS_WITH(save_groups(model, path), ModelError,
                      "activation '5.conv1' has zero_point 300, expected 0 to 255 (uint8)");
   EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
 
-  save_model(quantized_model(), path);
+  save_groups(quantized_model(), path);
   edit_file(path, [](hid_t file) {
     hid_t group = H5Gopen2(file, "/activations/5.conv1", H5P_DEFAULT);
     hid_t attr = H5Aopen(group, "zero_point", H5P_DEFAULT);
@@ -1372,7 +1259,7 @@ TEST_F(ModelFileErrorTest, ActivationZeroPointOutOfRange) {
 }
 
 TEST_F(ModelFileErrorTest, ActivationScaleNotPositive) {
-  save_model(quantized_model(), path);
+  save_groups(quantized_model(), path);
   edit_file(path, [](hid_t file) {
     hid_t group = H5Gopen2(file, "/activations/input", H5P_DEFAULT);
     hid_t attr = H5Aopen(group, "scale", H5P_DEFAULT);
@@ -1388,8 +1275,8 @@ TEST_F(ModelFileErrorTest, ActivationScaleNotPositive) {
 TEST_F(ModelFileErrorTest, UnknownQuantMode) {
   Model model = quantized_model();
   model.quant.mode = "int4";
-  ASSERT_THROWS_WITH(save_model(model, path), ModelError, "unknown quant_mode 'int4'");
-  save_model(quantized_model(), path);
+  ASSERT_THROWS_WITH(save_groups(model, path), ModelError, "unknown quant_mode 'int4'");
+  save_groups(quantized_model(), path);
   edit_file(path, [](hid_t file) { replace_string_attr(file, "quant_mode", "int4"); });
   ASSERT_THROWS_WITH(load_model(path), FormatError,
                      "unknown quant_mode 'int4'; accepted: \"\" (none), fp16, bf16, int8-dynamic, "
@@ -1399,7 +1286,7 @@ TEST_F(ModelFileErrorTest, UnknownQuantMode) {
 TEST_F(ModelFileErrorTest, QuantizedTensorNotInArchitecture) {
   Model model = quantized_model();
   model.quant.tensors["9.weight"] = model.quant.tensors["4.weight"];
-  ASSERT_THROWS_WITH(save_model(model, path), ModelError,
+  ASSERT_THROWS_WITH(save_groups(model, path), ModelError,
                      "quantized tensor '9.weight' is not a tensor of the architecture");
 }
 
@@ -1450,7 +1337,7 @@ std::vector<int64_t> read_ints(hid_t file, const std::string& name) {
 class SparseFileErrorTest : public ModelFileErrorTest {
  protected:
   SparseFileErrorTest() {
-    save_model(sparse_mlp("fp32"), path);
+    save_groups(sparse_mlp("fp32"), path);
     nnz = stored(inspect_model_file(path), "0.weight").nonzeros;
   }
   // Rewrites the row-delta column indices as absolute ones, as format version 1 stores them.
@@ -1641,15 +1528,15 @@ TEST_F(ModelFileErrorTest, MaskThatDisagreesWithTheValues) {
   const at::Tensor kept = model.masks["0.weight"].reshape({-1}).nonzero().reshape({-1});
   model.masks["0.weight"].view({-1})[kept[0].item<int64_t>()] = false;
   model.masks["0.weight"].view({-1})[kept[5].item<int64_t>()] = false;
-  ASSERT_THROWS_WITH(save_model(model, path), ModelError,
+  ASSERT_THROWS_WITH(save_groups(model, path), ModelError,
                      "tensor '0.weight' has 2 non-zero values where its pruning mask is false");
   model = mlp_model();
   model.masks["0.weight"] = at::ones({2}, at::kBool);
-  ASSERT_THROWS_WITH(save_model(model, path), ModelError,
+  ASSERT_THROWS_WITH(save_groups(model, path), ModelError,
                      "pruning mask of tensor '0.weight' has shape [2], expected [300, 784]");
   model = mlp_model();
   model.masks["9.weight"] = at::ones({2}, at::kBool);
-  ASSERT_THROWS_WITH(save_model(model, path), ModelError,
+  ASSERT_THROWS_WITH(save_groups(model, path), ModelError,
                      "pruning mask '9.weight' is not a tensor of the architecture");
   EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
 }
@@ -1658,7 +1545,7 @@ TEST_F(ModelFileTest, HistoryEntriesStayOneLineEach) {
   Model model = tiny_model();
   model.history = {"{\"stage\": \"a\",\n \"note\": \"line\\nbreak\"}", "{}"};
   const std::string path = dir.file("h.h5");
-  save_model(model, path);
+  save_groups(model, path);
   // The raw line break between tokens became a space; the escaped one inside the string stays.
   EXPECT_EQ(load_model(path).history,
             (std::vector<std::string>{"{\"stage\": \"a\",  \"note\": \"line\\nbreak\"}", "{}"}));
@@ -1667,7 +1554,7 @@ TEST_F(ModelFileTest, HistoryEntriesStayOneLineEach) {
 TEST_F(ModelFileErrorTest, CorruptHistoryIsReported) {
   Model model = tiny_model();
   model.history.assign(20, R"({"stage":"train","metrics":{"accuracy":0.5}})");
-  save_model(model, path);
+  save_groups(model, path);
   flip_bit_in_first_chunk(path, "/history/entries", 0x08);
   ASSERT_THROWS_WITH(load_model(path), FormatError,
                      "cannot read /history/entries; the data is corrupt");
@@ -1676,7 +1563,7 @@ TEST_F(ModelFileErrorTest, CorruptHistoryIsReported) {
 // --- Older format versions -------------------------------------------------------------------
 
 // Golden files written by format version 1 (variable-length strings, absolute CSR column
-// indices), kept in tests/data/format-v1/ as docs/format.md §10 promises: every later reader
+// indices), kept in tests/data/format-v1/ as docs/format.md §11 promises: every later reader
 // must load them to the same values.
 struct GoldenTensor {
   const char* name;
@@ -1727,32 +1614,6 @@ TEST(ModelFileVersion1Test, LoadsGoldenFiles) {
 
 // --- The codebook encoding (§4.8) ----------------------------------------------------------
 
-// The mlp with 0.weight 95% pruned and stored as a 2-bit codebook (0.0 and three shared
-// values; sparse) and 2.weight as a 3-bit codebook without zeros (dense). Codes are synthetic.
-Model codebook_mlp() {
-  Model model = sparse_mlp("fp32");
-  const at::Tensor keep = model.masks.at("0.weight");
-  QuantizedTensor a;
-  a.encoding = Encoding::kCodebook;
-  a.bits = 2;
-  a.codebook = at::tensor({0.0f, -0.5f, 0.25f, 1.0f});
-  a.values = (at::arange(keep.numel(), at::kLong).remainder(3) + 1)
-                 .reshape(keep.sizes())
-                 .mul(keep)
-                 .to(at::kByte);
-  QuantizedTensor b;
-  b.encoding = Encoding::kCodebook;
-  b.bits = 3;
-  b.codebook = at::linspace(-0.7, 0.7, 8).to(at::kFloat);
-  b.values = at::arange(64 * 300, at::kLong).remainder(7).add(1).reshape({64, 300}).to(at::kByte);
-  model.quant.mode = "codebook";
-  model.quant.tensors["0.weight"] = a;
-  model.quant.tensors["2.weight"] = b;
-  for (const auto& [name, q] : model.quant.tensors)
-    model.tensor(name) = q.dequantize().contiguous();
-  return model;
-}
-
 // Reads a whole uint8 dataset.
 std::vector<uint8_t> read_bytes_dataset(hid_t group, const char* name) {
   hid_t dset = H5Dopen2(group, name, H5P_DEFAULT);
@@ -1782,7 +1643,7 @@ unsigned packed_code(const std::vector<uint8_t>& packed, int64_t i, int64_t bits
 TEST_F(ModelFileTest, RawHdf5ReaderSeesCodebookLayout) {
   const Model model = codebook_mlp();
   const std::string path = dir.file("cb.h5");
-  save_model(model, path);
+  save_groups(model, path);
   hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   ASSERT_GE(file, 0);
   EXPECT_EQ(read_string_attr(file, "quant_mode"), "codebook");
@@ -1847,22 +1708,22 @@ TEST_F(ModelFileTest, RawHdf5ReaderSeesCodebookLayout) {
 TEST_F(ModelFileTest, SavingRefusesAnInconsistentCodebook) {
   Model model = codebook_mlp();
   model.quant.tensors["2.weight"].bits = 9;
-  ASSERT_THROWS_WITH(save_model(model, dir.file("a.h5")), ModelError,
+  ASSERT_THROWS_WITH(save_groups(model, dir.file("a.h5")), ModelError,
                      "tensor '2.weight' (codebook) has bits 9, expected 1 to 8");
   model = codebook_mlp();
   model.quant.tensors["2.weight"].codebook = at::zeros({3});
-  ASSERT_THROWS_WITH(save_model(model, dir.file("a.h5")), ModelError,
+  ASSERT_THROWS_WITH(save_groups(model, dir.file("a.h5")), ModelError,
                      "tensor '2.weight' (codebook) has code 7 but only 3 shared values");
   model = codebook_mlp();
   model.quant.tensors["2.weight"].bits = 2;  // 8 shared values need 3 bits
-  ASSERT_THROWS_WITH(save_model(model, dir.file("a.h5")), ModelError,
+  ASSERT_THROWS_WITH(save_groups(model, dir.file("a.h5")), ModelError,
                      "has 8 shared values, expected 1 to 4 (2^bits, bits 2)");
   EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
 }
 
 class CodebookFileErrorTest : public ModelFileErrorTest {
  protected:
-  CodebookFileErrorTest() { save_model(codebook_mlp(), path); }
+  CodebookFileErrorTest() { save_groups(codebook_mlp(), path); }
   void edit_group(const std::string& tensor, const std::function<void(hid_t)>& edit) {
     edit_file(path, [&](hid_t file) {
       hid_t group = H5Gopen2(file, ("/tensors/" + tensor).c_str(), H5P_DEFAULT);

@@ -1,5 +1,5 @@
 #pragma once
-// The HDF5 model file (format "mcompress-model", version 2; version 1 is still read).
+// The HDF5 model file (format "mcompress-model", version 3; versions 1 and 2 are still read).
 // docs/format.md is the spec.
 
 #include <cstdint>
@@ -11,10 +11,22 @@
 namespace mcompress {
 
 inline constexpr const char* kModelFormatName = "mcompress-model";
-inline constexpr int kModelFormatVersion = 2;
+inline constexpr int kModelFormatVersion = 3;   // the newest version, read and written
+inline constexpr int kGroupsFormatVersion = 2;  // the version of the groups container
+
+/// How a file holds its tensors (docs/format.md §1).
+enum class ModelContainer {
+  /// Format v3: one JSON manifest and one blob of individually compressed arrays. Three HDF5
+  /// objects whatever the model, so small compressed models are not dominated by metadata.
+  kPacked,
+  /// Format v2: one HDF5 group per tensor and one dataset per array, which h5dump, HDFView
+  /// and plain h5py show directly. Costs about 130-600 bytes of object headers per array.
+  kGroups,
+};
 
 struct SaveOptions {
   bool overwrite = false;  // replace an existing file at the path
+  ModelContainer container = ModelContainer::kPacked;
 };
 
 /// Writes `model` to `path` atomically: a temporary file in the same folder, flushed, then
@@ -38,12 +50,13 @@ struct StoredTensorInfo {
   std::string layout;    // dense, sparse
   int64_t parameters = 0;
   int64_t nonzeros = 0;       // entries whose value is not 0 (int8: not the zero point)
-  int64_t bytes_on_disk = 0;  // every dataset of the tensor group, as stored (compressed)
+  int64_t bytes_on_disk = 0;  // every array of the tensor, as stored (compressed)
 };
 
 struct ModelFileSummary {
   std::string path;
   int format_version = 0;
+  std::string container;  // "packed" (v3) or "groups" (v1, v2)
   std::string producer;
   std::string arch_json;
   int64_t file_bytes = 0;
