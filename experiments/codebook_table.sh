@@ -22,6 +22,7 @@ rows=(
   "mlp|mlp|runs/prune/mlp-global95.h5|1.0|50|3 4 5"
   "mlp97|mlp|runs/prune/mlp-global97.h5|1.0|50|2 3 4"
   "lenet5|lenet5|runs/prune/lenet5-global90.h5|1.0|40|3 4 5"
+  "lenet5-95|lenet5|runs/prune/lenet5-global95.h5|1.0|40|3 4"
 )
 
 echo "| model | start | bits | fp32 dense (%) | codebook (%) | Δ (points) | file (bytes) | fp32 file ÷ file | tensors ÷ fp32 tensors | accuracy holds | target ratio |"

@@ -21,6 +21,7 @@ rows=(
   "mlp-global95|mlp|1.0|--scope global --target 0.95 --schedule gradual --finetune-epochs 10 --lr 1e-3"
   "mlp-global97|mlp|1.0|--scope global --target 0.97 --schedule gradual --finetune-epochs 30 --lr 2e-3"
   "lenet5-global90|lenet5|1.0|--scope global --target 0.9 --schedule gradual --finetune-epochs 10 --lr 1e-3"
+  "lenet5-global95|lenet5|1.0|--scope global --target 0.95 --schedule gradual --finetune-epochs 20 --lr 1e-3"
   "convnet-filters50|convnet|1.5|--structured --target 0.5 --finetune-epochs 6 --lr 1e-3"
 )
 

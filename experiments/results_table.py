@@ -44,6 +44,8 @@ VARIANTS = {
         ("pruned 90%", "runs/prune/lenet5-global90.h5", "experiments/prune_table.sh runs/zoo lenet5-global90"),
         ("pruned 90% + codebook 4 bits", "runs/codebook/lenet5-b4.h5",
          "experiments/codebook_table.sh runs/zoo lenet5"),
+        ("pruned 95% + codebook 4 bits", "runs/codebook/lenet5-95-b4.h5",
+         "experiments/prune_table.sh runs/zoo lenet5-global95 && experiments/codebook_table.sh runs/zoo lenet5-95"),
         ("chain: prune 90% + codebook 4 bits", "runs/chain/lenet5.h5",
          "build/apps/mcompress compress --recipe recipes/chain-lenet5.yaml --force"),
     ],
@@ -144,6 +146,10 @@ def main():
         variants += VARIANTS[model]
         base = None
         for name, path, command in variants:
+            # A recipe's result depends on the thread count (float reductions), so it runs on
+            # the table's threads like everything else.
+            if "mcompress compress" in command and "--threads" not in command:
+                command += f" --threads {a.threads}"
             if not os.path.exists(os.path.join(ROOT, path)):
                 if a.no_produce:
                     print(f"results_table: skipping {model} / {name}: {path} is missing", file=sys.stderr)

@@ -2,6 +2,7 @@
 // Small valid inputs only: libFuzzer mutates from them, so every branch of a valid parse is
 // reachable in a few hundred runs. Usage: make_fuzz_seeds fuzz/corpus
 
+#include <hdf5.h>
 #include <zlib.h>
 
 #include <cstdint>
@@ -21,6 +22,27 @@ namespace fs = std::filesystem;
 using Bytes = std::vector<uint8_t>;
 
 namespace {
+
+// Rewrites a packed file's /manifest and /blob as plain contiguous datasets (no deflate, no
+// checksum; the reader does not depend on filters), so that the fuzzer's byte mutations reach
+// the manifest's JSON and the arrays' own codecs instead of failing a checksum.
+void unfilter_packed(const fs::path& path) {
+  const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  for (const char* name : {"manifest", "blob"}) {
+    const hid_t dset = H5Dopen2(file, name, H5P_DEFAULT);
+    const hid_t space = H5Dget_space(dset);
+    std::vector<uint8_t> bytes(static_cast<size_t>(H5Sget_simple_extent_npoints(space)));
+    H5Dread(dset, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data());
+    H5Dclose(dset);
+    H5Ldelete(file, name, H5P_DEFAULT);
+    const hid_t out =
+        H5Dcreate2(file, name, H5T_STD_U8LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Dwrite(out, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data());
+    H5Dclose(out);
+    H5Sclose(space);
+  }
+  H5Fclose(file);
+}
 
 void write(const fs::path& path, const Bytes& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
@@ -123,6 +145,12 @@ int main(int argc, char** argv) {
   mlp.quant.tensors["2.weight"] = dense_book;
   for (const auto& [name, q] : mlp.quant.tensors) mlp.tensor(name) = q.dequantize().contiguous();
   save_both(mlp, "mlp_codebook");
+  // The codebook MLP (sparse and dense codebooks, CSR arrays) again with its manifest and blob
+  // unfiltered (see unfilter_packed).
+  const fs::path plain = root / "fuzz_model_file" / "mlp_codebook_plain.h5";
+  fs::copy_file(root / "fuzz_model_file" / "mlp_codebook.h5", plain,
+                fs::copy_options::overwrite_existing);
+  unfilter_packed(plain);
 
   // IDX: two 3x3 images with their labels, plain and gzipped.
   Bytes images, labels;

@@ -357,6 +357,37 @@ std::string describe_type(hid_t type) {
   return std::to_string(H5Tget_size(type)) + "-byte " + kind;
 }
 
+// The HDF5 type of `dtype`: little-endian in the file, native in memory. The 16-bit float
+// types are built, so they live in `owner`.
+template <typename ErrorT>
+hid_t hdf5_type(packed::Dtype dtype, bool file, Handle& owner, const std::string& path) {
+  using packed::Dtype;
+  switch (dtype) {
+    case Dtype::kFloat16:
+    case Dtype::kBFloat16:
+      owner = half_float_type<ErrorT>(dtype == Dtype::kFloat16 ? kFp16Format : kBf16Format,
+                                      file ? H5T_IEEE_F32LE : H5T_NATIVE_FLOAT, path);
+      return owner;
+    case Dtype::kInt8:
+      return file ? H5T_STD_I8LE : H5T_NATIVE_INT8;
+    case Dtype::kUInt8:
+      return file ? H5T_STD_U8LE : H5T_NATIVE_UINT8;
+    case Dtype::kUInt16:
+      return file ? H5T_STD_U16LE : H5T_NATIVE_UINT16;
+    case Dtype::kUInt32:
+      return file ? H5T_STD_U32LE : H5T_NATIVE_UINT32;
+    case Dtype::kUInt64:
+      return file ? H5T_STD_U64LE : H5T_NATIVE_UINT64;
+    case Dtype::kInt32:
+      return file ? H5T_STD_I32LE : H5T_NATIVE_INT32;
+    case Dtype::kInt64:
+      return file ? H5T_STD_I64LE : H5T_NATIVE_INT64;
+    case Dtype::kFloat32:
+      break;
+  }
+  return file ? H5T_IEEE_F32LE : H5T_NATIVE_FLOAT;
+}
+
 // ---------------------------------------------------------------------------------------------
 // The sparse layout (docs/format.md §4.6): CSR over the tensor viewed as shape[0] rows by
 // product(shape[1:]) columns.
@@ -669,7 +700,8 @@ std::string history_lines(const std::vector<std::string>& entries) {
 // HDF5 objects of the file: groups, attributes and datasets, for both containers.
 class Writer {
  public:
-  explicit Writer(std::string path) : path_(std::move(path)) {
+  Writer(std::string path, bool shuffle_bytes)
+      : path_(std::move(path)), shuffle_bytes_(shuffle_bytes) {
     gcpl_ = checked<IoError>(H5Pcreate(H5P_GROUP_CREATE), H5Pclose, path_,
                              "cannot create a property list");
     // Object modification times would make two saves of the same model differ.
@@ -726,8 +758,8 @@ class Writer {
                packed::Dtype stored, packed::Dtype given, const void* data,
                const std::string& subject, bool filtered = true) {
     Handle file_half, mem_half;
-    const hid_t file_type = hdf5_type(stored, /*file=*/true, file_half);
-    const hid_t mem_type = hdf5_type(given, /*file=*/false, mem_half);
+    const hid_t file_type = hdf5_type<IoError>(stored, /*file=*/true, file_half, path_);
+    const hid_t mem_type = hdf5_type<IoError>(given, /*file=*/false, mem_half, path_);
     std::vector<hsize_t> dims(shape.begin(), shape.end());
     Handle space =
         dims.empty()
@@ -752,7 +784,10 @@ class Writer {
                         what);
       // Order matters: the checksum is computed last, over the compressed bytes on disk.
       if (filtered) {
-        h5_check<IoError>(H5Pset_shuffle(dcpl), path_, what);
+        // The groups container shuffles every dataset (docs/format.md §4.5); the packed one
+        // only where it does something, on multi-byte elements (none of its three datasets).
+        if (shuffle_bytes_ || packed::itemsize(stored) > 1)
+          h5_check<IoError>(H5Pset_shuffle(dcpl), path_, what);
         h5_check<IoError>(H5Pset_deflate(dcpl, kDeflateLevel), path_, what);
       }
       h5_check<IoError>(H5Pset_fletcher32(dcpl), path_, what);
@@ -767,36 +802,6 @@ class Writer {
   }
 
  private:
-  // The HDF5 type of `dtype`: little-endian in the file, native in memory. The 16-bit float
-  // types are built, so they live in `owner`.
-  hid_t hdf5_type(packed::Dtype dtype, bool file, Handle& owner) {
-    using packed::Dtype;
-    switch (dtype) {
-      case Dtype::kFloat16:
-      case Dtype::kBFloat16:
-        owner = half_float_type<IoError>(dtype == Dtype::kFloat16 ? kFp16Format : kBf16Format,
-                                         file ? H5T_IEEE_F32LE : H5T_NATIVE_FLOAT, path_);
-        return owner;
-      case Dtype::kInt8:
-        return file ? H5T_STD_I8LE : H5T_NATIVE_INT8;
-      case Dtype::kUInt8:
-        return file ? H5T_STD_U8LE : H5T_NATIVE_UINT8;
-      case Dtype::kUInt16:
-        return file ? H5T_STD_U16LE : H5T_NATIVE_UINT16;
-      case Dtype::kUInt32:
-        return file ? H5T_STD_U32LE : H5T_NATIVE_UINT32;
-      case Dtype::kUInt64:
-        return file ? H5T_STD_U64LE : H5T_NATIVE_UINT64;
-      case Dtype::kInt32:
-        return file ? H5T_STD_I32LE : H5T_NATIVE_INT32;
-      case Dtype::kInt64:
-        return file ? H5T_STD_I64LE : H5T_NATIVE_INT64;
-      case Dtype::kFloat32:
-        break;
-    }
-    return file ? H5T_IEEE_F32LE : H5T_NATIVE_FLOAT;
-  }
-
   // Fixed-length (`bytes` with the terminator), so the text lives in the attribute itself.
   // Variable-length strings go to the global heap, whose collections take at least 4 KiB
   // each: 8 KB of a 46 KB pruned, quantized mlp file (docs/format.md §2).
@@ -822,6 +827,7 @@ class Writer {
   }
 
   std::string path_;
+  bool shuffle_bytes_;
   Handle gcpl_;
 };
 
@@ -932,7 +938,7 @@ void write_root_attrs(Writer& writer, hid_t root, const Model& model, int format
 }
 
 void write_groups_model(hid_t file, const Model& model, const std::string& path) {
-  Writer writer(path);
+  Writer writer(path, /*shuffle_bytes=*/true);
   Handle root = checked<IoError>(H5Gopen2(file, "/", H5P_DEFAULT), H5Gclose, path,
                                  "cannot open the root group");
   write_root_attrs(writer, root, model, kGroupsFormatVersion);
@@ -968,7 +974,7 @@ void write_groups_model(hid_t file, const Model& model, const std::string& path)
 
 // docs/format.md §9: root attributes, /manifest (JSON), /blob (the arrays), /history.
 void write_packed_model(hid_t file, const Model& model, const std::string& path) {
-  Writer writer(path);
+  Writer writer(path, /*shuffle_bytes=*/false);
   Handle root = checked<IoError>(H5Gopen2(file, "/", H5P_DEFAULT), H5Gclose, path,
                                  "cannot open the root group");
   write_root_attrs(writer, root, model, kModelFormatVersion);
@@ -1380,6 +1386,15 @@ class Reader {
     auto it = manifest_tensors_.find(name);
     return it != manifest_tensors_.end() ? &it->second : nullptr;
   }
+  // The length of /blob, without reading it.
+  uint64_t blob_size() {
+    if (blob_) return blob_->size();
+    Handle dataset = open_dataset(root_, "blob", "/blob");
+    const std::vector<int64_t> shape = dataset_shape(dataset, "/blob");
+    MCOMPRESS_CHECK(shape.size() == 1, FormatError, path_,
+                    ": /blob must be a one-dimensional dataset of bytes");
+    return static_cast<uint64_t>(shape[0]);
+  }
   // /blob, read once (every checksum of it verified on the way).
   const std::vector<uint8_t>& blob() {
     if (!blob_) {
@@ -1621,27 +1636,8 @@ class GroupEntry : public TensorEntry {
     const std::string where = where_ + "/" + array;
     Handle dataset = reader_.open_dataset(group_, array, where);
     if (product(reader_.dataset_shape(dataset, where)) == 0) return;
-    Handle half;
-    hid_t mem_type = H5T_NATIVE_FLOAT;
-    switch (as) {
-      case packed::Dtype::kFloat16:
-      case packed::Dtype::kBFloat16:
-        half = half_float_type<FormatError>(
-            as == packed::Dtype::kFloat16 ? kFp16Format : kBf16Format, H5T_NATIVE_FLOAT, path());
-        mem_type = half;
-        break;
-      case packed::Dtype::kInt8:
-        mem_type = H5T_NATIVE_INT8;
-        break;
-      case packed::Dtype::kUInt8:
-        mem_type = H5T_NATIVE_UINT8;
-        break;
-      case packed::Dtype::kInt64:
-        mem_type = H5T_NATIVE_INT64;
-        break;
-      default:
-        break;
-    }
+    Handle half;  // HDF5 converts from the stored type (callers checked it) to `as`
+    const hid_t mem_type = hdf5_type<FormatError>(as, /*file=*/false, half, path());
     reader_.read_data(dataset, mem_type, out, name(), array);
   }
   int64_t stored_bytes(const std::string& array) override {
@@ -1780,6 +1776,10 @@ class PackedEntry : public TensorEntry {
     MCOMPRESS_CHECK(std::find(codecs.begin(), codecs.end(), out.codec) != codecs.end(), FormatError,
                     path(), ": ", what, " has unknown codec '", out.codec,
                     "'; accepted: ", join(codecs));
+    // Before anyone allocates for its shape: the shape must fit the bytes it claims.
+    std::string why;
+    MCOMPRESS_CHECK(packed::check_array(out, reader_.blob_size(), &why), FormatError, path(), ": ",
+                    what, " cannot be read: ", why);
     return out;
   }
 

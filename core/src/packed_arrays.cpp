@@ -22,11 +22,11 @@ struct DtypeInfo {
 };
 
 constexpr DtypeInfo kDtypes[] = {
-    {Dtype::kFloat32, "float32", 4, false}, {Dtype::kFloat16, "float16", 2, false},
+    {Dtype::kFloat32, "float32", 4, false},   {Dtype::kFloat16, "float16", 2, false},
     {Dtype::kBFloat16, "bfloat16", 2, false}, {Dtype::kInt8, "int8", 1, true},
-    {Dtype::kUInt8, "uint8", 1, true},       {Dtype::kUInt16, "uint16", 2, true},
-    {Dtype::kUInt32, "uint32", 4, true},     {Dtype::kUInt64, "uint64", 8, true},
-    {Dtype::kInt32, "int32", 4, true},       {Dtype::kInt64, "int64", 8, true},
+    {Dtype::kUInt8, "uint8", 1, true},        {Dtype::kUInt16, "uint16", 2, true},
+    {Dtype::kUInt32, "uint32", 4, true},      {Dtype::kUInt64, "uint64", 8, true},
+    {Dtype::kInt32, "int32", 4, true},        {Dtype::kInt64, "int64", 8, true},
 };
 
 const DtypeInfo& info(Dtype dtype) {
@@ -47,10 +47,24 @@ void integers_to(Dtype from, const uint8_t* src, int64_t count, T* dst) {
   for (int64_t i = 0; i < count; ++i) {
     const uint8_t* p = src + i * static_cast<int64_t>(info(from).size);
     switch (from) {
-      case Dtype::kInt8: dst[i] = static_cast<T>(*reinterpret_cast<const int8_t*>(p)); break;
-      case Dtype::kUInt8: dst[i] = static_cast<T>(*p); break;
-      case Dtype::kUInt16: { uint16_t v; std::memcpy(&v, p, 2); dst[i] = static_cast<T>(v); break; }
-      case Dtype::kUInt32: { uint32_t v; std::memcpy(&v, p, 4); dst[i] = static_cast<T>(v); break; }
+      case Dtype::kInt8:
+        dst[i] = static_cast<T>(*reinterpret_cast<const int8_t*>(p));
+        break;
+      case Dtype::kUInt8:
+        dst[i] = static_cast<T>(*p);
+        break;
+      case Dtype::kUInt16: {
+        uint16_t v;
+        std::memcpy(&v, p, 2);
+        dst[i] = static_cast<T>(v);
+        break;
+      }
+      case Dtype::kUInt32: {
+        uint32_t v;
+        std::memcpy(&v, p, 4);
+        dst[i] = static_cast<T>(v);
+        break;
+      }
       case Dtype::kUInt64: {
         uint64_t v;
         std::memcpy(&v, p, 8);
@@ -58,9 +72,20 @@ void integers_to(Dtype from, const uint8_t* src, int64_t count, T* dst) {
         dst[i] = static_cast<T>(std::min<uint64_t>(v, std::numeric_limits<int64_t>::max()));
         break;
       }
-      case Dtype::kInt32: { int32_t v; std::memcpy(&v, p, 4); dst[i] = static_cast<T>(v); break; }
-      case Dtype::kInt64: { int64_t v; std::memcpy(&v, p, 8); dst[i] = static_cast<T>(v); break; }
-      default: break;
+      case Dtype::kInt32: {
+        int32_t v;
+        std::memcpy(&v, p, 4);
+        dst[i] = static_cast<T>(v);
+        break;
+      }
+      case Dtype::kInt64: {
+        int64_t v;
+        std::memcpy(&v, p, 8);
+        dst[i] = static_cast<T>(v);
+        break;
+      }
+      default:
+        break;
     }
   }
 }
@@ -183,8 +208,7 @@ ArrayDescriptor append_array(std::vector<uint8_t>& blob, Dtype stored, Dtype giv
   d.dtype = stored;
   d.shape = shape;
   d.offset = blob.size();
-  std::vector<uint8_t> packed =
-      deflate(size > 1 ? shuffle(raw.data(), count, size) : raw, level);
+  std::vector<uint8_t> packed = deflate(size > 1 ? shuffle(raw.data(), count, size) : raw, level);
   if (!packed.empty() && packed.size() < raw.size()) {
     d.codec = size > 1 ? "shuffle-zlib" : "zlib";
   } else {
@@ -196,45 +220,57 @@ ArrayDescriptor append_array(std::vector<uint8_t>& blob, Dtype stored, Dtype giv
   return d;
 }
 
-std::optional<std::vector<uint8_t>> decode_array(const std::vector<uint8_t>& blob,
-                                                 const ArrayDescriptor& array, std::string* why) {
+bool check_array(const ArrayDescriptor& array, uint64_t blob_size, std::string* why) {
   const size_t size = itemsize(array.dtype);
   int64_t count = 1;
   for (int64_t d : array.shape) {
     if (d < 0 || (d > 0 && count > std::numeric_limits<int64_t>::max() / 16 / d)) {
       *why = "its shape has a negative or impossibly large dimension";
-      return std::nullopt;
+      return false;
     }
     count *= d;
   }
   const auto expected = static_cast<uint64_t>(count) * size;
-  if (array.offset > blob.size() || array.size > blob.size() - array.offset) {
-    *why = "its byte range [" + std::to_string(array.offset) + ", " +
-           std::to_string(array.offset) + " + " + std::to_string(array.size) +
-           ") lies outside the blob of " + std::to_string(blob.size()) + " bytes";
-    return std::nullopt;
+  if (array.offset > blob_size || array.size > blob_size - array.offset) {
+    *why = "its bytes (offset " + std::to_string(array.offset) + ", size " +
+           std::to_string(array.size) + ") lie outside the blob of " + std::to_string(blob_size) +
+           " bytes";
+    return false;
   }
-  const uint8_t* begin = blob.data() + array.offset;
-  std::vector<uint8_t> out;
   if (array.codec == "raw") {
     if (array.size != expected) {
       *why = "it is raw with " + std::to_string(array.size) + " bytes, expected " +
              std::to_string(expected) + " from its shape and dtype";
-      return std::nullopt;
+      return false;
     }
-    out.assign(begin, begin + array.size);
-    return out;
+    return true;
   }
   if (array.codec != "zlib" && array.codec != "shuffle-zlib") {
     *why = "it has unknown codec '" + array.codec + "'; accepted: raw, zlib, shuffle-zlib";
-    return std::nullopt;
+    return false;
   }
   // A zlib stream expands at most ~1032x; a larger claim is a corrupt shape, not a reason to
   // allocate gigabytes.
   if (expected / 1032 > array.size + 1) {
     *why = "its shape and dtype claim " + std::to_string(expected) + " bytes, more than its " +
            std::to_string(array.size) + "-byte zlib stream can hold";
-    return std::nullopt;
+    return false;
+  }
+  return true;
+}
+
+std::optional<std::vector<uint8_t>> decode_array(const std::vector<uint8_t>& blob,
+                                                 const ArrayDescriptor& array, std::string* why) {
+  if (!check_array(array, blob.size(), why)) return std::nullopt;
+  const size_t size = itemsize(array.dtype);
+  int64_t count = 1;
+  for (int64_t d : array.shape) count *= d;
+  const auto expected = static_cast<uint64_t>(count) * size;
+  const uint8_t* begin = blob.data() + array.offset;
+  std::vector<uint8_t> out;
+  if (array.codec == "raw") {
+    out.assign(begin, begin + array.size);
+    return out;
   }
   if (!inflate_exact(begin, static_cast<size_t>(array.size), static_cast<size_t>(expected), &out,
                      why)) {

@@ -11,7 +11,18 @@
 namespace mcompress::packed {
 
 // Element types of an array, all little-endian.
-enum class Dtype { kFloat32, kFloat16, kBFloat16, kInt8, kUInt8, kUInt16, kUInt32, kUInt64, kInt32, kInt64 };
+enum class Dtype {
+  kFloat32,
+  kFloat16,
+  kBFloat16,
+  kInt8,
+  kUInt8,
+  kUInt16,
+  kUInt32,
+  kUInt64,
+  kInt32,
+  kInt64
+};
 
 const char* dtype_name(Dtype dtype);
 std::optional<Dtype> parse_dtype(const std::string& name);
@@ -36,6 +47,11 @@ const std::vector<std::string>& known_codecs();
 // stored as uint8, ...). zlib `level` 1-9.
 ArrayDescriptor append_array(std::vector<uint8_t>& blob, Dtype stored, Dtype given,
                              const std::vector<int64_t>& shape, const void* data, int level);
+
+// Whether `array` can be decoded from a blob of `blob_size` bytes without reading it: its range
+// lies inside, its codec is known and its shape fits its bytes (raw: exactly; zlib: within the
+// ~1032x deflate limit). Otherwise false with the reason in `why`.
+bool check_array(const ArrayDescriptor& array, uint64_t blob_size, std::string* why);
 
 // The decoded bytes of `array` (product(shape) * itemsize of them), or nullopt with the
 // reason in `why` (range outside the blob, unknown codec, corrupt or wrong-sized stream).

@@ -348,7 +348,7 @@ const std::vector<BadInput>& corpus() {
        }},
       {"packed_array_outside_blob",
        1,
-       {"$/m.h5: ", "tensor '1.weight'", "array 'values'", "lies outside the blob"},
+       {"$/m.h5: ", "tensor '1.weight'", "array 'values'", "lie outside the blob"},
        [](Workspace& ws) {
          repack(ws.model, [](nlohmann::json& manifest) {
            manifest["tensors"][0]["arrays"]["values"]["offset"] = 1u << 30;

@@ -136,6 +136,30 @@ TEST_F(CliTest, TrainEvalInspectRoundTrip) {
   EXPECT_EQ(mcompress::testing::read_bytes(model), before);
 }
 
+TEST_F(CliTest, ConvertSwitchesContainersAndKeepsTheModel) {
+  const std::string model = dir_.file("m.h5"), groups = dir_.file("g.h5"),
+                    packed = dir_.file("p.h5");
+  auto r = run_cli("train --arch mlp-small " + data() +
+                   " --epochs 1 --batch-size 32 --threads 1 --quiet --out " + model);
+  ASSERT_EQ(r.code, 0) << r.out;
+  r = run_cli("convert " + model + " --container groups --out " + groups);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("(format v3, packed, "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("(format v2, groups, "), std::string::npos) << r.out;
+  r = run_cli("inspect " + groups);
+  EXPECT_NE(r.out.find("format v2 (groups container)"), std::string::npos) << r.out;
+  // Back to packed: the same bytes as the file train wrote (same model, no timestamps).
+  r = run_cli("convert " + groups + " --out " + packed);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(mcompress::testing::read_bytes(packed), mcompress::testing::read_bytes(model));
+
+  expect_one_error_line(run_cli("convert " + model + " --container zip --out " + dir_.file("z.h5")),
+                        2, "--container must be packed or groups, got 'zip'");
+  const auto before = mcompress::testing::read_bytes(packed);
+  expect_one_error_line(run_cli("convert " + model + " --out " + packed), 1, "--force");
+  EXPECT_EQ(mcompress::testing::read_bytes(packed), before);
+}
+
 TEST_F(CliTest, PruneIterativeGlobalThenStructured) {
   const std::string model = dir_.file("m.h5"), pruned = dir_.file("p.h5"), slim = dir_.file("s.h5");
   auto r = run_cli("train --arch mlp-small " + data() +

@@ -45,14 +45,28 @@ void write_dataset(hid_t file, const char* name, const std::vector<uint8_t>& byt
   }
   hsize_t dims[1] = {bytes.size()};
   hid_t space = H5Screate_simple(1, dims, nullptr);
-  hid_t dset =
-      H5Dcreate2(file, name, H5T_STD_U8LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  hid_t dset = H5Dcreate2(file, name, H5T_STD_U8LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   ASSERT_GE(dset, 0);
   if (!bytes.empty()) {
     ASSERT_GE(H5Dwrite(dset, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()), 0);
   }
   H5Dclose(dset);
   H5Sclose(space);
+}
+
+std::vector<H5Z_filter_t> filters_of(hid_t file, const char* name) {
+  const hid_t dset = H5Dopen2(file, name, H5P_DEFAULT);
+  const hid_t dcpl = H5Dget_create_plist(dset);
+  std::vector<H5Z_filter_t> out;
+  for (int i = 0; i < H5Pget_nfilters(dcpl); ++i) {
+    unsigned flags = 0;
+    size_t n = 0;
+    out.push_back(
+        H5Pget_filter2(dcpl, static_cast<unsigned>(i), &flags, &n, nullptr, 0, nullptr, nullptr));
+  }
+  H5Pclose(dcpl);
+  H5Dclose(dset);
+  return out;
 }
 
 void edit_file(const std::string& path, const std::function<void(hid_t)>& edit) {
@@ -208,6 +222,11 @@ TEST_F(PackedModelFileTest, RawLayoutIsWhatTheSpecSays) {
     ASSERT_GE(H5Oget_info_by_name(file, name, &object, H5P_DEFAULT), 0) << name;
     EXPECT_EQ(object.type, H5O_TYPE_DATASET) << name;
   }
+  // §9.1: deflate then Fletcher-32 on the JSON, Fletcher-32 alone on the blob.
+  const std::vector<H5Z_filter_t> deflated = {H5Z_FILTER_DEFLATE, H5Z_FILTER_FLETCHER32};
+  EXPECT_EQ(filters_of(file, "manifest"), deflated);
+  EXPECT_EQ(filters_of(file, "history"), deflated);
+  EXPECT_EQ(filters_of(file, "blob"), std::vector<H5Z_filter_t>{H5Z_FILTER_FLETCHER32});
   int32_t version = 0;
   const hid_t attr = H5Aopen(file, "format_version", H5P_DEFAULT);
   ASSERT_GE(H5Aread(attr, H5T_NATIVE_INT32, &version), 0);
@@ -224,8 +243,8 @@ TEST_F(PackedModelFileTest, RawLayoutIsWhatTheSpecSays) {
   const nlohmann::json manifest = read_manifest(path);
   std::vector<std::string> names;
   for (const nlohmann::json& entry : manifest["tensors"]) names.push_back(entry["name"]);
-  EXPECT_EQ(names, (std::vector<std::string>{"0.weight", "0.bias", "2.weight", "2.bias",
-                                             "4.weight", "4.bias"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"0.weight", "0.bias", "2.weight", "2.bias", "4.weight",
+                                             "4.bias"}));
   const nlohmann::json& w = manifest["tensors"][0];
   EXPECT_EQ(w["encoding"], "int8");
   EXPECT_EQ(w["layout"], "sparse");
@@ -282,7 +301,8 @@ TEST_F(PackedModelFileTest, InspectReportsContainerAndArrayBytes) {
   ASSERT_EQ(summary.tensors.front().name, "0.weight");
   EXPECT_EQ(summary.tensors.front().bytes_on_disk, expected);
   EXPECT_EQ(summary.tensors.front().layout, "sparse");
-  EXPECT_EQ(summary.tensors.front().nonzeros, sparse_mlp("int8").masks.at("0.weight").sum().item<int64_t>());
+  EXPECT_EQ(summary.tensors.front().nonzeros,
+            sparse_mlp("int8").masks.at("0.weight").sum().item<int64_t>());
 }
 
 // --- Errors: each names the file, the tensor and the array ------------------------------------
@@ -325,10 +345,9 @@ TEST_F(PackedFileErrorTest, MissingAndDuplicateAndStrayTensors) {
 
 TEST_F(PackedFileErrorTest, WrongKeyTypes) {
   edit_manifest(path, [](nlohmann::json& m) { tensor_entry(m, "0.weight")["encoding"] = 8; });
-  ASSERT_THROWS_WITH(load_model(path), FormatError, "tensor '0.weight' of /manifest: 'encoding' must be a string");
-  edit_manifest(path, [](nlohmann::json& m) {
-    tensor_entry(m, "0.weight")["encoding"] = "fp8";
-  });
+  ASSERT_THROWS_WITH(load_model(path), FormatError,
+                     "tensor '0.weight' of /manifest: 'encoding' must be a string");
+  edit_manifest(path, [](nlohmann::json& m) { tensor_entry(m, "0.weight")["encoding"] = "fp8"; });
   ASSERT_THROWS_WITH(load_model(path), FormatError, "tensor '0.weight' has unknown encoding 'fp8'");
 }
 
@@ -336,8 +355,9 @@ TEST_F(PackedFileErrorTest, UnknownDtypeAndCodec) {
   edit_manifest(path, [](nlohmann::json& m) {
     tensor_entry(m, "0.weight")["arrays"]["values"]["dtype"] = "float8";
   });
-  ASSERT_THROWS_WITH(load_model(path), FormatError,
-                     "tensor '0.weight': array 'values' has unknown dtype 'float8'; accepted: float32");
+  ASSERT_THROWS_WITH(
+      load_model(path), FormatError,
+      "tensor '0.weight': array 'values' has unknown dtype 'float8'; accepted: float32");
   edit_manifest(path, [](nlohmann::json& m) {
     auto& values = tensor_entry(m, "0.weight")["arrays"]["values"];
     values["dtype"] = "int8";
@@ -351,30 +371,40 @@ TEST_F(PackedFileErrorTest, ValuesOfTheWrongDtype) {
   edit_manifest(path, [](nlohmann::json& m) {
     tensor_entry(m, "2.weight")["arrays"]["values"]["dtype"] = "int32";
   });
-  ASSERT_THROWS_WITH(load_model(path), FormatError,
-                     "tensor '2.weight' has encoding fp32 but its values are not 32-bit floats (int32)");
+  ASSERT_THROWS_WITH(
+      load_model(path), FormatError,
+      "tensor '2.weight' has encoding fp32 but its values are not 32-bit floats (int32)");
 }
 
 TEST_F(PackedFileErrorTest, RangeOutsideTheBlob) {
   edit_manifest(path, [](nlohmann::json& m) {
     tensor_entry(m, "4.bias")["arrays"]["values"]["offset"] = 1u << 30;
   });
-  ASSERT_THROWS_WITH(load_model(path), FormatError,
-                     "tensor '4.bias': array 'values' cannot be read: its byte range");
-  ASSERT_THROWS_WITH(load_model(path), FormatError, "lies outside the blob");
+  ASSERT_THROWS_WITH(
+      load_model(path), FormatError,
+      "tensor '4.bias': array 'values' cannot be read: its bytes (offset 1073741824");
+  ASSERT_THROWS_WITH(load_model(path), FormatError, "lie outside the blob");
 }
 
 TEST_F(PackedFileErrorTest, ShapeThatDisagreesWithTheBytes) {
   edit_manifest(path, [](nlohmann::json& m) {
     tensor_entry(m, "2.weight")["arrays"]["values"]["shape"] = {64, 301};
   });
-  ASSERT_THROWS_WITH(load_model(path), FormatError,
-                     "tensor '2.weight' has a values dataset of shape [64, 301], expected [64, 300]");
+  ASSERT_THROWS_WITH(
+      load_model(path), FormatError,
+      "tensor '2.weight' has a values dataset of shape [64, 301], expected [64, 300]");
   edit_manifest(path, [](nlohmann::json& m) {
     auto& values = tensor_entry(m, "0.weight")["arrays"]["values"];
     values["shape"] = {values["shape"][0].get<int64_t>() + 1};
   });
   ASSERT_THROWS_WITH(load_model(path), FormatError, "tensor '0.weight'");
+  // A shape no stream of its size can hold is refused before anything is allocated for it.
+  edit_manifest(path, [](nlohmann::json& m) {
+    tensor_entry(m, "0.weight")["arrays"]["values"]["shape"] = {int64_t{1} << 50};
+  });
+  ASSERT_THROWS_WITH(load_model(path), FormatError,
+                     "array 'values' cannot be read: its shape and dtype claim 1125899906842624 "
+                     "bytes, more than its");
 }
 
 TEST_F(PackedFileErrorTest, CorruptZlibStreamFailsItsChecksum) {
@@ -408,8 +438,9 @@ TEST_F(PackedFileErrorTest, FlippedBitInTheBlobFailsFletcher32) {
   const auto at = static_cast<size_t>(address + size / 2);
   bytes[at] = static_cast<char>(bytes[at] ^ 0x01);
   write_bytes(path, bytes);
-  ASSERT_THROWS_WITH(load_model(path), FormatError,
-                     path + ": cannot read /blob; the data is corrupt (Fletcher-32 checksum mismatch)");
+  ASSERT_THROWS_WITH(
+      load_model(path), FormatError,
+      path + ": cannot read /blob; the data is corrupt (Fletcher-32 checksum mismatch)");
 }
 
 TEST_F(PackedFileErrorTest, ActivationsOfTheWrongShape) {
