@@ -4,6 +4,7 @@
 #include <c10/util/Half.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -118,36 +119,57 @@ std::vector<uint8_t> deflate(const std::vector<uint8_t>& data, int level) {
   return out;
 }
 
-// Inflates exactly `expected` bytes from a zlib stream that must end at the end of `in`.
+// Inflates exactly `expected` bytes from a zlib stream that must end at the end of `in`. zlib
+// counts in 32-bit windows, so both buffers are fed in windows of at most 1 GiB.
 bool inflate_exact(const uint8_t* in, size_t in_size, size_t expected, std::vector<uint8_t>* out,
                    std::string* why) {
+  constexpr size_t kWindow = size_t{1} << 30;
   out->assign(expected, 0);
   z_stream stream{};
   if (inflateInit(&stream) != Z_OK) {
     *why = "cannot start zlib";
     return false;
   }
-  stream.next_in = const_cast<Bytef*>(in);
-  stream.avail_in = static_cast<uInt>(in_size);
-  // One spare byte shows a stream that holds more than the shape says.
-  uint8_t spare = 0;
-  stream.next_out = expected > 0 ? out->data() : &spare;
-  stream.avail_out = static_cast<uInt>(expected > 0 ? expected : 1);
-  int status = inflate(&stream, Z_FINISH);
-  if (status == Z_BUF_ERROR && stream.avail_out == 0 && expected > 0) {
-    stream.next_out = &spare;
-    stream.avail_out = 1;
-    status = inflate(&stream, Z_FINISH);
+  size_t fed_in = 0, given_out = 0;
+  uint8_t spare = 0;  // one byte past `expected` shows a stream that holds more
+  bool spare_given = false;
+  int status = Z_OK;
+  while (status == Z_OK) {
+    if (stream.avail_in == 0 && fed_in < in_size) {
+      const size_t n = std::min(kWindow, in_size - fed_in);
+      stream.next_in = const_cast<Bytef*>(in + fed_in);
+      stream.avail_in = static_cast<uInt>(n);
+      fed_in += n;
+    }
+    if (stream.avail_out == 0) {
+      if (given_out < expected) {
+        const size_t n = std::min(kWindow, expected - given_out);
+        stream.next_out = out->data() + given_out;
+        stream.avail_out = static_cast<uInt>(n);
+        given_out += n;
+      } else if (!spare_given) {
+        stream.next_out = &spare;
+        stream.avail_out = 1;
+        spare_given = true;
+      } else {
+        break;  // the spare byte was written: more data than the shape says
+      }
+    }
+    status = inflate(&stream, Z_NO_FLUSH);
+    if (status == Z_BUF_ERROR && stream.avail_in == 0 && fed_in == in_size) break;  // truncated
+    if (status == Z_BUF_ERROR) status = Z_OK;  // no progress this call; feed the next window
   }
-  const size_t produced = static_cast<size_t>(stream.total_out);
-  const size_t consumed = static_cast<size_t>(stream.total_in);
+  const auto produced = static_cast<size_t>(stream.total_out);
+  const auto consumed = static_cast<size_t>(stream.total_in);
+  const std::string message = stream.msg != nullptr ? stream.msg : zError(status);
   inflateEnd(&stream);
+  if (produced > expected) {
+    *why = "its zlib stream holds more than the " + std::to_string(expected) +
+           " bytes its shape and dtype give";
+    return false;
+  }
   if (status != Z_STREAM_END) {
-    *why = produced >= expected && status == Z_BUF_ERROR
-               ? "its zlib stream holds more than the " + std::to_string(expected) +
-                     " bytes its shape and dtype give"
-               : "its zlib stream is corrupt or truncated (zlib: " +
-                     std::string(stream.msg != nullptr ? stream.msg : zError(status)) + ")";
+    *why = "its zlib stream is corrupt or truncated (zlib: " + message + ")";
     return false;
   }
   if (produced != expected) {

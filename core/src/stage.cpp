@@ -11,18 +11,17 @@
 
 namespace mcompress {
 
-namespace {
-
-// " (line N)" for a node read from the recipe text, " (--set)" for one made by an override.
-std::string line_of(const YAML::Node& n) {
-  const int line = n.Mark().line;
+std::string yaml_line_of(const YAML::Node& node) {
+  const int line = node.Mark().line;
   return line >= 0 ? " (line " + std::to_string(line + 1) + ")" : " (--set)";
 }
+
+namespace {
 
 // A mapping key as text. yaml-cpp's as<std::string>() throws its own untyped BadConversion for
 // a key that is itself a list or mapping (`{[a]: 1}`, issue 7 fuzzing); say so instead.
 std::string key_text(const YAML::Node& key, const std::string& path) {
-  MCOMPRESS_CHECK(key.IsScalar(), ConfigError, path, line_of(key),
+  MCOMPRESS_CHECK(key.IsScalar(), ConfigError, path, yaml_line_of(key),
                   ": keys must be plain names, got a ", key.IsSequence() ? "list" : "mapping");
   return key.Scalar();
 }
@@ -54,8 +53,8 @@ struct StageOptions::Impl {
 
   std::string where(const std::string& name) const {
     std::string at = path.empty() ? name : path + "." + name;
-    if (const auto v = given(name)) return at + line_of(*v);
-    if (node.IsDefined() && !node.IsNull()) return at + line_of(node);
+    if (const auto v = given(name)) return at + yaml_line_of(*v);
+    if (node.IsDefined() && !node.IsNull()) return at + yaml_line_of(node);
     return at;
   }
 
@@ -95,9 +94,8 @@ StageOptions::StageOptions(const YAML::Node& node, std::string path, std::vector
   if (node.IsDefined()) impl_->node.reset(node);
   impl_->path = std::move(path);
   impl_->docs = std::move(docs);
-  const auto line = line_of;
   if (!node.IsDefined() || node.IsNull()) return;
-  MCOMPRESS_CHECK(node.IsMap(), ConfigError, impl_->path, line(node),
+  MCOMPRESS_CHECK(node.IsMap(), ConfigError, impl_->path, yaml_line_of(node),
                   ": expected a mapping of options, got '", scalar_text(node), "'");
   for (const auto& item : node) {
     const std::string key = key_text(item.first, impl_->path);
@@ -106,8 +104,8 @@ StageOptions::StageOptions(const YAML::Node& node, std::string path, std::vector
     if (!known) {
       std::string names;
       for (const auto& d : impl_->docs) names += (names.empty() ? "" : ", ") + d.name;
-      throw ConfigError((impl_->path.empty() ? key : impl_->path + "." + key) + line(item.first) +
-                        ": unknown option; " +
+      throw ConfigError((impl_->path.empty() ? key : impl_->path + "." + key) +
+                        yaml_line_of(item.first) + ": unknown option; " +
                         (names.empty() ? "this stage takes no options" : "options: " + names));
     }
   }
@@ -232,7 +230,7 @@ void StageOptions::validate(const std::function<void()>& check) const {
     check();
   } catch (const ConfigError& e) {
     std::string at = impl_->path;
-    if (impl_->node.IsDefined() && !impl_->node.IsNull()) at += line_of(impl_->node);
+    if (impl_->node.IsDefined() && !impl_->node.IsNull()) at += yaml_line_of(impl_->node);
     throw ConfigError(at + ": " + e.what());
   }
 }

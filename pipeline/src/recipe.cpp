@@ -13,11 +13,6 @@
 namespace mcompress::pipeline {
 namespace {
 
-std::string line_of(const YAML::Node& n) {
-  const int line = n.Mark().line;
-  return line >= 0 ? " (line " + std::to_string(line + 1) + ")" : " (--set)";
-}
-
 // --set PATH=VALUE: PATH is keys joined by dots, each optionally followed by [index]s.
 void apply_set(YAML::Node& root, const std::string& assignment) {
   const auto eq = assignment.find('=');
@@ -150,13 +145,13 @@ GuardConfig parse_guard(const YAML::Node& n, const std::string& path) {
 
 RecipeStage parse_stage(const YAML::Node& item, size_t index, const StageRegistry& registry) {
   const std::string at = "stages[" + std::to_string(index) + "]";
-  MCOMPRESS_CHECK(item.IsMap(), ConfigError, at, line_of(item),
+  MCOMPRESS_CHECK(item.IsMap(), ConfigError, at, yaml_line_of(item),
                   ": expected a mapping like '- prune: {target: 0.9}'");
   RecipeStage s;
   YAML::Node options, guard;
   bool has_guard = false;
   for (const auto& kv : item) {
-    MCOMPRESS_CHECK(kv.first.IsScalar(), ConfigError, at, line_of(kv.first),
+    MCOMPRESS_CHECK(kv.first.IsScalar(), ConfigError, at, yaml_line_of(kv.first),
                     ": expected a stage name, got a ", kv.first.IsSequence() ? "list" : "mapping");
     const std::string key = kv.first.Scalar();
     if (key == "guard") {
@@ -164,19 +159,19 @@ RecipeStage parse_stage(const YAML::Node& item, size_t index, const StageRegistr
       has_guard = true;
       continue;
     }
-    MCOMPRESS_CHECK(s.name.empty(), ConfigError, at, line_of(kv.first),
+    MCOMPRESS_CHECK(s.name.empty(), ConfigError, at, yaml_line_of(kv.first),
                     ": one stage per entry, got '", s.name, "' and '", key, "'");
     if (!registry.contains(key)) {
       try {
         registry.find(key);
       } catch (const ConfigError& e) {
-        throw ConfigError(at + line_of(kv.first) + ": " + e.what());
+        throw ConfigError(at + yaml_line_of(kv.first) + ": " + e.what());
       }
     }
     s.name = key;
     options.reset(kv.second);
   }
-  MCOMPRESS_CHECK(!s.name.empty(), ConfigError, at, line_of(item), ": no stage named");
+  MCOMPRESS_CHECK(!s.name.empty(), ConfigError, at, yaml_line_of(item), ": no stage named");
   s.path = at + "." + s.name;
   const StageInfo& info = registry.find(s.name);
   const StageOptions o(options, s.path, info.options);
@@ -243,8 +238,8 @@ Recipe parse_recipe_unchecked(const std::string& text, const StageRegistry& regi
   r.deploy_batch = top.integer("deploy_batch", 1, 1 << 16);
   const YAML::Node stages = croot["stages"];
   MCOMPRESS_CHECK(stages.IsDefined() && !stages.IsNull(), ConfigError, "stages: required (a list)");
-  MCOMPRESS_CHECK(stages.IsSequence() && stages.size() > 0, ConfigError, "stages", line_of(stages),
-                  ": expected a non-empty list of stages");
+  MCOMPRESS_CHECK(stages.IsSequence() && stages.size() > 0, ConfigError, "stages",
+                  yaml_line_of(stages), ": expected a non-empty list of stages");
   for (size_t i = 0; i < stages.size(); ++i)
     r.stages.push_back(parse_stage(stages[i], i, registry));
   MCOMPRESS_CHECK(r.model.path.empty() || r.model.path != r.output, ConfigError,

@@ -76,6 +76,7 @@ class NetworkImpl : public torch::nn::Module {
   /// Copies the model's tensors into this network's parameters and buffers, and takes its
   /// pruning masks (model.masks).
   void load(const Model& model);
+  using torch::nn::Module::load;  // keeps LibTorch's load(InputArchive&) visible, not hidden
   /// Pruning masks enforced by apply_masks(), by tensor name (bool, true = kept).
   const std::map<std::string, torch::Tensor>& masks() const { return masks_; }
   /// Replaces the mask of one tensor (and zeroes what it removes), e.g. during gradual pruning.

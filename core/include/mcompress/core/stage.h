@@ -58,6 +58,10 @@ class Stage {
   virtual StageReport apply(Model& model, const StageContext& context) = 0;
 };
 
+/// Where a recipe node came from, for error messages: " (line N)" for a node of the recipe
+/// text, " (--set)" for one an override made.
+std::string yaml_line_of(const YAML::Node& node);
+
 /// One option of a stage: its name, default (YAML text, "" for none) and a one-line help that
 /// states the accepted values. `mcompress stages` prints these; StageOptions accepts only them.
 struct OptionDoc {
