@@ -1572,7 +1572,13 @@ struct GoldenTensor {
   bool masked;
 };
 
-TEST(ModelFileVersion1Test, LoadsGoldenFiles) {
+// The same two models written by format v1 (variable-length strings, absolute CSR columns),
+// v2 (the groups container) and v3 (the packed container): files of every version ever
+// written must keep loading to the same tensors.
+class GoldenFileTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(GoldenFileTest, LoadsToTheSameTensors) {
+  const int version = GetParam();
   for (const auto& [file, tensors] :
        {std::pair<std::string, std::vector<GoldenTensor>>{
             "mlp_sparse.h5",  // 0.weight: CSR, one stored value, pruned
@@ -1590,9 +1596,10 @@ TEST(ModelFileVersion1Test, LoadsGoldenFiles) {
           {"4.weight", 96, 0.329766568, 7.84791352, false},
           {"4.bias", 3, -0.277697213, 0.277697213, false}}}}) {
     SCOPED_TRACE(file);
-    const std::string path = std::string(MCOMPRESS_TEST_DATA_DIR) + "/format-v1/" + file;
+    const std::string path = std::string(MCOMPRESS_TEST_DATA_DIR) + "/format-v" +
+                             std::to_string(version) + "/" + file;
     const Model model = load_model(path);
-    EXPECT_EQ(inspect_model_file(path).format_version, 1);
+    EXPECT_EQ(inspect_model_file(path).format_version, version);
     EXPECT_EQ(model.seed, 7u);
     ASSERT_EQ(model.tensor_infos().size(), tensors.size());
     for (const GoldenTensor& golden : tensors) {
@@ -1604,13 +1611,18 @@ TEST(ModelFileVersion1Test, LoadsGoldenFiles) {
       EXPECT_NEAR(t.abs().sum().item<double>(), golden.abs_sum, 1e-8);
       EXPECT_EQ(model.masks.count(golden.name) != 0, golden.masked);
     }
-    if (file == "tiny_dense.h5") {  // variable-length strings
+    if (file == "tiny_dense.h5") {  // v1: variable-length strings
       EXPECT_EQ(model.history,
                 std::vector<std::string>{R"({"stage":"train","metrics":{"accuracy":0.5}})"});
       EXPECT_EQ(model.recipe, "model: tiny\nstages: []\n");
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Versions, GoldenFileTest, ::testing::Values(1, 2, 3),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return "v" + std::to_string(info.param);
+                         });
 
 // --- The codebook encoding (§4.8) ----------------------------------------------------------
 
