@@ -1596,8 +1596,8 @@ TEST_P(GoldenFileTest, LoadsToTheSameTensors) {
           {"4.weight", 96, 0.329766568, 7.84791352, false},
           {"4.bias", 3, -0.277697213, 0.277697213, false}}}}) {
     SCOPED_TRACE(file);
-    const std::string path = std::string(MCOMPRESS_TEST_DATA_DIR) + "/format-v" +
-                             std::to_string(version) + "/" + file;
+    const std::string path =
+        std::string(MCOMPRESS_TEST_DATA_DIR) + "/format-v" + std::to_string(version) + "/" + file;
     const Model model = load_model(path);
     EXPECT_EQ(inspect_model_file(path).format_version, version);
     EXPECT_EQ(model.seed, 7u);
