@@ -258,6 +258,17 @@ std::string hdf5_error_detail() {
   return messages.empty() ? std::string("no detail from HDF5") : join(messages, "; ");
 }
 
+// Why a read of filtered data failed, from HDF5's error stack: "(Fletcher-32 checksum
+// mismatch) (HDF5: ...)" or "(checksum or decompression failure) (HDF5: ...)".
+std::string corrupt_data_detail() {
+  const std::string detail = hdf5_error_detail();
+  const bool checksum = detail.find("Fletcher32") != std::string::npos ||
+                        detail.find("checksum") != std::string::npos;
+  return std::string("(") +
+         (checksum ? "Fletcher-32 checksum mismatch" : "checksum or decompression failure") +
+         ") (HDF5: " + detail + ")";
+}
+
 template <typename ErrorT>
 [[noreturn]] void h5_fail(const std::string& path, const std::string& what) {
   throw ErrorT(path + ": " + what + " (HDF5: " + hdf5_error_detail() + ")");
@@ -1147,13 +1158,8 @@ class Reader {
     std::string bytes(static_cast<size_t>(shape[0]), '\0');
     if (!bytes.empty() &&
         H5Dread(dataset, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()) < 0) {
-      const std::string detail = hdf5_error_detail();
-      const bool checksum = detail.find("Fletcher32") != std::string::npos ||
-                            detail.find("checksum") != std::string::npos;
-      throw FormatError(
-          path_ + ": cannot read " + where + "; the data is corrupt (" +
-          (checksum ? "Fletcher-32 checksum mismatch" : "checksum or decompression failure") +
-          ") (HDF5: " + detail + ")");
+      throw FormatError(path_ + ": cannot read " + where + "; the data is corrupt " +
+                        corrupt_data_detail());
     }
     return bytes;
   }
@@ -1323,13 +1329,8 @@ class Reader {
   void read_data(hid_t dataset, hid_t mem_type, void* out, const std::string& tensor,
                  const std::string& member) {
     if (H5Dread(dataset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) >= 0) return;
-    const std::string detail = hdf5_error_detail();
-    const bool checksum = detail.find("Fletcher32") != std::string::npos ||
-                          detail.find("checksum") != std::string::npos;
-    throw FormatError(
-        path_ + ": tensor '" + tensor + "': cannot read its " + member + "; the data is corrupt (" +
-        (checksum ? "Fletcher-32 checksum mismatch" : "checksum or decompression failure") +
-        ") (HDF5: " + detail + ")");
+    throw FormatError(path_ + ": tensor '" + tensor + "': cannot read its " + member +
+                      "; the data is corrupt " + corrupt_data_detail());
   }
 
   // A scalar float attribute converted to double; nullopt if absent.
@@ -1778,8 +1779,8 @@ class PackedEntry : public TensorEntry {
                     "'; accepted: ", join(codecs));
     // Before anyone allocates for its shape: the shape must fit the bytes it claims.
     std::string why;
-    MCOMPRESS_CHECK(packed::check_array(out, reader_.blob_size(), &why), FormatError, path(), ": ",
-                    what, " cannot be read: ", why);
+    MCOMPRESS_CHECK(packed::decoded_size(out, reader_.blob_size(), &why).has_value(), FormatError,
+                    path(), ": ", what, " cannot be read: ", why);
     return out;
   }
 

@@ -242,13 +242,14 @@ ArrayDescriptor append_array(std::vector<uint8_t>& blob, Dtype stored, Dtype giv
   return d;
 }
 
-bool check_array(const ArrayDescriptor& array, uint64_t blob_size, std::string* why) {
+std::optional<uint64_t> decoded_size(const ArrayDescriptor& array, uint64_t blob_size,
+                                     std::string* why) {
   const size_t size = itemsize(array.dtype);
   int64_t count = 1;
   for (int64_t d : array.shape) {
     if (d < 0 || (d > 0 && count > std::numeric_limits<int64_t>::max() / 16 / d)) {
       *why = "its shape has a negative or impossibly large dimension";
-      return false;
+      return std::nullopt;
     }
     count *= d;
   }
@@ -257,47 +258,45 @@ bool check_array(const ArrayDescriptor& array, uint64_t blob_size, std::string* 
     *why = "its bytes (offset " + std::to_string(array.offset) + ", size " +
            std::to_string(array.size) + ") lie outside the blob of " + std::to_string(blob_size) +
            " bytes";
-    return false;
+    return std::nullopt;
   }
   if (array.codec == "raw") {
     if (array.size != expected) {
       *why = "it is raw with " + std::to_string(array.size) + " bytes, expected " +
              std::to_string(expected) + " from its shape and dtype";
-      return false;
+      return std::nullopt;
     }
-    return true;
+    return expected;
   }
   if (array.codec != "zlib" && array.codec != "shuffle-zlib") {
     *why = "it has unknown codec '" + array.codec + "'; accepted: raw, zlib, shuffle-zlib";
-    return false;
+    return std::nullopt;
   }
   // A zlib stream expands at most ~1032x; a larger claim is a corrupt shape, not a reason to
   // allocate gigabytes.
   if (expected / 1032 > array.size + 1) {
     *why = "its shape and dtype claim " + std::to_string(expected) + " bytes, more than its " +
            std::to_string(array.size) + "-byte zlib stream can hold";
-    return false;
+    return std::nullopt;
   }
-  return true;
+  return expected;
 }
 
 std::optional<std::vector<uint8_t>> decode_array(const std::vector<uint8_t>& blob,
                                                  const ArrayDescriptor& array, std::string* why) {
-  if (!check_array(array, blob.size(), why)) return std::nullopt;
-  const size_t size = itemsize(array.dtype);
-  int64_t count = 1;
-  for (int64_t d : array.shape) count *= d;
-  const auto expected = static_cast<uint64_t>(count) * size;
+  const std::optional<uint64_t> expected = decoded_size(array, blob.size(), why);
+  if (!expected) return std::nullopt;
   const uint8_t* begin = blob.data() + array.offset;
   std::vector<uint8_t> out;
   if (array.codec == "raw") {
     out.assign(begin, begin + array.size);
     return out;
   }
-  if (!inflate_exact(begin, static_cast<size_t>(array.size), static_cast<size_t>(expected), &out,
+  if (!inflate_exact(begin, static_cast<size_t>(array.size), static_cast<size_t>(*expected), &out,
                      why)) {
     return std::nullopt;
   }
+  const size_t size = itemsize(array.dtype);
   if (array.codec == "shuffle-zlib" && size > 1) out = unshuffle(out, size);
   return out;
 }

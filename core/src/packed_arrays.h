@@ -48,10 +48,12 @@ const std::vector<std::string>& known_codecs();
 ArrayDescriptor append_array(std::vector<uint8_t>& blob, Dtype stored, Dtype given,
                              const std::vector<int64_t>& shape, const void* data, int level);
 
-// Whether `array` can be decoded from a blob of `blob_size` bytes without reading it: its range
-// lies inside, its codec is known and its shape fits its bytes (raw: exactly; zlib: within the
-// ~1032x deflate limit). Otherwise false with the reason in `why`.
-bool check_array(const ArrayDescriptor& array, uint64_t blob_size, std::string* why);
+// The number of bytes `array` decodes to (product(shape) * itemsize), checked without reading
+// the blob of `blob_size` bytes: its range lies inside, its codec is known and its shape fits
+// its bytes (raw: exactly; zlib: within the ~1032x deflate limit). Otherwise nullopt with the
+// reason in `why`.
+std::optional<uint64_t> decoded_size(const ArrayDescriptor& array, uint64_t blob_size,
+                                     std::string* why);
 
 // The decoded bytes of `array` (product(shape) * itemsize of them), or nullopt with the
 // reason in `why` (range outside the blob, unknown codec, corrupt or wrong-sized stream).
