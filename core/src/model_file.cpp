@@ -92,20 +92,21 @@ at::ScalarType value_dtype(Encoding encoding) {
   return at::kFloat;
 }
 
-const char* dtype_name(Encoding encoding) {
+// The element type of an encoding's stored values (docs/format.md §9.4).
+packed::Dtype stored_dtype(Encoding encoding) {
   switch (encoding) {
     case Encoding::kFp16:
-      return "float16";
+      return packed::Dtype::kFloat16;
     case Encoding::kBf16:
-      return "bfloat16";
+      return packed::Dtype::kBFloat16;
     case Encoding::kInt8:
-      return "int8";
+      return packed::Dtype::kInt8;
     case Encoding::kCodebook:
-      return "uint8";
+      return packed::Dtype::kUInt8;
     case Encoding::kFp32:
       break;
   }
-  return "float32";
+  return packed::Dtype::kFloat32;
 }
 
 // Finds the first non-finite value of a float32 tensor: its flat index, or -1.
@@ -157,7 +158,7 @@ void check_quantized(const std::string& path, const std::string& name, const Qua
                   ") has no values");
   MCOMPRESS_CHECK(q.values.scalar_type() == value_dtype(q.encoding), ErrorT, path, ": tensor '",
                   name, "' (", enc, ") has values of dtype ", q.values.scalar_type(), ", expected ",
-                  dtype_name(q.encoding));
+                  packed::dtype_name(stored_dtype(q.encoding)));
   MCOMPRESS_CHECK(q.values.sizes().vec() == shape, ErrorT, path, ": tensor '", name, "' (", enc,
                   ") has values of shape ", shape_to_string(q.values.sizes().vec()), ", expected ",
                   shape_to_string(shape), " from the architecture");
@@ -598,22 +599,6 @@ at::Tensor stored_values(const std::string& path, const std::string& name, const
   return values;
 }
 
-packed::Dtype stored_dtype(Encoding encoding) {
-  switch (encoding) {
-    case Encoding::kFp16:
-      return packed::Dtype::kFloat16;
-    case Encoding::kBf16:
-      return packed::Dtype::kBFloat16;
-    case Encoding::kInt8:
-      return packed::Dtype::kInt8;
-    case Encoding::kCodebook:
-      return packed::Dtype::kUInt8;
-    case Encoding::kFp32:
-      break;
-  }
-  return packed::Dtype::kFloat32;
-}
-
 // The CSR structure of a sparse tensor besides its values: density, columns (row-delta
 // coded) and row offsets.
 void write_csr_structure(TensorSink& sink, const Csr& csr, const std::vector<int64_t>& shape,
@@ -718,8 +703,6 @@ class Writer {
     // Object modification times would make two saves of the same model differ.
     h5_check<IoError>(H5Pset_obj_track_times(gcpl_, false), path_, "cannot disable time tracking");
   }
-
-  const std::string& path() const { return path_; }
 
   Handle create_group(hid_t parent, const std::string& name) {
     return checked<IoError>(H5Gcreate2(parent, name.c_str(), H5P_DEFAULT, gcpl_, H5P_DEFAULT),
@@ -1320,11 +1303,6 @@ class Reader {
     return std::vector<int64_t>(dims.begin(), dims.end());
   }
 
-  // Reads a whole dataset converted to float; a failure here means damaged chunks.
-  void read_floats(hid_t dataset, float* out, const std::string& tensor) {
-    read_data(dataset, H5T_NATIVE_FLOAT, out, tensor, "values");
-  }
-
   // Reads a whole dataset of tensor `tensor` (`member`: values, scale, ...) as `mem_type`.
   void read_data(hid_t dataset, hid_t mem_type, void* out, const std::string& tensor,
                  const std::string& member) {
@@ -1386,15 +1364,6 @@ class Reader {
   const nlohmann::json* manifest_tensor(const std::string& name) const {
     auto it = manifest_tensors_.find(name);
     return it != manifest_tensors_.end() ? &it->second : nullptr;
-  }
-  // The length of /blob, without reading it.
-  uint64_t blob_size() {
-    if (blob_) return blob_->size();
-    Handle dataset = open_dataset(root_, "blob", "/blob");
-    const std::vector<int64_t> shape = dataset_shape(dataset, "/blob");
-    MCOMPRESS_CHECK(shape.size() == 1, FormatError, path_,
-                    ": /blob must be a one-dimensional dataset of bytes");
-    return static_cast<uint64_t>(shape[0]);
   }
   // /blob, read once (every checksum of it verified on the way).
   const std::vector<uint8_t>& blob() {
@@ -1779,7 +1748,7 @@ class PackedEntry : public TensorEntry {
                     "'; accepted: ", join(codecs));
     // Before anyone allocates for its shape: the shape must fit the bytes it claims.
     std::string why;
-    MCOMPRESS_CHECK(packed::decoded_size(out, reader_.blob_size(), &why).has_value(), FormatError,
+    MCOMPRESS_CHECK(packed::decoded_size(out, reader_.blob().size(), &why).has_value(), FormatError,
                     path(), ": ", what, " cannot be read: ", why);
     return out;
   }

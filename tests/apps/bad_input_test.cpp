@@ -27,12 +27,17 @@
 #include "mcompress/core/arch_spec.h"
 #include "mcompress/core/model.h"
 #include "mcompress/core/model_file.h"
+#include "raw_hdf5.h"
 #include "test_support.h"
 
 namespace {
 
 namespace fs = std::filesystem;
+using mcompress::testing::edit_file;
+using mcompress::testing::flip_bit_in_first_chunk;
 using mcompress::testing::read_bytes;
+using mcompress::testing::read_dataset;
+using mcompress::testing::replace_dataset;
 using mcompress::testing::TempDir;
 using mcompress::testing::write_bytes;
 
@@ -93,13 +98,6 @@ struct Workspace {
 
 // --- Raw HDF5 edits of a saved model (as tests/core/model_file_test.cpp does them) ---------
 
-void edit_file(const std::string& path, const std::function<void(hid_t)>& edit) {
-  const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
-  ASSERT_GE(file, 0) << path;
-  edit(file);
-  ASSERT_GE(H5Fclose(file), 0);
-}
-
 // Replaces (or adds) attribute `name` of `loc`: scalar when dims is empty.
 void replace_attr(hid_t loc, const char* name, hid_t file_type, hid_t mem_type,
                   const std::vector<hsize_t>& dims, const void* data) {
@@ -153,37 +151,8 @@ void set_float(const std::string& path, const std::string& dataset, size_t index
 // Replaces a dataset with an unfiltered 1-D float32 one of `n` zeros.
 void replace_float_dataset(const std::string& path, const std::string& dataset, hsize_t n) {
   edit_file(path, [&](hid_t file) {
-    ASSERT_GE(H5Ldelete(file, dataset.c_str(), H5P_DEFAULT), 0) << dataset;
-    const hid_t space = H5Screate_simple(1, &n, nullptr);
-    const hid_t dset = H5Dcreate2(file, dataset.c_str(), H5T_IEEE_F32LE, space, H5P_DEFAULT,
-                                  H5P_DEFAULT, H5P_DEFAULT);
-    ASSERT_GE(dset, 0) << dataset;
-    const std::vector<float> zeros(n, 0.0f);
-    ASSERT_GE(H5Dwrite(dset, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, zeros.data()), 0);
-    H5Dclose(dset);
-    H5Sclose(space);
+    replace_dataset(file, dataset, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, std::vector<float>(n, 0.0f));
   });
-}
-
-// Flips one bit in the middle of the first stored chunk of `dataset`, so that its Fletcher-32
-// checksum no longer matches.
-void flip_bit_in_first_chunk(const std::string& path, const std::string& dataset) {
-  haddr_t address = 0;
-  hsize_t size = 0;
-  const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  ASSERT_GE(file, 0);
-  const hid_t dset = H5Dopen2(file, dataset.c_str(), H5P_DEFAULT);
-  ASSERT_GE(dset, 0) << dataset;
-  const hid_t space = H5Dget_space(dset);  // H5S_ALL is mishandled by H5Dget_chunk_info in 1.10
-  ASSERT_GE(H5Dget_chunk_info(dset, space, 0, nullptr, nullptr, &address, &size), 0);
-  H5Sclose(space);
-  H5Dclose(dset);
-  H5Fclose(file);
-  ASSERT_GT(size, 8u);
-  std::string bytes = read_bytes(path);
-  ASSERT_LE(address + size, bytes.size());
-  bytes[address + size / 2] ^= 0x10;
-  write_bytes(path, bytes);
 }
 
 // Re-saves the workspace model in the packed container (format v3, the default) and rewrites
@@ -194,25 +163,12 @@ void repack(const std::string& path, const std::function<void(nlohmann::json&)>&
   mcompress::save_model(mcompress::load_model(path), path, options);
   if (!edit) return;
   edit_file(path, [&](hid_t file) {
-    const hid_t dset = H5Dopen2(file, "manifest", H5P_DEFAULT);
-    ASSERT_GE(dset, 0);
-    const hid_t space = H5Dget_space(dset);
-    std::string text(static_cast<size_t>(H5Sget_simple_extent_npoints(space)), '\0');
-    H5Sclose(space);
-    ASSERT_GE(H5Dread(dset, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, text.data()), 0);
-    H5Dclose(dset);
-    nlohmann::json manifest = nlohmann::json::parse(text);
+    const std::vector<uint8_t> text = read_dataset<uint8_t>(file, "manifest", H5T_NATIVE_UINT8);
+    nlohmann::json manifest = nlohmann::json::parse(text.begin(), text.end());
     edit(manifest);
-    text = manifest.dump();
-    ASSERT_GE(H5Ldelete(file, "manifest", H5P_DEFAULT), 0);
-    const hsize_t n = text.size();
-    const hid_t new_space = H5Screate_simple(1, &n, nullptr);
-    const hid_t out = H5Dcreate2(file, "manifest", H5T_STD_U8LE, new_space, H5P_DEFAULT,
-                                 H5P_DEFAULT, H5P_DEFAULT);
-    ASSERT_GE(out, 0);
-    ASSERT_GE(H5Dwrite(out, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, text.data()), 0);
-    H5Dclose(out);
-    H5Sclose(new_space);
+    const std::string edited = manifest.dump();
+    replace_dataset(file, "manifest", H5T_STD_U8LE, H5T_NATIVE_UINT8,
+                    std::vector<uint8_t>(edited.begin(), edited.end()));
   });
 }
 

@@ -25,6 +25,7 @@
 #include "mcompress/core/version.h"
 #include "mcompress/core/zoo.h"
 #include "model_fixtures.h"
+#include "raw_hdf5.h"
 #include "test_support.h"
 
 namespace mcompress {
@@ -38,7 +39,12 @@ void save_groups(const Model& model, const std::string& path, SaveOptions option
   save_model(model, path, options);
 }
 
+using testing::edit_file;
+using testing::filters_of;
+using testing::flip_bit_in_first_chunk;
 using testing::read_bytes;
+using testing::read_dataset;
+using testing::replace_dataset;
 using testing::TempDir;
 using testing::write_bytes;
 
@@ -48,13 +54,6 @@ struct QuietH5 {
 };
 
 // Opens a saved file read-write with the raw C API, lets `edit` change it, and closes it.
-void edit_file(const std::string& path, const std::function<void(hid_t)>& edit) {
-  hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
-  ASSERT_GE(file, 0);
-  edit(file);
-  ASSERT_GE(H5Fclose(file), 0);
-}
-
 void replace_string_attr(hid_t loc, const char* name, const std::string& value) {
   if (H5Aexists(loc, name) > 0) {
     ASSERT_GE(H5Adelete(loc, name), 0);
@@ -112,62 +111,8 @@ void expect_float_fields(hid_t dset, size_t size, std::vector<size_t> fields, si
   H5Tclose(type);
 }
 
-std::vector<H5Z_filter_t> filters_of(hid_t dset) {
-  hid_t dcpl = H5Dget_create_plist(dset);
-  EXPECT_EQ(H5Pget_layout(dcpl), H5D_CHUNKED);
-  std::vector<H5Z_filter_t> filters;
-  for (int i = 0; i < H5Pget_nfilters(dcpl); ++i) {
-    unsigned flags = 0;
-    size_t nelmts = 0;
-    unsigned cd_values[8];
-    unsigned config = 0;
-    filters.push_back(H5Pget_filter2(dcpl, static_cast<unsigned>(i), &flags, &nelmts, cd_values, 0,
-                                     nullptr, &config));
-  }
-  H5Pclose(dcpl);
-  return filters;
-}
-
 const std::vector<H5Z_filter_t> kFilters = {H5Z_FILTER_SHUFFLE, H5Z_FILTER_DEFLATE,
                                             H5Z_FILTER_FLETCHER32};
-
-// Flips bits (`mask`) of one byte in the middle of the first chunk of `dataset` on disk, so
-// that its Fletcher-32 checksum no longer matches.
-void flip_bit_in_first_chunk(const std::string& path, const std::string& dataset, char mask) {
-  haddr_t address = 0;
-  hsize_t size = 0;
-  hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  ASSERT_GE(file, 0);
-  hid_t dset = H5Dopen2(file, dataset.c_str(), H5P_DEFAULT);
-  ASSERT_GE(dset, 0) << dataset;
-  hid_t space = H5Dget_space(dset);  // H5S_ALL is mishandled by H5Dget_chunk_info in 1.10
-  ASSERT_GE(H5Dget_chunk_info(dset, space, 0, nullptr, nullptr, &address, &size), 0);
-  H5Sclose(space);
-  H5Dclose(dset);
-  H5Fclose(file);
-  ASSERT_GT(size, 8u);
-  std::string bytes = read_bytes(path);
-  ASSERT_LE(address + size, bytes.size());
-  bytes[address + size / 2] ^= mask;
-  write_bytes(path, bytes);
-}
-
-// Replaces (or adds) a dataset with an unfiltered one of the given type and values.
-template <typename T>
-void replace_dataset(hid_t file, const std::string& name, hid_t file_type, hid_t mem_type,
-                     const std::vector<T>& values) {
-  if (H5Lexists(file, name.c_str(), H5P_DEFAULT) > 0) {
-    ASSERT_GE(H5Ldelete(file, name.c_str(), H5P_DEFAULT), 0);
-  }
-  hsize_t dims[1] = {values.size()};
-  hid_t space = H5Screate_simple(1, dims, nullptr);
-  hid_t dset =
-      H5Dcreate2(file, name.c_str(), file_type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  ASSERT_GE(dset, 0);
-  ASSERT_GE(H5Dwrite(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()), 0);
-  H5Dclose(dset);
-  H5Sclose(space);
-}
 
 class ModelFileTest : public ::testing::Test {
  protected:
@@ -1324,16 +1269,6 @@ TEST_F(ModelFileErrorTest, MissingArch) {
 
 const std::string kSparseWeight = "/tensors/0.weight";
 
-std::vector<int64_t> read_ints(hid_t file, const std::string& name) {
-  hid_t dset = H5Dopen2(file, name.c_str(), H5P_DEFAULT);
-  hid_t space = H5Dget_space(dset);
-  std::vector<int64_t> values(static_cast<size_t>(H5Sget_simple_extent_npoints(space)));
-  EXPECT_GE(H5Dread(dset, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()), 0);
-  H5Sclose(space);
-  H5Dclose(dset);
-  return values;
-}
-
 class SparseFileErrorTest : public ModelFileErrorTest {
  protected:
   SparseFileErrorTest() {
@@ -1343,8 +1278,10 @@ class SparseFileErrorTest : public ModelFileErrorTest {
   // Rewrites the row-delta column indices as absolute ones, as format version 1 stores them.
   void make_absolute() {
     edit_file(path, [&](hid_t file) {
-      const std::vector<int64_t> indptr = read_ints(file, kSparseWeight + "/indptr");
-      std::vector<int64_t> columns = read_ints(file, kSparseWeight + "/indices_delta");
+      const std::vector<int64_t> indptr =
+          read_dataset<int64_t>(file, kSparseWeight + "/indptr", H5T_NATIVE_INT64);
+      std::vector<int64_t> columns =
+          read_dataset<int64_t>(file, kSparseWeight + "/indices_delta", H5T_NATIVE_INT64);
       for (size_t r = 0; r + 1 < indptr.size(); ++r) {
         for (auto k = static_cast<size_t>(indptr[r]) + 1; k < static_cast<size_t>(indptr[r + 1]);
              ++k)
@@ -1360,7 +1297,7 @@ class SparseFileErrorTest : public ModelFileErrorTest {
                  const std::function<void(std::vector<int64_t>&)>& change) {
     edit_file(path, [&](hid_t file) {
       const std::string name = kSparseWeight + "/" + member;
-      std::vector<int64_t> values = read_ints(file, name);
+      std::vector<int64_t> values = read_dataset<int64_t>(file, name, H5T_NATIVE_INT64);
       change(values);
       replace_dataset(file, name, H5T_STD_I64LE, H5T_NATIVE_INT64, values);
     });
@@ -1401,15 +1338,17 @@ TEST_F(SparseFileErrorTest, IndptrNotEndingAtNnz) {
 
 TEST_F(SparseFileErrorTest, ColumnIndexOutOfRange) {
   int64_t last_of_row0 = 0;
-  edit_file(path,
-            [&](hid_t file) { last_of_row0 = read_ints(file, kSparseWeight + "/indptr")[1] - 1; });
+  edit_file(path, [&](hid_t file) {
+    last_of_row0 = read_dataset<int64_t>(file, kSparseWeight + "/indptr", H5T_NATIVE_INT64)[1] - 1;
+  });
   ASSERT_GT(last_of_row0, 0);
   // Row-delta (version 2): the last gap of row 0 reaches past the last column, also when it is
   // so large that adding it would overflow.
   const auto last = static_cast<size_t>(last_of_row0);
   int64_t column_before = 0;
   edit_file(path, [&](hid_t file) {
-    const std::vector<int64_t> gaps = read_ints(file, kSparseWeight + "/indices_delta");
+    const std::vector<int64_t> gaps =
+        read_dataset<int64_t>(file, kSparseWeight + "/indices_delta", H5T_NATIVE_INT64);
     for (size_t k = 0; k < last; ++k) column_before += gaps[k];
   });
   edit_ints("indices_delta", [&](std::vector<int64_t>& g) { g[last] = 784 - column_before; });
@@ -1437,8 +1376,9 @@ TEST_F(SparseFileErrorTest, ColumnGapOfZero) {
 
 TEST_F(SparseFileErrorTest, BothIndexForms) {
   edit_file(path, [&](hid_t file) {
-    replace_dataset(file, kSparseWeight + "/indices", H5T_STD_U16LE, H5T_NATIVE_INT64,
-                    read_ints(file, kSparseWeight + "/indices_delta"));
+    replace_dataset(
+        file, kSparseWeight + "/indices", H5T_STD_U16LE, H5T_NATIVE_INT64,
+        read_dataset<int64_t>(file, kSparseWeight + "/indices_delta", H5T_NATIVE_INT64));
   });
   expect_refused("has both 'indices' and 'indices_delta'; expected one of them");
 }
@@ -1626,7 +1566,7 @@ INSTANTIATE_TEST_SUITE_P(Versions, GoldenFileTest, ::testing::Values(1, 2, 3),
 
 // --- The codebook encoding (§4.8) ----------------------------------------------------------
 
-// Reads a whole uint8 dataset.
+// Reads a whole uint8 dataset, checked to be stored as §4.5 says.
 std::vector<uint8_t> read_bytes_dataset(hid_t group, const char* name) {
   hid_t dset = H5Dopen2(group, name, H5P_DEFAULT);
   EXPECT_GE(dset, 0) << name;
@@ -1634,12 +1574,8 @@ std::vector<uint8_t> read_bytes_dataset(hid_t group, const char* name) {
   EXPECT_TRUE(H5Tequal(type, H5T_STD_U8LE) > 0) << name;
   H5Tclose(type);
   EXPECT_EQ(filters_of(dset), kFilters) << name;
-  hid_t space = H5Dget_space(dset);
-  std::vector<uint8_t> out(static_cast<size_t>(H5Sget_simple_extent_npoints(space)));
-  H5Sclose(space);
-  EXPECT_GE(H5Dread(dset, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()), 0);
   H5Dclose(dset);
-  return out;
+  return read_dataset<uint8_t>(group, name, H5T_NATIVE_UINT8);
 }
 
 // Code i of `bits` bits from the packed stream, most significant bit first (§4.8).

@@ -16,71 +16,27 @@
 #include "mcompress/core/error.h"
 #include "mcompress/core/model_file.h"
 #include "model_fixtures.h"
+#include "raw_hdf5.h"
 #include "test_support.h"
 
 namespace mcompress {
 namespace {
 
+using testing::edit_file;
+using testing::flip_bit_in_first_chunk;
 using testing::read_bytes;
+using testing::read_dataset;
+using testing::replace_dataset;
 using testing::TempDir;
 using testing::write_bytes;
 
 // --- Raw access to /manifest and /blob ------------------------------------------------------
 
-std::vector<uint8_t> read_dataset(hid_t file, const char* name) {
-  hid_t dset = H5Dopen2(file, name, H5P_DEFAULT);
-  EXPECT_GE(dset, 0) << name;
-  hid_t space = H5Dget_space(dset);
-  std::vector<uint8_t> out(static_cast<size_t>(H5Sget_simple_extent_npoints(space)));
-  H5Sclose(space);
-  EXPECT_GE(H5Dread(dset, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()), 0);
-  H5Dclose(dset);
-  return out;
-}
-
-// Replaces a byte dataset (contiguous, unfiltered: the reader must not depend on filters).
-void write_dataset(hid_t file, const char* name, const std::vector<uint8_t>& bytes) {
-  if (H5Lexists(file, name, H5P_DEFAULT) > 0) {
-    ASSERT_GE(H5Ldelete(file, name, H5P_DEFAULT), 0);
-  }
-  hsize_t dims[1] = {bytes.size()};
-  hid_t space = H5Screate_simple(1, dims, nullptr);
-  hid_t dset = H5Dcreate2(file, name, H5T_STD_U8LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  ASSERT_GE(dset, 0);
-  if (!bytes.empty()) {
-    ASSERT_GE(H5Dwrite(dset, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()), 0);
-  }
-  H5Dclose(dset);
-  H5Sclose(space);
-}
-
-std::vector<H5Z_filter_t> filters_of(hid_t file, const char* name) {
-  const hid_t dset = H5Dopen2(file, name, H5P_DEFAULT);
-  const hid_t dcpl = H5Dget_create_plist(dset);
-  std::vector<H5Z_filter_t> out;
-  for (int i = 0; i < H5Pget_nfilters(dcpl); ++i) {
-    unsigned flags = 0;
-    size_t n = 0;
-    out.push_back(
-        H5Pget_filter2(dcpl, static_cast<unsigned>(i), &flags, &n, nullptr, 0, nullptr, nullptr));
-  }
-  H5Pclose(dcpl);
-  H5Dclose(dset);
-  return out;
-}
-
-void edit_file(const std::string& path, const std::function<void(hid_t)>& edit) {
-  const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
-  ASSERT_GE(file, 0) << path;
-  edit(file);
-  ASSERT_GE(H5Fclose(file), 0);
-}
-
 nlohmann::json read_manifest(const std::string& path) {
   nlohmann::json manifest;
   const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   EXPECT_GE(file, 0) << path;
-  const std::vector<uint8_t> bytes = read_dataset(file, "manifest");
+  const std::vector<uint8_t> bytes = read_dataset<uint8_t>(file, "manifest", H5T_NATIVE_UINT8);
   H5Fclose(file);
   return nlohmann::json::parse(bytes.begin(), bytes.end());
 }
@@ -90,7 +46,8 @@ void edit_manifest(const std::string& path, const std::function<void(nlohmann::j
   edit(manifest);
   const std::string text = manifest.dump();
   edit_file(path, [&](hid_t file) {
-    write_dataset(file, "manifest", std::vector<uint8_t>(text.begin(), text.end()));
+    replace_dataset<uint8_t>(file, "manifest", H5T_STD_U8LE, H5T_NATIVE_UINT8,
+                             std::vector<uint8_t>(text.begin(), text.end()));
   });
 }
 
@@ -223,20 +180,26 @@ TEST_F(PackedModelFileTest, RawLayoutIsWhatTheSpecSays) {
     EXPECT_EQ(object.type, H5O_TYPE_DATASET) << name;
   }
   // §9.1: deflate then Fletcher-32 on the JSON, Fletcher-32 alone on the blob.
+  const auto filters = [&](const char* name) {
+    const hid_t dset = H5Dopen2(file, name, H5P_DEFAULT);
+    const std::vector<H5Z_filter_t> out = testing::filters_of(dset);
+    H5Dclose(dset);
+    return out;
+  };
   const std::vector<H5Z_filter_t> deflated = {H5Z_FILTER_DEFLATE, H5Z_FILTER_FLETCHER32};
-  EXPECT_EQ(filters_of(file, "manifest"), deflated);
-  EXPECT_EQ(filters_of(file, "history"), deflated);
-  EXPECT_EQ(filters_of(file, "blob"), std::vector<H5Z_filter_t>{H5Z_FILTER_FLETCHER32});
+  EXPECT_EQ(filters("manifest"), deflated);
+  EXPECT_EQ(filters("history"), deflated);
+  EXPECT_EQ(filters("blob"), std::vector<H5Z_filter_t>{H5Z_FILTER_FLETCHER32});
   int32_t version = 0;
   const hid_t attr = H5Aopen(file, "format_version", H5P_DEFAULT);
   ASSERT_GE(H5Aread(attr, H5T_NATIVE_INT32, &version), 0);
   H5Aclose(attr);
   EXPECT_EQ(version, 3);
   EXPECT_GT(H5Aexists(file, "recipe"), 0);
-  const std::vector<uint8_t> history = read_dataset(file, "history");
+  const std::vector<uint8_t> history = read_dataset<uint8_t>(file, "history", H5T_NATIVE_UINT8);
   EXPECT_EQ(std::string(history.begin(), history.end()),
             "{\"stage\":\"prune\"}\n{\"stage\":\"quantize\"}\n");
-  const std::vector<uint8_t> blob = read_dataset(file, "blob");
+  const std::vector<uint8_t> blob = read_dataset<uint8_t>(file, "blob", H5T_NATIVE_UINT8);
   H5Fclose(file);
 
   // Tensors in architecture order; each array decodes to the tensor's own bytes.
@@ -319,7 +282,9 @@ TEST_F(PackedFileErrorTest, MissingManifest) {
 }
 
 TEST_F(PackedFileErrorTest, ManifestThatIsNotJson) {
-  edit_file(path, [](hid_t file) { write_dataset(file, "manifest", {'{', '"', 't'}); });
+  edit_file(path, [](hid_t file) {
+    replace_dataset<uint8_t>(file, "manifest", H5T_STD_U8LE, H5T_NATIVE_UINT8, {'{', '"', 't'});
+  });
   ASSERT_THROWS_WITH(load_model(path), FormatError, "/manifest is not valid JSON");
   ASSERT_THROWS_WITH(inspect_model_file(path), FormatError, "/manifest is not valid JSON");
 }
@@ -414,30 +379,16 @@ TEST_F(PackedFileErrorTest, CorruptZlibStreamFailsItsChecksum) {
   // Rewrite the blob with one byte of the stream changed, so /blob's own Fletcher-32 passes
   // and only the stream's Adler-32 can notice.
   edit_file(path, [&](hid_t file) {
-    std::vector<uint8_t> blob = read_dataset(file, "blob");
+    std::vector<uint8_t> blob = read_dataset<uint8_t>(file, "blob", H5T_NATIVE_UINT8);
     blob[values["offset"].get<size_t>() + values["size"].get<size_t>() / 2] ^= 0x10;
-    write_dataset(file, "blob", blob);
+    replace_dataset<uint8_t>(file, "blob", H5T_STD_U8LE, H5T_NATIVE_UINT8, blob);
   });
   ASSERT_THROWS_WITH(load_model(path), FormatError,
                      "tensor '0.weight': array 'values' cannot be read: its zlib stream");
 }
 
 TEST_F(PackedFileErrorTest, FlippedBitInTheBlobFailsFletcher32) {
-  haddr_t address = 0;
-  hsize_t size = 0;
-  {
-    const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-    const hid_t dset = H5Dopen2(file, "blob", H5P_DEFAULT);
-    hsize_t origin[1] = {0};
-    unsigned mask = 0;
-    ASSERT_GE(H5Dget_chunk_info_by_coord(dset, origin, &mask, &address, &size), 0);
-    H5Dclose(dset);
-    H5Fclose(file);
-  }
-  std::string bytes = read_bytes(path);
-  const auto at = static_cast<size_t>(address + size / 2);
-  bytes[at] = static_cast<char>(bytes[at] ^ 0x01);
-  write_bytes(path, bytes);
+  flip_bit_in_first_chunk(path, "/blob", 0x01);
   ASSERT_THROWS_WITH(
       load_model(path), FormatError,
       path + ": cannot read /blob; the data is corrupt (Fletcher-32 checksum mismatch)");
