@@ -30,7 +30,9 @@ std::vector<T> read_dataset(hid_t loc, const std::string& name, hid_t mem_type) 
   const hid_t space = H5Dget_space(dset);
   std::vector<T> out(static_cast<size_t>(H5Sget_simple_extent_npoints(space)));
   H5Sclose(space);
-  if (!out.empty()) EXPECT_GE(H5Dread(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()), 0);
+  if (!out.empty()) {
+    EXPECT_GE(H5Dread(dset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()), 0);
+  }
   H5Dclose(dset);
   return out;
 }
