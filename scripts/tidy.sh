@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${MCOMPRESS_TIDY_BUILD:-build-reliab}
-readers='core/src/(arch_spec|atomic_file|dataset|model_file|stage)\.cpp|pipeline/src/recipe\.cpp'
+readers='core/src/(arch_spec|atomic_file|dataset|model_file|hdf5_handle|tensor_codec|model_checks|model_writer|tensor_entry|tensor_reader|stage)\.cpp|pipeline/src/recipe\.cpp'
 case "${1:-}" in
   "") files=$readers ;;
   --all) files='/(core|runtime|quant|prune|distill|pipeline|interop)/src/|/apps/' ;;

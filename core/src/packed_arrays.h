@@ -1,7 +1,7 @@
 #pragma once
 // The arrays of the packed model container (format v3, docs/format.md §9): element types,
-// codecs and element conversions. No HDF5 here: model_file.cpp stores the blob these arrays
-// live in and the manifest that describes them.
+// codecs and element conversions. No HDF5 here: model_writer.cpp stores the blob these arrays
+// live in and the manifest that describes them, and tensor_entry.cpp reads them back.
 
 #include <cstdint>
 #include <optional>
