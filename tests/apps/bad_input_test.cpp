@@ -96,7 +96,7 @@ struct Workspace {
   const std::string out = dir.file("out.h5");
 };
 
-// --- Raw HDF5 edits of a saved model (as tests/core/model_file_test.cpp does them) ---------
+// --- Raw HDF5 edits of a saved model (as tests/core/model_file_error_test.cpp does them) ---------
 
 // Replaces (or adds) attribute `name` of `loc`: scalar when dims is empty.
 void replace_attr(hid_t loc, const char* name, hid_t file_type, hid_t mem_type,

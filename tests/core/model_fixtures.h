@@ -1,5 +1,5 @@
 #pragma once
-// Models for the model-file suites (model_file_test.cpp: the groups container, format v2;
+// Models for the model-file suites (groups_container_*_test.cpp: the groups container, format v2;
 // packed_model_file_test.cpp: the packed container, v3): every encoding and layout, with the
 // values a sloppy writer would change.
 

@@ -1,0 +1,82 @@
+// Golden files of every format version ever written (tests/data/format-v*/, tests/data/README.md):
+// each must keep loading to the same tensors.
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "mcompress/core/model_file.h"
+#include "test_support.h"
+
+namespace mcompress {
+namespace {
+
+// --- Older format versions -------------------------------------------------------------------
+
+// Golden files written by format version 1 (variable-length strings, absolute CSR column
+// indices), kept in tests/data/format-v1/ as docs/format.md §11 promises: every later reader
+// must load them to the same values.
+struct GoldenTensor {
+  const char* name;
+  int64_t numel;
+  double sum, abs_sum;
+  bool masked;
+};
+
+// The same two models written by format v1 (variable-length strings, absolute CSR columns),
+// v2 (the groups container) and v3 (the packed container): files of every version ever
+// written must keep loading to the same tensors.
+class GoldenFileTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(GoldenFileTest, LoadsToTheSameTensors) {
+  const int version = GetParam();
+  for (const auto& [file, tensors] :
+       {std::pair<std::string, std::vector<GoldenTensor>>{
+            "mlp_sparse.h5",  // 0.weight: CSR, one stored value, pruned
+            {{"0.weight", 12, 0.0349225402, 0.0349225402, true},
+             {"0.bias", 3, -0.561751425, 0.561751425, false},
+             {"2.weight", 6, 0.13082993, 2.34756762, false},
+             {"2.bias", 2, 0.196723081, 0.397242092, false}}},
+        {"tiny_dense.h5",  // conv, batchnorm, linear; a history entry and a recipe
+         {{"0.weight", 18, -0.494731497, 2.43911556, false},
+          {"0.bias", 2, 0.0518040955, 0.5747554, false},
+          {"1.weight", 2, 2, 2, false},
+          {"1.bias", 2, 0, 0, false},
+          {"1.running_mean", 2, 0, 0, false},
+          {"1.running_var", 2, 2, 2, false},
+          {"4.weight", 96, 0.329766568, 7.84791352, false},
+          {"4.bias", 3, -0.277697213, 0.277697213, false}}}}) {
+    SCOPED_TRACE(file);
+    const std::string path =
+        std::string(MCOMPRESS_TEST_DATA_DIR) + "/format-v" + std::to_string(version) + "/" + file;
+    const Model model = load_model(path);
+    EXPECT_EQ(inspect_model_file(path).format_version, version);
+    EXPECT_EQ(model.seed, 7u);
+    ASSERT_EQ(model.tensor_infos().size(), tensors.size());
+    for (const GoldenTensor& golden : tensors) {
+      SCOPED_TRACE(golden.name);
+      const at::Tensor t = model.tensor(golden.name).to(at::kDouble);
+      EXPECT_EQ(t.numel(), golden.numel);
+      // The sums were printed with 9 significant digits from the float32 values.
+      EXPECT_NEAR(t.sum().item<double>(), golden.sum, 1e-8);
+      EXPECT_NEAR(t.abs().sum().item<double>(), golden.abs_sum, 1e-8);
+      EXPECT_EQ(model.masks.count(golden.name) != 0, golden.masked);
+    }
+    if (file == "tiny_dense.h5") {  // v1: variable-length strings
+      EXPECT_EQ(model.history,
+                std::vector<std::string>{R"({"stage":"train","metrics":{"accuracy":0.5}})"});
+      EXPECT_EQ(model.recipe, "model: tiny\nstages: []\n");
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Versions, GoldenFileTest, ::testing::Values(1, 2, 3),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return "v" + std::to_string(info.param);
+                         });
+
+}  // namespace
+}  // namespace mcompress
