@@ -104,7 +104,8 @@ int main(int argc, char** argv) {
 
   // Each model file in both containers: packed (format v3, the default) and groups (v2).
   const auto save_both = [&](const mcompress::Model& model, const std::string& stem) {
-    mcompress::SaveOptions options{true};
+    mcompress::SaveOptions options;
+    options.overwrite = true;
     mcompress::save_model(model, (root / "fuzz_model_file" / (stem + ".h5")).string(), options);
     options.container = mcompress::ModelContainer::kGroups;
     mcompress::save_model(model, (root / "fuzz_model_file" / (stem + "_groups.h5")).string(),

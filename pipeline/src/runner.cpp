@@ -65,6 +65,15 @@ RunData load_run_data(const DataConfig& d, uint64_t seed) {
 // it draw.
 uint64_t stage_seed(uint64_t seed, size_t index) { return seed * 1000003ULL + index + 1; }
 
+// save_model's options for the files the run writes over: its checkpoints, the start-model
+// cache and the output (run_recipe refused an existing output without --force before the
+// first stage).
+SaveOptions overwriting() {
+  SaveOptions options;
+  options.overwrite = true;
+  return options;
+}
+
 std::string history_entry(const std::string& stage, const std::string& path, const StageReport& r,
                           double seconds) {
   nlohmann::json doc;
@@ -108,7 +117,7 @@ Model model_from_rank0(std::optional<Model> on_root, const std::string& what) {
                                                     "-" + std::to_string(::getpid()) + ".h5");
   std::string bytes;
   if (dist.is_root()) {
-    save_model(*on_root, tmp.string(), SaveOptions{true});
+    save_model(*on_root, tmp.string(), overwriting());
     std::ifstream in(tmp, std::ios::binary);
     bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
     fs::remove(tmp);
@@ -177,7 +186,7 @@ Model start_model(const Recipe& recipe, const RunData& data, const RunOptions& o
     Model copy = model.clone();
     copy.recipe = identity.dump();  // the cache's own provenance: what it was trained from
     copy.seed = recipe.seed;
-    save_model(copy, cache, SaveOptions{true});
+    save_model(copy, cache, overwriting());
   }
   seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return model;
@@ -235,7 +244,7 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& o) {
     const std::string file = ckpt.file(0, recipe.model.path.empty() ? "train" : "start");
     StageRow row;
     if (root) {
-      save_model(model, file, SaveOptions{true});
+      save_model(model, file, overwriting());
       row = measure(model, file, data, recipe, o);
     }
     row.stage = recipe.model.path.empty() ? "train " + recipe.model.arch : "start";
@@ -286,7 +295,7 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& o) {
     const std::string file = ckpt.file(i + 1, s.name);
     StageRow row;
     if (root) {
-      save_model(model, file, SaveOptions{true});
+      save_model(model, file, overwriting());
       row = measure(model, file, data, recipe, o);
     }
     row.stage = s.name;
@@ -318,7 +327,7 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& o) {
       }
       row.status = "skipped: " + why;
       model = std::move(before);  // undo the stage
-      if (root) save_model(model, file, SaveOptions{true});
+      if (root) save_model(model, file, overwriting());
     } else {
       kept = rows.size();
     }
@@ -345,7 +354,7 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& o) {
     summary["rows"].push_back(j);
   }
   model.history.push_back(summary.dump());
-  save_model(model, recipe.output, SaveOptions{true});
+  save_model(model, recipe.output, overwriting());
   result.rows = rows;
   result.reports = report_paths(recipe.output);
   write_reports(recipe, o, rows, result.reports);

@@ -102,7 +102,9 @@ TEST_F(GroupsContainerTest, SameModelGivesSameBytes) {
 
 TEST_F(GroupsContainerTest, LeavesNoTemporaryFiles) {
   save_groups(tiny_model(), dir.file("m.h5"));
-  save_groups(tiny_model(), dir.file("m.h5"), SaveOptions{true});
+  SaveOptions overwrite;
+  overwrite.overwrite = true;
+  save_groups(tiny_model(), dir.file("m.h5"), overwrite);
   std::vector<std::string> names;
   for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
     names.push_back(entry.path().filename().string());
@@ -114,7 +116,9 @@ TEST_F(GroupsContainerTest, OverwriteReplacesFileWhenAsked) {
   const std::string path = dir.file("m.h5");
   save_groups(tiny_model(1), path);
   Model second = tiny_model(2);
-  save_groups(second, path, SaveOptions{true});
+  SaveOptions overwrite;
+  overwrite.overwrite = true;
+  save_groups(second, path, overwrite);
   EXPECT_TRUE(bit_identical(load_model(path).tensor("0.weight"), second.tensor("0.weight")));
 }
 

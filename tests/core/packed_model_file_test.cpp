@@ -395,7 +395,9 @@ TEST_F(PackedFileErrorTest, FlippedBitInTheBlobFailsFletcher32) {
 }
 
 TEST_F(PackedFileErrorTest, ActivationsOfTheWrongShape) {
-  save_model(quantized_model(), path, SaveOptions{true});
+  SaveOptions overwrite;
+  overwrite.overwrite = true;
+  save_model(quantized_model(), path, overwrite);
   edit_manifest(path, [](nlohmann::json& m) { m["activations"]["input"]["zero_point"] = 300; });
   ASSERT_THROWS_WITH(load_model(path), FormatError, "activation 'input' has zero_point 300");
   edit_manifest(path, [](nlohmann::json& m) { m["activations"]["input"].erase("scale"); });
