@@ -47,8 +47,8 @@ void check_text_depth(const std::string& text) {
         throw ModelError("graph document: nested deeper than " + std::to_string(kGraphMaxDepth) +
                          " levels (at byte " + std::to_string(i) + ")");
       }
-    } else if (ch == ']' || ch == '}') {
-      --depth;
+    } else if ((ch == ']' || ch == '}') && depth > 0) {
+      --depth;  // a stray closer is the parser's error to report; it must not buy depth
     }
   }
 }
@@ -503,7 +503,7 @@ Graph Graph::from_json_text(const std::string& text) {
   json doc;
   try {
     doc = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for 1e400
     throw ModelError(std::string("graph document: not valid JSON: ") + e.what());
   }
   return from_json(doc);

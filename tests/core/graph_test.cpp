@@ -4,6 +4,7 @@
 #include <functional>
 #include <initializer_list>
 #include <map>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -660,6 +661,8 @@ TEST(GraphDocumentTest, StructureErrorsGiveTheJsonPath) {
   expect_error([] { Graph::from_json_text("{\"format\": "); },
                {"graph document", "not valid JSON"});
   expect_error([] { Graph::from_json_text("[]"); }, {"$", "expected an object"});
+  expect_error([] { Graph::from_json_text(R"({"format": 1e400})"); },
+               {"graph document", "not valid JSON", "number overflow"});
 }
 
 TEST(GraphDocumentTest, DeepNestingIsRejectedBeforeParsing) {
@@ -684,6 +687,42 @@ TEST(GraphDocumentTest, DeepNestingIsRejectedBeforeParsing) {
   for (int i = 0; i < 70; ++i) value = json::array({value});
   doc["nodes"][0]["attrs"]["x"] = value;
   expect_error([&] { Graph::from_json(doc); }, {"nested deeper than 64"});
+}
+
+TEST(GraphDocumentTest, MutatedDocumentsFailCleanly) {
+  // Random edits of a valid document either read or throw ModelError, nothing else.
+  const std::string text = Graph::from_sequential(zoo_spec("resnet8")).to_json_text();
+  const std::string alphabet = "[]{}\",:0123456789-.eE+ abtnullfsx";
+  std::mt19937_64 rng(7);
+  int read = 0;
+  for (int trial = 0; trial < 2000; ++trial) {
+    std::string doc = text;
+    const int edits = 1 + static_cast<int>(rng() % 3);
+    for (int e = 0; e < edits; ++e) {
+      const size_t at = rng() % doc.size();
+      const char ch = alphabet[rng() % alphabet.size()];
+      switch (rng() % 3) {
+        case 0:
+          doc[at] = ch;
+          break;
+        case 1:
+          doc.insert(at, 1, ch);
+          break;
+        default:
+          doc.erase(at, 1);
+          break;
+      }
+    }
+    try {
+      Graph::from_json_text(doc);
+      ++read;
+    } catch (const ModelError& e) {
+      EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << e.what();
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "not a ModelError: " << e.what() << "\nfor: " << doc;
+    }
+  }
+  EXPECT_LT(read, 2000);  // most edits break something
 }
 
 // ---- from_sequential --------------------------------------------------------------------------
