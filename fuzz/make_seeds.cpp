@@ -181,6 +181,11 @@ int main(int argc, char** argv) {
       {"codebook.yaml",
        "model: m.h5\nstages:\n  - prune: {target: 0.9}\n  - quantize: {mode: codebook, bits: 3, "
        "epochs: 0}\noutput: o.h5\n"},
+      // The alias expansion bound and the one-document rule (docs/reliability.md, "Threats").
+      {"aliases.yaml",
+       "a0: &a0 [x, x, x]\na1: &a1 [*a0, *a0, *a0]\nmodel: m.h5\nstages:\n"
+       "  - quantize: {mode: int8-static, observer: *a1}\noutput: o.h5\n"},
+      {"two_documents.yaml", "model: m.h5\nstages: [quantize: ]\noutput: o.h5\n---\nseed: 1\n"},
   };
   for (const auto& [name, text] : recipes) {
     write(root / "fuzz_recipe" / name, Bytes(text.begin(), text.end()));

@@ -1,5 +1,7 @@
 #include "cli.h"
 
+#include "mcompress/core/atomic_file.h"
+
 #include <ATen/Parallel.h>
 
 #include <dlfcn.h>
@@ -167,26 +169,8 @@ ArchSpec read_spec_file(const std::string& path) {
   }
 }
 
-void check_output_path(const std::string& out, bool force) {
-  namespace fs = std::filesystem;
-  const fs::path parent = fs::absolute(out).parent_path();
-  std::error_code ec;
-  const auto status = fs::status(parent, ec);
-  MCOMPRESS_CHECK(fs::exists(status), IoError, "output folder '", parent.string(),
-                  "' does not exist");
-  MCOMPRESS_CHECK(fs::is_directory(status), IoError, "output folder '", parent.string(),
-                  "' is not a folder");
-  MCOMPRESS_CHECK(force || !fs::exists(out), IoError, "output '", out,
-                  "' exists; pass --force to overwrite it");
-  // A real file, not access(2): that says yes to root for a 0555 folder and to pseudo file
-  // systems like /proc, where the save would then fail only after the whole run.
-  std::string probe = (parent / ".mcompress-probe-XXXXXX").string();
-  const int fd = ::mkstemp(probe.data());
-  const int error = errno;
-  MCOMPRESS_CHECK(fd >= 0, IoError, "output folder '", parent.string(),
-                  "' is not writable (creating a file in it fails: ", std::strerror(error), ")");
-  ::close(fd);
-  ::unlink(probe.c_str());
+void check_output_path(const std::string& out, bool force, const std::vector<std::string>& inputs) {
+  check_output_file(out, force, inputs);
 }
 
 std::string command_line(const std::string& command, const Args& args) {

@@ -72,8 +72,10 @@ void read_train_options(const po::variables_map& vm, TrainOptions& t);
 ArchSpec read_spec_file(const std::string& path);
 
 /// Fails before a long run rather than at the save: the output's folder must exist and take a
-/// new file, and an existing output needs --force.
-void check_output_path(const std::string& out, bool force);
+/// new file, an existing output must be a regular file and needs --force, and the output must
+/// not be any of `inputs` (compared as files). See mcompress::check_output_file.
+void check_output_path(const std::string& out, bool force,
+                       const std::vector<std::string>& inputs = {});
 
 /// "mcompress <command> <args...>", the provenance a saved model records.
 std::string command_line(const std::string& command, const Args& args);

@@ -41,10 +41,6 @@ int run_compress(const Args& args) {
   run.resume = vm["resume"].as<bool>();
   run.overwrite = vm["force"].as<bool>();
   run.log = root ? &std::cout : nullptr;
-  if (root) {
-    std::cout << "recipe " << recipe.source << ", seed " << recipe.seed << ", " << run.threads
-              << " thread(s)\n";
-  }
   const auto result = pipeline::run_recipe(recipe, run);
   if (!root) return 0;
   std::cout << "saved " << result.output << "\nreports:";

@@ -31,7 +31,7 @@ int run_convert(const Args& args) {
   const std::string in = vm["model"].as<std::string>();
   const std::string out = vm["out"].as<std::string>();
   const bool force = vm["force"].as<bool>();
-  check_output_path(out, force);
+  check_output_path(out, force, {in});
   const Model model = load_model(in);
   SaveOptions save;
   save.overwrite = force;

@@ -32,11 +32,6 @@ Model load_student(const std::string& student, uint64_t seed) {
   }
 }
 
-bool same_file(const std::string& a, const std::string& b) {
-  namespace fs = std::filesystem;
-  return fs::absolute(a).lexically_normal() == fs::absolute(b).lexically_normal();
-}
-
 double test_accuracy(const Model& model, const Dataset& test) {
   runtime::ExecutorOptions eo;
   eo.policy = runtime::KernelPolicy::kInt8;  // as the teacher ran: no timing-dependent choice
@@ -87,11 +82,9 @@ int run_distill(const Args& args) {
   const auto student_arg = vm["student"].as<std::string>();
   const auto out = vm["out"].as<std::string>();
   const bool force = vm["force"].as<bool>();
-  MCOMPRESS_CHECK(!same_file(teacher_path, out) && !same_file(student_arg, out), ConfigError,
-                  "--out must differ from the teacher and student files");
   // Every rank trains its share; only rank 0 checks the output, reports and writes.
   const bool root = apply_distributed(vm);
-  if (root) check_output_path(out, force);
+  if (root) check_output_path(out, force, {teacher_path, student_arg});
   const int threads = apply_threads(vm);
 
   Model student = load_student(student_arg, d.train.seed);
@@ -109,7 +102,7 @@ int run_distill(const Args& args) {
   const ArchSpec& spec = student.spec();
   check_dataset(all, spec.input_shape, spec.num_classes, "distillation training");
   check_dataset(test, spec.input_shape, spec.num_classes, "evaluation");
-  if (root) {
+  if (root && d.train.progress) {  // --quiet: a failed run prints its error line alone
     std::cerr << "distilling " << teacher.spec().name << " (" << teacher.spec().parameter_count()
               << " parameters) into " << student.spec().name << " ("
               << student.spec().parameter_count() << ") on " << train_data.size()

@@ -74,9 +74,7 @@ int run_export(const Args& args) {
   const ExportFormat& format = find_format(vm["format"].as<std::string>());
   const auto in = vm["model"].as<std::string>();
   const auto out = vm["out"].as<std::string>();
-  MCOMPRESS_CHECK(std::filesystem::absolute(in) != std::filesystem::absolute(out), ConfigError,
-                  "--out must differ from the input model '", in, "'");
-  check_output_path(out, vm["force"].as<bool>());
+  check_output_path(out, vm["force"].as<bool>(), {in});
 
   const Model model = load_model(in);
   format.write(model, out, vm["force"].as<bool>());

@@ -49,7 +49,10 @@ int run_import(const Args& args) {
       "std", po::value<std::string>(),
       "per-channel std the Python model expects its inputs normalised with (default: none)")(
       "name", po::value<std::string>()->default_value(""),
-      "architecture name (default: the file name)");
+      "architecture name (default: the file name)")(
+      "forward-timeout", po::value<double>()->default_value(10),
+      "seconds the module's forward may run in the import's check (a .pt file is code: it runs "
+      "in a separate process, its output discarded, killed after this)");
   // clang-format on
   po::positional_options_description positional;
   positional.add("model", 1);
@@ -65,11 +68,12 @@ int run_import(const Args& args) {
   MCOMPRESS_CHECK(io.mean.has_value() == io.std.has_value(), ConfigError,
                   "give --mean and --std together");
   io.name = vm["name"].as<std::string>();
+  io.forward_timeout = vm["forward-timeout"].as<double>();
+  MCOMPRESS_CHECK(io.forward_timeout > 0 && io.forward_timeout <= 3600, ConfigError,
+                  "--forward-timeout must be in (0, 3600] seconds, got ", io.forward_timeout);
   const auto in = vm["model"].as<std::string>();
   const auto out = vm["out"].as<std::string>();
-  MCOMPRESS_CHECK(std::filesystem::absolute(in) != std::filesystem::absolute(out), ConfigError,
-                  "--out must differ from the input model '", in, "'");
-  check_output_path(out, vm["force"].as<bool>());
+  check_output_path(out, vm["force"].as<bool>(), {in});
 
   const auto start = std::chrono::steady_clock::now();
   interop::TorchScriptImportReport report;

@@ -67,14 +67,6 @@ prune::PruneOptions options_from(const po::variables_map& vm) {
   return o;
 }
 
-// Fails before the fine-tuning rather than at the save.
-void check_output_path(const std::string& in, const std::string& out, bool force) {
-  namespace fs = std::filesystem;
-  MCOMPRESS_CHECK(fs::absolute(in) != fs::absolute(out), ConfigError,
-                  "--out must differ from the input model '", in, "'");
-  cli::check_output_path(out, force);
-}
-
 std::string describe(const prune::PruneOptions& o) {
   std::string s = to_string(o.method) + ", target " + format_fixed(o.target, 3);
   if (o.method == prune::PruneMethod::kMagnitude) s += ", " + to_string(o.scope) + " scope";
@@ -192,7 +184,7 @@ int run_prune(const Args& args) {
   const bool force = vm["force"].as<bool>();
   // Every rank fine-tunes its share; only rank 0 checks the output, reports and writes.
   const bool root = apply_distributed(vm);
-  if (root) check_output_path(in, out, force);
+  if (root) check_output_path(out, force, {in});
   const int threads = apply_threads(vm);
   const uint64_t seed = vm["seed"].as<uint64_t>();
 

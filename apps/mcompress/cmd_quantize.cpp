@@ -89,11 +89,9 @@ int run_quantize(const Args& args) {
   q.validate();
   const auto in = vm["model"].as<std::string>();
   const auto out = vm["out"].as<std::string>();
-  MCOMPRESS_CHECK(std::filesystem::absolute(in) != std::filesystem::absolute(out), ConfigError,
-                  "--out must differ from the input model '", in, "'");
   // Every rank calibrates or trains its share; only rank 0 checks the output, reports, writes.
   const bool root = apply_distributed(vm);
-  if (root) check_output_path(out, vm["force"].as<bool>());
+  if (root) check_output_path(out, vm["force"].as<bool>(), {in});
   runtime::ExecutorOptions deploy;
   deploy.batch_size = vm["deploy-batch"].as<int64_t>();
   const int threads = apply_threads(vm);

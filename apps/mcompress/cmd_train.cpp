@@ -53,7 +53,7 @@ int run_train(const Args& args) {
   const Dataset all = load_data(vm, Split::kTrain);
   check_dataset(all, spec.input_shape, spec.num_classes, "training");
   const auto [train_data, val] = split_train_val(all, vm["val-fraction"].as<double>(), t.seed);
-  if (root) {
+  if (root && t.progress) {  // --quiet: the only line of a failed run is its error
     std::cerr << "training " << spec.name << " (" << spec.parameter_count() << " parameters) on "
               << train_data.size() << " examples, validating on " << val.size() << "; " << threads
               << " threads, seed " << t.seed << std::endl;

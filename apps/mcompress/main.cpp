@@ -5,6 +5,7 @@
 #include <malloc.h>
 
 #include <iostream>
+#include <new>
 
 #include "cli.h"
 #include "mcompress/core/error.h"
@@ -20,10 +21,21 @@ void print_usage(std::ostream& out) {
 }
 
 int fail(const std::string& message, int code) {
-  // One line: the first line of the message (LibTorch errors carry a backtrace after it).
-  std::cerr << "mcompress: error: " << message.substr(0, message.find('\n')) << std::endl;
+  std::cerr << "mcompress: error: " << mcompress::printable(message) << std::endl;
   return code;
 }
+
+// An exception the library did not raise on purpose (LibTorch, the allocator, the standard
+// library) knows nothing of the files involved, so the line names the command that failed.
+int fail_foreign(const std::string& command, const mcompress::cli::Args& args,
+                 const std::string& what) {
+  std::string line = command;
+  for (const auto& a : args) line += " " + a;
+  return fail("'" + line + "' failed: " + what, 1);
+}
+
+// LibTorch errors carry a backtrace or "Exception raised from" after their first line.
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
 }  // namespace
 
@@ -56,9 +68,13 @@ int main(int argc, char** argv) {
     return fail(std::string(e.what()) + "; see 'mcompress " + name + " --help'", 2);
   } catch (const ConfigError& e) {
     return fail(e.what(), 2);
-  } catch (const c10::Error& e) {
-    return fail(e.what_without_backtrace(), 1);
-  } catch (const std::exception& e) {
+  } catch (const Error& e) {
     return fail(e.what(), 1);
+  } catch (const c10::Error& e) {
+    return fail_foreign(name, args, "LibTorch: " + first_line(e.what_without_backtrace()));
+  } catch (const std::bad_alloc&) {
+    return fail_foreign(name, args, "out of memory");
+  } catch (const std::exception& e) {
+    return fail_foreign(name, args, first_line(e.what()));
   }
 }

@@ -9,6 +9,8 @@
 #include <sstream>
 
 #include "mcompress/core/error.h"
+#include "mcompress/core/json_input.h"
+#include "mcompress/core/limits.h"
 
 namespace mcompress {
 namespace {
@@ -52,21 +54,28 @@ std::string where(size_t index, LayerType type) {
   return "layer " + std::to_string(index) + " (" + to_string(type) + ")";
 }
 
+// A size field: an integer in [0, kMaxSizeField] (0 means "infer" where a field allows it).
 int64_t get_int(const json& node, const std::string& field, const std::string& at) {
   MCOMPRESS_CHECK(node.is_number_integer(), ModelError, at, ": field '", field,
-                  "' must be an integer, got ", node.dump());
-  return node.get<int64_t>();
+                  "' must be an integer, got ", json_excerpt(node));
+  const int64_t v = node.is_number_unsigned() && node.get<uint64_t>() > uint64_t(kMaxSizeField)
+                        ? kMaxSizeField + 1
+                        : node.get<int64_t>();
+  MCOMPRESS_CHECK(v >= 0 && v <= kMaxSizeField, ModelError, at, ": field '", field,
+                  "' must be in [0, ", kMaxSizeField, "], got ", json_excerpt(node));
+  return v;
 }
 
 double get_number(const json& node, const std::string& field, const std::string& at) {
   MCOMPRESS_CHECK(node.is_number(), ModelError, at, ": field '", field, "' must be a number, got ",
-                  node.dump());
+                  json_excerpt(node));
   return node.get<double>();
 }
 
 LayerSpec layer_from_json(const json& node, size_t index) {
   const std::string at0 = "layer " + std::to_string(index);
-  MCOMPRESS_CHECK(node.is_object(), ModelError, at0, ": must be a JSON object, got ", node.dump());
+  MCOMPRESS_CHECK(node.is_object(), ModelError, at0, ": must be a JSON object, got ",
+                  json_excerpt(node));
   MCOMPRESS_CHECK(node.contains("type") && node["type"].is_string(), ModelError, at0,
                   ": missing string field 'type'");
   LayerSpec layer;
@@ -87,7 +96,7 @@ LayerSpec layer_from_json(const json& node, size_t index) {
     }
     if (key == "bias" || key == "projection") {
       MCOMPRESS_CHECK(value.is_boolean(), ModelError, at, ": field '", key,
-                      "' must be true or false, got ", value.dump());
+                      "' must be true or false, got ", json_excerpt(value));
       (key == "bias" ? layer.bias : layer.projection) = value.get<bool>();
     } else if (key == "eps") {
       layer.eps = get_number(value, key, at);
@@ -97,6 +106,9 @@ LayerSpec layer_from_json(const json& node, size_t index) {
       layer.p = get_number(value, key, at);
     } else {
       const int64_t v = get_int(value, key, at);
+      // 0 would silently mean "the default"; a spec that says 0 means something else.
+      MCOMPRESS_CHECK(key != "stride" || v != 0, ModelError, at,
+                      ": field 'stride' must be >= 1 (leave it out for the default), got 0");
       if (key == "in_features")
         layer.in_features = v;
       else if (key == "out_features")
@@ -251,11 +263,8 @@ Shape resolve_layer(LayerSpec& l, const Shape& in, size_t index) {
       require_rank(in, 3, at);
       require_positive(l.output_size, at, "output_size");
       return {in[0], l.output_size, l.output_size};
-    case LayerType::kFlatten: {
-      int64_t n = 1;
-      for (auto d : in) n *= d;
-      return {n};
-    }
+    case LayerType::kFlatten:
+      return {checked_elements(in, kMaxActivationElements, at)};
     case LayerType::kResidual: {
       require_rank(in, 3, at);
       infer_or_check(l.in_channels, in[0], at, "in_channels");
@@ -277,11 +286,13 @@ std::vector<Shape> resolve_all(ArchSpec& spec) {
                   "input_shape must be [features] or [channels, height, width], got ",
                   shape_to_string(spec.input_shape));
   for (auto d : spec.input_shape) {
-    MCOMPRESS_CHECK(d > 0, ModelError, "input_shape must be positive, got ",
-                    shape_to_string(spec.input_shape));
+    MCOMPRESS_CHECK(d > 0 && d <= kMaxSizeField, ModelError, "input_shape must be in [1, ",
+                    kMaxSizeField, "], got ", shape_to_string(spec.input_shape));
   }
-  MCOMPRESS_CHECK(spec.num_classes >= 2, ModelError, "num_classes must be >= 2, got ",
-                  spec.num_classes);
+  MCOMPRESS_CHECK(spec.num_classes >= 2 && spec.num_classes <= kMaxSizeField, ModelError,
+                  "num_classes must be in [2, ", kMaxSizeField, "], got ", spec.num_classes);
+  MCOMPRESS_CHECK(static_cast<int64_t>(spec.layers.size()) <= kMaxLayers, ModelError,
+                  "the spec has ", spec.layers.size(), " layers; the limit is ", kMaxLayers);
   const size_t channels = static_cast<size_t>(spec.input_shape[0]);
   for (const auto* field : {&spec.mean, &spec.std}) {
     const char* name = field == &spec.mean ? "mean" : "std";
@@ -300,6 +311,7 @@ std::vector<Shape> resolve_all(ArchSpec& spec) {
   Shape shape = spec.input_shape;
   for (size_t i = 0; i < spec.layers.size(); ++i) {
     shape = resolve_layer(spec.layers[i], shape, i);
+    checked_elements(shape, kMaxActivationElements, where(i, spec.layers[i].type) + ": output");
     shapes.push_back(shape);
   }
   MCOMPRESS_CHECK(shape.size() == 1 && shape[0] == spec.num_classes, ModelError,
@@ -340,9 +352,9 @@ std::string shape_to_string(const std::vector<int64_t>& shape) {
 ArchSpec ArchSpec::from_json_text(const std::string& text) {
   json doc;
   try {
-    doc = json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw ModelError(std::string("the spec is not valid JSON: ") + e.what());
+    doc = parse_json_input(text);
+  } catch (const FormatError& e) {
+    throw ModelError(std::string("the spec: ") + e.what());
   }
   MCOMPRESS_CHECK(doc.is_object(), ModelError, "the spec must be a JSON object");
   static const std::set<std::string> known = {"name", "input_shape", "num_classes",
@@ -390,6 +402,9 @@ std::vector<std::vector<int64_t>> ArchSpec::infer_shapes() const {
 ArchSpec ArchSpec::resolved() const {
   ArchSpec copy = *this;
   resolve_all(copy);
+  for (const auto& t : copy.tensors()) {
+    checked_elements(t.shape, kMaxTensorElements, "tensor '" + t.name + "'");
+  }
   return copy;
 }
 

@@ -1,6 +1,7 @@
 #include "mcompress/core/dataset.h"
 
 #include "gzip_reader.h"
+#include "hdf5_guard.h"
 #include "mcompress/core/error.h"
 
 #include <ATen/ATen.h>
@@ -44,6 +45,12 @@ std::string dims_string(const std::vector<uint64_t>& dims) {
   return out.str();
 }
 
+// A data file that decodes to more than this many times the bytes it stores (plus 64 MiB) is
+// refused before decoding: real image and label files compress 2-10x; a gzip or HDF5 bomb
+// reaches 1000x. Fashion-MNIST's training images are 1.8x.
+constexpr uint64_t kMaxDataRatio = 64;
+constexpr uint64_t kDataSlack = uint64_t{64} << 20;
+
 // ---- IDX ----------------------------------------------------------------------------------
 
 /// Reads an IDX header with the expected magic and returns its dimensions; rejects zero
@@ -77,10 +84,22 @@ std::vector<uint64_t> read_idx_header(detail::GzipReader& in, uint32_t expected_
   return dims;
 }
 
+// A gzip file cannot plausibly decode to more than kMaxDataRatio times its size: refused before
+// decoding a byte of it (a multi-member gzip of zeros decodes at ~1000:1).
+void check_plausible_size(detail::GzipReader& in, uint64_t total, const char* kind) {
+  if (!in.is_gzip()) return;  // a plain file's size is checked against the bytes present
+  std::error_code ec;
+  const uint64_t stored = fs::file_size(in.path(), ec);
+  MCOMPRESS_CHECK(ec || total <= stored * kMaxDataRatio + kDataSlack, FormatError, "load_idx: '",
+                  in.path(), "' declares ", total, " bytes of ", kind, " in a gzip file of ",
+                  stored, " bytes; more than ", kMaxDataRatio, "x compression is not plausible");
+}
+
 at::Tensor read_idx_images(const std::string& path) {
   detail::GzipReader in(path, "load_idx");
   uint64_t total = 0;
   const auto dims = read_idx_header(in, kIdxImagesMagic, "IDX images", &total);
+  check_plausible_size(in, total, "IDX images");
   auto buffer = in.read_buffer(total, "image data");
   in.expect_end("the image data");
   const std::vector<int64_t> shape{static_cast<int64_t>(dims[0]), 1, static_cast<int64_t>(dims[1]),
@@ -93,6 +112,7 @@ at::Tensor read_idx_labels(const std::string& path) {
   detail::GzipReader in(path, "load_idx");
   uint64_t total = 0;
   read_idx_header(in, kIdxLabelsMagic, "IDX labels", &total);
+  check_plausible_size(in, total, "IDX labels");
   auto buffer = in.read_buffer(total, "label data");
   in.expect_end("the label data");
   return at::from_blob(buffer.data(), {static_cast<int64_t>(total)}, at::kByte).to(at::kLong);
@@ -131,7 +151,11 @@ std::string h5_message(const H5::Exception& e) {
 }
 
 bool has_child(const H5::Group& group, const std::string& name, H5O_type_t type) {
-  return group.nameExists(name) && group.childObjType(name) == type;
+  if (!group.nameExists(name)) return false;
+  const std::string problem = hdf5_guard::link_problem(group.getId(), name.c_str());
+  MCOMPRESS_CHECK(problem.empty(), FormatError, kH5, ": '", group.getFileName(), "' object '", name,
+                  "' ", problem);
+  return group.childObjType(name) == type;
 }
 
 /// Opens `group`/`name` as a simple data space and returns its dimensions, checking the rank.
@@ -141,6 +165,10 @@ H5::DataSet open_h5_dataset(const H5::Group& group, const std::string& path,
   MCOMPRESS_CHECK(has_child(group, name, H5O_TYPE_DATASET), FormatError, kH5, ": '", path,
                   "' has no dataset '", full_name, "'");
   H5::DataSet ds = group.openDataSet(name);
+  std::string problem = hdf5_guard::storage_problem(ds.getId());
+  if (problem.empty()) problem = hdf5_guard::size_problem(ds.getId(), kMaxDataRatio);
+  MCOMPRESS_CHECK(problem.empty(), FormatError, kH5, ": '", path, "' dataset '", full_name, "' ",
+                  problem);
   const H5::DataSpace space = ds.getSpace();
   MCOMPRESS_CHECK(space.isSimple(), FormatError, kH5, ": '", path, "' dataset '", full_name,
                   "' is scalar or null; expected an array");
@@ -181,6 +209,13 @@ at::Tensor read_h5_x(const H5::Group& group, const std::string& path, const std:
     // HDF5 converts float64 (or any float) to float32 while reading.
     at::Tensor x = allocate(shape, at::kFloat, path, name);
     if (x.numel() > 0) ds.read(x.data_ptr(), H5::PredType::NATIVE_FLOAT);
+    const at::Tensor bad = x.isfinite().logical_not_().flatten().nonzero();
+    if (bad.numel() > 0) {
+      const int64_t at = bad[0].item<int64_t>();
+      const int64_t per_example = x.numel() / std::max<int64_t>(x.size(0), 1);
+      throw DataError(concat(kH5, ": '", path, "' dataset '", name, "' has a non-finite value (",
+                             x.flatten()[at].item<float>(), ") in example ", at / per_example));
+    }
     return x;
   }
   if (type_class == H5T_INTEGER) {

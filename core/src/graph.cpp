@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "mcompress/core/error.h"
+#include "mcompress/core/json_input.h"
 
 namespace mcompress {
 namespace {
@@ -23,34 +24,6 @@ std::string brief(const json& value) {
 
 [[noreturn]] void doc_error(const std::string& path, const std::string& message) {
   throw ModelError("graph document: " + path + ": " + message);
-}
-
-// Depth of the text's [ and { nesting, outside strings; stops at the first level too deep, so
-// it runs in constant memory whatever the input.
-void check_text_depth(const std::string& text) {
-  int64_t depth = 0;
-  bool in_string = false, escaped = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char ch = text[i];
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (ch == '\\') {
-        escaped = true;
-      } else if (ch == '"') {
-        in_string = false;
-      }
-    } else if (ch == '"') {
-      in_string = true;
-    } else if (ch == '[' || ch == '{') {
-      if (++depth > kGraphMaxDepth) {
-        throw ModelError("graph document: nested deeper than " + std::to_string(kGraphMaxDepth) +
-                         " levels (at byte " + std::to_string(i) + ")");
-      }
-    } else if ((ch == ']' || ch == '}') && depth > 0) {
-      --depth;  // a stray closer is the parser's error to report; it must not buy depth
-    }
-  }
 }
 
 // The same bound on a parsed document, without recursion.
@@ -499,12 +472,12 @@ Graph Graph::from_json_text(const std::string& text) {
   MCOMPRESS_CHECK(static_cast<int64_t>(text.size()) <= kGraphMaxDocumentBytes, ModelError,
                   "graph document: got ", text.size(), " bytes, expected at most ",
                   kGraphMaxDocumentBytes);
-  check_text_depth(text);
   json doc;
   try {
-    doc = json::parse(text);
-  } catch (const json::exception& e) {  // parse_error, and out_of_range for 1e400
-    throw ModelError(std::string("graph document: not valid JSON: ") + e.what());
+    doc = parse_json_input(text, JsonLimits{static_cast<size_t>(kGraphMaxDepth),
+                                            static_cast<size_t>(kGraphMaxDocumentBytes)});
+  } catch (const FormatError& e) {
+    throw ModelError(std::string("graph document: ") + e.what());
   }
   return from_json(doc);
 }

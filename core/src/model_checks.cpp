@@ -45,26 +45,8 @@ void check_codebook(const std::string& path, const std::string& name, const Quan
 // The checks shared by saving (ErrorT = ModelError: the model is inconsistent) and loading
 // (ErrorT = FormatError: the file is). `values` etc. are CPU tensors of any dtype here.
 template <typename ErrorT>
-void check_quantized(const std::string& path, const std::string& name, const QuantizedTensor& q,
-                     const std::vector<int64_t>& shape) {
-  const std::string enc = to_string(q.encoding);
-  MCOMPRESS_CHECK(q.encoding != Encoding::kFp32, ErrorT, path, ": tensor '", name,
-                  "' is listed as quantized with encoding fp32; list only fp16, bf16, int8 or "
-                  "codebook tensors (fp32 is the default)");
-  MCOMPRESS_CHECK(q.values.defined(), ErrorT, path, ": tensor '", name, "' (", enc,
-                  ") has no values");
-  MCOMPRESS_CHECK(q.values.scalar_type() == value_dtype(q.encoding), ErrorT, path, ": tensor '",
-                  name, "' (", enc, ") has values of dtype ", q.values.scalar_type(), ", expected ",
-                  packed::dtype_name(stored_dtype(q.encoding)));
-  MCOMPRESS_CHECK(q.values.sizes().vec() == shape, ErrorT, path, ": tensor '", name, "' (", enc,
-                  ") has values of shape ", shape_to_string(q.values.sizes().vec()), ", expected ",
-                  shape_to_string(shape), " from the architecture");
-  if (q.encoding == Encoding::kCodebook) {
-    check_codebook<ErrorT>(path, name, q);
-    return;
-  }
-  if (q.encoding != Encoding::kInt8) return;
-
+void check_int8_params(const std::string& path, const std::string& name, const QuantizedTensor& q,
+                       const std::vector<int64_t>& shape) {
   const int64_t rank = static_cast<int64_t>(shape.size());
   MCOMPRESS_CHECK(q.axis == -1 || (q.axis >= 0 && q.axis < rank), ErrorT, path, ": tensor '", name,
                   "' (int8) has axis ", q.axis, ", expected -1 (one scale for the tensor)",
@@ -99,6 +81,28 @@ void check_quantized(const std::string& path, const std::string& name, const Qua
 }
 
 template <typename ErrorT>
+void check_quantized(const std::string& path, const std::string& name, const QuantizedTensor& q,
+                     const std::vector<int64_t>& shape) {
+  const std::string enc = to_string(q.encoding);
+  MCOMPRESS_CHECK(q.encoding != Encoding::kFp32, ErrorT, path, ": tensor '", name,
+                  "' is listed as quantized with encoding fp32; list only fp16, bf16, int8 or "
+                  "codebook tensors (fp32 is the default)");
+  MCOMPRESS_CHECK(q.values.defined(), ErrorT, path, ": tensor '", name, "' (", enc,
+                  ") has no values");
+  MCOMPRESS_CHECK(q.values.scalar_type() == value_dtype(q.encoding), ErrorT, path, ": tensor '",
+                  name, "' (", enc, ") has values of dtype ", q.values.scalar_type(), ", expected ",
+                  packed::dtype_name(stored_dtype(q.encoding)));
+  MCOMPRESS_CHECK(q.values.sizes().vec() == shape, ErrorT, path, ": tensor '", name, "' (", enc,
+                  ") has values of shape ", shape_to_string(q.values.sizes().vec()), ", expected ",
+                  shape_to_string(shape), " from the architecture");
+  if (q.encoding == Encoding::kCodebook) {
+    check_codebook<ErrorT>(path, name, q);
+    return;
+  }
+  if (q.encoding == Encoding::kInt8) check_int8_params<ErrorT>(path, name, q, shape);
+}
+
+template <typename ErrorT>
 void check_quant_mode(const std::string& path, const std::string& mode) {
   MCOMPRESS_CHECK(std::find(kQuantModes.begin(), kQuantModes.end(), mode) != kQuantModes.end(),
                   ErrorT, path, ": unknown quant_mode '", mode,
@@ -121,6 +125,10 @@ template void check_quantized<ModelError>(const std::string&, const std::string&
                                           const QuantizedTensor&, const std::vector<int64_t>&);
 template void check_quantized<FormatError>(const std::string&, const std::string&,
                                            const QuantizedTensor&, const std::vector<int64_t>&);
+template void check_int8_params<ModelError>(const std::string&, const std::string&,
+                                            const QuantizedTensor&, const std::vector<int64_t>&);
+template void check_int8_params<FormatError>(const std::string&, const std::string&,
+                                             const QuantizedTensor&, const std::vector<int64_t>&);
 template void check_quant_mode<ModelError>(const std::string&, const std::string&);
 template void check_quant_mode<FormatError>(const std::string&, const std::string&);
 template void check_activation<ModelError>(const std::string&, const std::string&,

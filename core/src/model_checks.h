@@ -14,6 +14,11 @@ namespace mcompress::model_file {
 template <typename ErrorT>
 void check_quantized(const std::string& path, const std::string& name, const QuantizedTensor& q,
                      const std::vector<int64_t>& shape);
+// An int8 tensor's axis, scales (finite, > 0) and zero points (int8 range) for `shape`: what the
+// runtime divides and offsets by. Part of check_quantized; on its own for `inspect`.
+template <typename ErrorT>
+void check_int8_params(const std::string& path, const std::string& name, const QuantizedTensor& q,
+                       const std::vector<int64_t>& shape);
 template <typename ErrorT>
 void check_quant_mode(const std::string& path, const std::string& mode);
 template <typename ErrorT>

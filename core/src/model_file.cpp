@@ -30,6 +30,7 @@
 #include <utility>
 
 #include "hdf5_handle.h"
+#include "mcompress/core/atomic_file.h"
 #include "mcompress/core/error.h"
 #include "model_checks.h"
 #include "model_reader.h"
@@ -56,100 +57,43 @@ using model_file::StoredTensors;
 using model_file::write_groups_model;
 using model_file::write_packed_model;
 
-void fsync_path(const std::string& path, int flags) {
-  int fd = ::open(path.c_str(), flags);
-  if (fd < 0) return;  // durability is best effort for folders some file systems refuse
-  ::fsync(fd);
-  ::close(fd);
-}
-
-// Removes the temporary file unless the save got as far as renaming it.
-class TempFileGuard {
- public:
-  explicit TempFileGuard(std::string path) : path_(std::move(path)) {}
-  ~TempFileGuard() {
-    if (!path_.empty()) {
-      std::error_code ec;
-      fs::remove(path_, ec);
-    }
-  }
-  void release() { path_.clear(); }
-
- private:
-  std::string path_;
-};
-
-std::string temp_path_for(const std::string& path) {
-  static std::atomic<unsigned> counter{0};
-  return path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
-}
-
 }  // namespace
 
-void save_model(const Model& model, const std::string& path, const SaveOptions& options) {
-  QuietHdf5Errors quiet;
-  MCOMPRESS_CHECK(!path.empty(), IoError, "cannot save a model to an empty path");
-  const fs::path target(path);
-  const fs::path folder = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  std::error_code ec;
-  const auto folder_status = fs::status(folder, ec);
-  MCOMPRESS_CHECK(fs::exists(folder_status), IoError, path, ": cannot save, the folder '",
-                  folder.string(), "' does not exist");
-  MCOMPRESS_CHECK(fs::is_directory(folder_status), IoError, path, ": cannot save, '",
-                  folder.string(), "' is not a folder");
-  const auto target_status = fs::symlink_status(target, ec);
-  if (fs::exists(target_status)) {
-    MCOMPRESS_CHECK(!fs::is_directory(target_status), IoError, path,
-                    ": is a folder; cannot save a model there");
-    MCOMPRESS_CHECK(options.overwrite, IoError, path,
-                    ": file exists; pass --force to overwrite it");
-  }
-  check_quant_state(model, path);
-  check_masks(model, path);
+namespace {
 
-  const std::string temp = temp_path_for(path);
-  TempFileGuard guard(temp);
-  {
-    Handle fcpl = checked<IoError>(H5Pcreate(H5P_FILE_CREATE), H5Pclose, path,
-                                   "cannot create a property list");
-    // The root group is created with the file; keep its header free of timestamps too.
-    h5_check<IoError>(H5Pset_obj_track_times(fcpl, false), path, "cannot disable time tracking");
-    // HDF5's detail carries the errno text (e.g. "Permission denied" for a read-only folder).
-    Handle fapl = checked<IoError>(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, path,
-                                   "cannot create a property list");
-    // The 1.10 object formats (single-chunk index, compact groups) cut the metadata of a
-    // ResNet-8 file from ~200 KB to ~37 KB, which matters when reports compare file sizes.
-    // Pinning both bounds keeps the bytes the same when the HDF5 library is upgraded.
-    h5_check<IoError>(H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110), path,
-                      "cannot select the HDF5 1.10 file format");
-    // No 2 KiB aggregation blocks for metadata and small datasets: their unused tails were
-    // ~2 KB of a 38 KB pruned int8 mlp file. Each object gets exactly the space it needs.
-    h5_check<IoError>(H5Pset_meta_block_size(fapl, 0), path, "cannot set the metadata block size");
-    h5_check<IoError>(H5Pset_small_data_block_size(fapl, 0), path,
-                      "cannot set the small-data block size");
-    Handle file = checked<IoError>(
-        H5Fcreate(temp.c_str(), H5F_ACC_EXCL, fcpl, fapl), H5Fclose, path,
-        "cannot create the temporary file '" + temp + "'; is the folder writable?");
-    if (options.container == ModelContainer::kGroups) {
-      write_groups_model(file, model, path);
-    } else {
-      write_packed_model(file, model, path);
-    }
-    h5_check<IoError>(H5Fflush(file, H5F_SCOPE_GLOBAL), path, "cannot flush '" + temp + "'");
-    h5_check<IoError>(file.close(), path, "cannot close '" + temp + "'");
+// Writes `model` as the HDF5 file `file_name`, opened through `fapl` (the default driver or
+// the in-memory one), and leaves it flushed and open. `path` names the output in messages.
+Handle write_model_file(const Model& model, const std::string& file_name, hid_t fapl,
+                        const std::string& path, const SaveOptions& options) {
+  Handle fcpl =
+      checked<IoError>(H5Pcreate(H5P_FILE_CREATE), H5Pclose, path, "cannot create a property list");
+  // The root group is created with the file; keep its header free of timestamps too.
+  h5_check<IoError>(H5Pset_obj_track_times(fcpl, false), path, "cannot disable time tracking");
+  // The 1.10 object formats (single-chunk index, compact groups) cut the metadata of a
+  // ResNet-8 file from ~200 KB to ~37 KB, which matters when reports compare file sizes.
+  // Pinning both bounds keeps the bytes the same when the HDF5 library is upgraded.
+  h5_check<IoError>(H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110), path,
+                    "cannot select the HDF5 1.10 file format");
+  // No 2 KiB aggregation blocks for metadata and small datasets: their unused tails were
+  // ~2 KB of a 38 KB pruned int8 mlp file. Each object gets exactly the space it needs.
+  h5_check<IoError>(H5Pset_meta_block_size(fapl, 0), path, "cannot set the metadata block size");
+  h5_check<IoError>(H5Pset_small_data_block_size(fapl, 0), path,
+                    "cannot set the small-data block size");
+  // HDF5's detail carries the errno text (e.g. "Permission denied" for a read-only folder).
+  Handle file =
+      checked<IoError>(H5Fcreate(file_name.c_str(), H5F_ACC_TRUNC, fcpl, fapl), H5Fclose, path,
+                       "cannot create the file '" + file_name + "'; is the folder writable?");
+  if (options.container == ModelContainer::kGroups) {
+    write_groups_model(file, model, path);
+  } else {
+    write_packed_model(file, model, path);
   }
-  fsync_path(temp, O_RDONLY);
-  if (std::rename(temp.c_str(), path.c_str()) != 0) {
-    throw IoError(path + ": cannot rename the temporary file '" + temp +
-                  "' into place: " + std::strerror(errno));
-  }
-  guard.release();
-  fsync_path(folder.string(), O_RDONLY | O_DIRECTORY);  // makes the rename itself durable
+  h5_check<IoError>(H5Fflush(file, H5F_SCOPE_GLOBAL), path, "cannot flush '" + file_name + "'");
+  return file;
 }
 
-Model load_model(const std::string& path) {
-  QuietHdf5Errors quiet;
-  Reader reader(path);
+Model read_model(Reader& reader) {
+  const std::string& path = reader.path();
   ArchSpec spec = reader.arch();
 
   std::map<std::string, at::Tensor> tensors;
@@ -188,6 +132,56 @@ Model load_model(const std::string& path) {
   model.recipe = reader.recipe();
   model.seed = reader.seed();
   return model;
+}
+
+}  // namespace
+
+void save_model(const Model& model, const std::string& path, const SaveOptions& options) {
+  QuietHdf5Errors quiet;
+  MCOMPRESS_CHECK(!path.empty(), IoError, "cannot save a model to an empty path");
+  check_quant_state(model, path);
+  check_masks(model, path);
+  AtomicFile output(path, options.overwrite);
+  {
+    Handle fapl = checked<IoError>(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, path,
+                                   "cannot create a property list");
+    Handle file = write_model_file(model, output.temp_path(), fapl, path, options);
+    h5_check<IoError>(file.close(), path, "cannot close '" + output.temp_path() + "'");
+  }
+  output.commit();
+}
+
+std::string save_model_to_bytes(const Model& model, const SaveOptions& options) {
+  QuietHdf5Errors quiet;
+  const std::string name = "(model in memory)";
+  check_quant_state(model, name);
+  check_masks(model, name);
+  Handle fapl =
+      checked<IoError>(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, name, "cannot create a property list");
+  h5_check<IoError>(H5Pset_fapl_core(fapl, 1 << 20, /*backing_store=*/false), name,
+                    "cannot select HDF5's in-memory driver");
+  // The core driver keys open files by name: one per call, so concurrent saves never meet.
+  static std::atomic<uint64_t> counter{0};
+  const std::string file_name = "mcompress-image-" + std::to_string(counter++);
+  Handle file = write_model_file(model, file_name, fapl, name, options);
+  const ssize_t size = H5Fget_file_image(file, nullptr, 0);
+  MCOMPRESS_CHECK(size > 0, IoError, name, ": cannot size the file image");
+  std::string bytes(static_cast<size_t>(size), '\0');
+  MCOMPRESS_CHECK(H5Fget_file_image(file, bytes.data(), bytes.size()) == size, IoError, name,
+                  ": cannot copy the file image");
+  return bytes;
+}
+
+Model load_model(const std::string& path) {
+  QuietHdf5Errors quiet;
+  Reader reader(path);
+  return read_model(reader);
+}
+
+Model load_model_from_bytes(const std::string& bytes, const std::string& name) {
+  QuietHdf5Errors quiet;
+  Reader reader(name, bytes);
+  return read_model(reader);
 }
 
 ModelFileSummary inspect_model_file(const std::string& path) {

@@ -11,14 +11,18 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "hdf5_guard.h"
 #include "hdf5_handle.h"
 #include "mcompress/core/error.h"
+#include "mcompress/core/json_input.h"
+#include "mcompress/core/limits.h"
 #include "mcompress/core/model_file.h"
 #include "model_checks.h"
 
@@ -36,7 +40,36 @@ class Reader {
     MCOMPRESS_CHECK(!fs::is_directory(status), IoError, path,
                     ": is a directory, expected a model file");
     check_signature();
-    file_ = checked<FormatError>(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose, path,
+    file_bytes_ = static_cast<int64_t>(fs::file_size(path, ec));
+    open(H5P_DEFAULT);
+  }
+
+  // A model file's bytes in memory (HDF5's core driver over a file image; nothing touches the
+  // disk), named `name` in messages.
+  Reader(const std::string& name, const std::string& bytes) : path_(name) {
+    static const std::string kSignature("\x89HDF\r\n\x1a\n", 8);
+    MCOMPRESS_CHECK(bytes.compare(0, kSignature.size(), kSignature) == 0, FormatError, name,
+                    ": not an HDF5 file image (no HDF5 signature at its start)");
+    file_bytes_ = static_cast<int64_t>(bytes.size());
+    Handle fapl = checked<FormatError>(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, name,
+                                       "cannot create a property list");
+    h5_check<FormatError>(H5Pset_fapl_core(fapl, 1 << 16, /*backing_store=*/false), name,
+                          "cannot select HDF5's in-memory driver");
+    h5_check<FormatError>(H5Pset_file_image(fapl, const_cast<char*>(bytes.data()), bytes.size()),
+                          name, "cannot hand HDF5 the file image");
+    open(fapl);
+  }
+
+  const std::string& path() const { return path_; }
+  int format_version() const { return format_version_; }
+  hid_t root() const { return root_; }
+  int64_t file_bytes() const { return file_bytes_; }
+
+ private:
+  // Opens the file through `fapl` and checks its format name and version.
+  void open(hid_t fapl) {
+    const std::string& path = path_;
+    file_ = checked<FormatError>(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl), H5Fclose, path,
                                  "cannot open the HDF5 file; it is truncated or corrupt");
     root_ = checked<FormatError>(H5Gopen2(file_, "/", H5P_DEFAULT), H5Gclose, path,
                                  "cannot open the root group");
@@ -60,10 +93,7 @@ class Reader {
     if (format_version_ >= 3) read_manifest();
   }
 
-  const std::string& path() const { return path_; }
-  int format_version() const { return format_version_; }
-  hid_t root() const { return root_; }
-
+ public:
   std::string required_string(hid_t loc, const std::string& name, const std::string& where) {
     std::optional<std::string> value = string_attr(loc, name, where);
     MCOMPRESS_CHECK(value.has_value(), FormatError, path_, ": attribute '", name, "' of ", where,
@@ -74,11 +104,14 @@ class Reader {
   ArchSpec arch(std::string* json = nullptr) {
     std::string text = required_string(root_, "arch", "/");
     if (json != nullptr) *json = text;
+    ArchSpec spec;
     try {
-      return ArchSpec::from_json_text(text);
+      spec = ArchSpec::from_json_text(text);
     } catch (const ModelError& e) {
       throw ModelError(path_ + ": invalid architecture in attribute 'arch': " + e.what());
     }
+    check_plausible_size(spec);
+    return spec;
   }
 
   // Entries of /history: the lines of its dataset `entries` (version 2), or its attributes in
@@ -86,10 +119,12 @@ class Reader {
   std::vector<std::string> history() {
     std::vector<std::string> entries;
     if (!link_exists(root_, "history")) return entries;
-    if (format_version_ >= 3) return split_lines(read_bytes(root_, "history", "/history"));
+    if (format_version_ >= 3) {
+      return split_lines(read_bytes(root_, "history", "/history", kMaxHistoryBytes));
+    }
     Handle group = open_group(root_, "history", "/history");
     if (link_exists(group, "entries"))
-      return split_lines(read_bytes(group, "entries", "/history/entries"));
+      return split_lines(read_bytes(group, "entries", "/history/entries", kMaxHistoryBytes));
     std::vector<std::pair<uint64_t, std::string>> numbered;
     for (const std::string& name : attribute_names(group, "/history")) {
       if (name.empty() || name.size() > 18 ||
@@ -104,8 +139,9 @@ class Reader {
     return entries;
   }
 
-  // A one-dimensional dataset of bytes (JSON text, the blob), whole.
-  std::string read_bytes(hid_t loc, const std::string& name, const std::string& where) {
+  // A one-dimensional dataset of bytes (JSON text, the blob), whole, of at most `max_bytes`.
+  std::string read_bytes(hid_t loc, const std::string& name, const std::string& where,
+                         int64_t max_bytes = std::numeric_limits<int64_t>::max()) {
     Handle dataset = open_dataset(loc, name, where);
     const std::vector<int64_t> shape = dataset_shape(dataset, where);
     Handle type = checked<FormatError>(H5Dget_type(dataset), H5Tclose, path_,
@@ -113,6 +149,8 @@ class Reader {
     MCOMPRESS_CHECK(
         shape.size() == 1 && H5Tget_class(type) == H5T_INTEGER && H5Tget_size(type) == 1,
         FormatError, path_, ": ", where, " must be a one-dimensional dataset of bytes");
+    MCOMPRESS_CHECK(shape[0] <= max_bytes, FormatError, path_, ": ", where, " holds ", shape[0],
+                    " bytes; the limit is ", max_bytes);
     std::string bytes(static_cast<size_t>(shape[0]), '\0');
     if (!bytes.empty() &&
         H5Dread(dataset, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()) < 0) {
@@ -170,7 +208,19 @@ class Reader {
     return exists > 0;
   }
 
+  // What kind of object `name` in `loc` is, following only hard links: a model file is the
+  // only file read, so soft, external and user-defined links are refused (hdf5_guard.h).
+  H5O_type_t object_type(hid_t loc, const std::string& name, const std::string& where) {
+    const std::string problem = hdf5_guard::link_problem(loc, name.c_str());
+    MCOMPRESS_CHECK(problem.empty(), FormatError, path_, ": ", where, " ", problem);
+    H5O_info_t info;
+    h5_check<FormatError>(H5Oget_info_by_name(loc, name.c_str(), &info, H5P_DEFAULT), path_,
+                          "cannot look up " + where);
+    return info.type;
+  }
+
   Handle open_group(hid_t loc, const std::string& name, const std::string& where) {
+    object_type(loc, name, where);
     H5O_info_t info;
     h5_check<FormatError>(H5Oget_info_by_name(loc, name.c_str(), &info, H5P_DEFAULT), path_,
                           "cannot look up " + where);
@@ -182,13 +232,15 @@ class Reader {
 
   Handle open_dataset(hid_t loc, const std::string& name, const std::string& where) {
     MCOMPRESS_CHECK(link_exists(loc, name), FormatError, path_, ": ", where, " is missing");
-    H5O_info_t info;
-    h5_check<FormatError>(H5Oget_info_by_name(loc, name.c_str(), &info, H5P_DEFAULT), path_,
-                          "cannot look up " + where);
-    MCOMPRESS_CHECK(info.type == H5O_TYPE_DATASET, FormatError, path_, ": ", where,
-                    " is not a dataset");
-    return checked<FormatError>(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), H5Dclose, path_,
-                                "cannot open " + where);
+    MCOMPRESS_CHECK(object_type(loc, name, where) == H5O_TYPE_DATASET, FormatError, path_, ": ",
+                    where, " is not a dataset");
+    Handle dataset = checked<FormatError>(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), H5Dclose, path_,
+                                          "cannot open " + where);
+    // Before anything is allocated for it: its bytes are in this file, and there are enough.
+    std::string problem = hdf5_guard::storage_problem(dataset);
+    if (problem.empty()) problem = hdf5_guard::size_problem(dataset);
+    MCOMPRESS_CHECK(problem.empty(), FormatError, path_, ": ", where, " ", problem);
+    return dataset;
   }
 
   // A string attribute (variable- or fixed-length, scalar or one element); nullopt if absent.
@@ -350,6 +402,22 @@ class Reader {
   }
 
  private:
+  // The tensors an architecture declares, decoded, must be plausible for the file's size: a
+  // few KB of file cannot hold a gigabyte of weights, however sparse or finely coded (a 97%
+  // sparse 2-bit codebook model decodes to ~130x its file; the limit is kMaxModelExpansion).
+  void check_plausible_size(const ArchSpec& spec) const {
+    const int64_t file_bytes = file_bytes_;
+    int64_t decoded = 0;
+    for (const TensorInfo& t : spec.tensors()) {
+      decoded += checked_elements(t.shape, kMaxTensorElements, "tensor '" + t.name + "'") *
+                 static_cast<int64_t>(sizeof(float));
+    }
+    const int64_t limit = file_bytes * kMaxModelExpansion + kModelSizeSlack;
+    MCOMPRESS_CHECK(decoded <= limit, FormatError, path_, ": the architecture declares ", decoded,
+                    " bytes of fp32 tensors, but the file has ", file_bytes, " bytes; more than ",
+                    kMaxModelExpansion, "x is not plausible");
+  }
+
   // /manifest (docs/format.md §9.2): a JSON object with a "tensors" array of objects, each
   // with a unique string "name".
   void read_manifest() {
@@ -357,8 +425,12 @@ class Reader {
                     ": the dataset /manifest is missing (format v", format_version_,
                     " keeps its tensors in /manifest and /blob)");
     const std::string text = read_bytes(root_, "manifest", "/manifest");
-    nlohmann::json manifest = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-    MCOMPRESS_CHECK(!manifest.is_discarded(), FormatError, path_, ": /manifest is not valid JSON");
+    nlohmann::json manifest;
+    try {
+      manifest = parse_json_input(text);
+    } catch (const FormatError& e) {
+      throw FormatError(path_ + ": /manifest is not valid JSON (" + e.what() + ")");
+    }
     MCOMPRESS_CHECK(
         manifest.is_object() && manifest.contains("tensors") && manifest["tensors"].is_array(),
         FormatError, path_, ": /manifest must be a JSON object with a 'tensors' array");
@@ -463,6 +535,7 @@ class Reader {
   Handle file_;
   Handle root_;
   int format_version_ = 0;
+  int64_t file_bytes_ = 0;
   std::vector<std::string> manifest_order_;
   std::map<std::string, nlohmann::json> manifest_tensors_;
   nlohmann::json activations_;

@@ -18,6 +18,32 @@ std::string yaml_line_of(const YAML::Node& node) {
 
 namespace {
 
+// Counts `node` and everything under it into `budget`; stops as soon as the budget is spent.
+void count_nodes(const YAML::Node& node, int depth, int64_t& budget, const std::string& source) {
+  MCOMPRESS_CHECK(depth < kMaxYamlDepth, ConfigError, source, yaml_line_of(node),
+                  ": YAML nested deeper than ", kMaxYamlDepth, " levels");
+  MCOMPRESS_CHECK(--budget >= 0, ConfigError, source, ": the YAML expands to more than ",
+                  kMaxYamlNodes, " nodes (aliases counted as what they stand for)");
+  if (!node.IsSequence() && !node.IsMap()) return;
+  for (const auto& item : node) {
+    if (node.IsMap()) {
+      count_nodes(item.first, depth + 1, budget, source);
+      count_nodes(item.second, depth + 1, budget, source);
+    } else {
+      count_nodes(item, depth + 1, budget, source);
+    }
+  }
+}
+
+}  // namespace
+
+void check_yaml_size(const YAML::Node& root, const std::string& source) {
+  int64_t budget = kMaxYamlNodes;
+  count_nodes(root, 0, budget, source);
+}
+
+namespace {
+
 // A mapping key as text. yaml-cpp's as<std::string>() throws its own untyped BadConversion for
 // a key that is itself a list or mapping (`{[a]: 1}`, issue 7 fuzzing); say so instead.
 std::string key_text(const YAML::Node& key, const std::string& path) {

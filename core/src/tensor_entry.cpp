@@ -33,10 +33,9 @@ class GroupEntry : public TensorEntry {
   std::vector<std::string> arrays() override {
     std::vector<std::string> out;
     for (const std::string& member : reader_.member_names(group_, where_)) {
-      H5O_info_t info;
-      h5_check<FormatError>(H5Oget_info_by_name(group_, member.c_str(), &info, H5P_DEFAULT), path(),
-                            "cannot look up " + where_ + "/" + member);
-      if (info.type == H5O_TYPE_DATASET) out.push_back(member);
+      if (reader_.object_type(group_, member, where_ + "/" + member) == H5O_TYPE_DATASET) {
+        out.push_back(member);
+      }
     }
     return out;
   }

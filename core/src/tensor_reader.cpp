@@ -401,8 +401,10 @@ StoredTensorInfo inspect_tensor(StoredTensors& stored, const std::string& name) 
   if (!entry->has("values")) return out;
   std::vector<float> data(static_cast<size_t>(product(entry->info("values").shape)));
   if (!data.empty()) entry->read("values", packed::Dtype::kFloat32, data.data());  // as float
-  // Inspection is lenient: with a zero_point that does not fit the tensor, codes are compared
-  // with 0.
+  // The parameters the runtime would divide and offset by are checked as on load.
+  if (out.encoding == "int8") {
+    check_int8_params<FormatError>(entry->path(), name, read_int8_params(*entry), out.shape);
+  }
   std::vector<float> zero(1, 0.0f);
   int64_t inner = 1;  // elements per step of the channel axis
   if (out.encoding == "int8" && entry->has("zero_point")) {

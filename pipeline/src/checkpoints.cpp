@@ -23,24 +23,6 @@ std::string checkpoint_name(size_t index, const std::string& stage) {
   return prefix + stage + ".h5";
 }
 
-// A temporary file that an interrupted run (SIGKILL, power loss) left next to one of the files
-// it writes: save_model's "<name>.tmp-<pid>-<n>" whose process is gone, or
-// write_file_atomically's ".<name>.tmp-XXXXXX" (docs/format.md: safe to delete). The run owns
-// these names: two runs with the same output cannot share a checkpoint folder either.
-bool is_stale_temp(const std::string& entry, const std::string& target) {
-  const std::string dotted = "." + target + ".tmp-";
-  if (entry.size() > dotted.size() && entry.compare(0, dotted.size(), dotted) == 0) return true;
-  const std::string plain = target + ".tmp-";
-  if (entry.size() <= plain.size() || entry.compare(0, plain.size(), plain) != 0) return false;
-  const std::string rest = entry.substr(plain.size());
-  const size_t dash = rest.find('-');
-  if (dash == 0 || dash == std::string::npos) return false;
-  const std::string pid = rest.substr(0, dash);
-  if (pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos) return false;
-  if (rest.find_first_not_of("0123456789", dash + 1) != std::string::npos) return false;
-  return ::kill(static_cast<pid_t>(std::stol(pid)), 0) != 0 && errno == ESRCH;
-}
-
 }  // namespace
 
 // Removes the stale temporary files of `targets` (paths this run writes); never throws.
@@ -56,7 +38,8 @@ void remove_stale_temps(const std::vector<fs::path>& targets, std::ostream* log)
     for (; !ec && it != end; it.increment(ec)) {
       const std::string entry = it->path().filename().string();
       for (const auto& name : names) {
-        if (!is_stale_temp(entry, name)) continue;
+        // Left by an interrupted run (SIGKILL, power loss): its writer is gone (atomic_file.h).
+        if (!is_stale_temp_of(entry, name)) continue;
         std::error_code removed;
         if (fs::remove(it->path(), removed) && log != nullptr) {
           *log << "removed " << it->path().string() << ", left by an interrupted run\n";

@@ -25,6 +25,7 @@ void apply_set(YAML::Node& root, const std::string& assignment) {
   } catch (const YAML::Exception& e) {
     throw ConfigError("--set '" + assignment + "': the value is not YAML: " + e.msg);
   }
+  check_yaml_size(value, "--set '" + assignment + "'");
   // A scalar made in code has no position, so messages about it say "(--set)", not a line of
   // the recipe it never was in.
   if (value.IsScalar()) value = YAML::Node(value.Scalar());
@@ -205,10 +206,14 @@ Recipe parse_recipe_unchecked(const std::string& text, const StageRegistry& regi
                               const std::vector<std::string>& sets, const std::string& source) {
   YAML::Node root;
   try {
-    root = YAML::Load(text);
+    const std::vector<YAML::Node> documents = YAML::LoadAll(text);
+    MCOMPRESS_CHECK(documents.size() <= 1, ConfigError, source, ": has ", documents.size(),
+                    " YAML documents; a recipe is one");
+    if (!documents.empty()) root = documents.front();
   } catch (const YAML::Exception& e) {
     throw ConfigError(source + ": line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
   }
+  check_yaml_size(root, source);
   MCOMPRESS_CHECK(root.IsMap(), ConfigError, source,
                   ": a recipe is a YAML mapping with model, data, stages and output");
   for (const auto& s : sets) apply_set(root, s);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "checkpoints.h"
+#include "mcompress/core/atomic_file.h"
 #include "mcompress/core/dataset.h"
 #include "mcompress/core/distributed.h"
 #include "mcompress/core/error.h"
@@ -108,31 +109,17 @@ std::string text_from_rank0(const std::string& text, const std::string& what,
                      static_cast<size_t>(bytes.numel()));
 }
 
-// Data parallel: rank 0's model on every rank, sent as its model file's bytes, so that input
-// models, caches and checkpoints need to exist only on rank 0's machine. The other ranks load
-// the bytes from a private temporary file that they delete at once.
+// Data parallel: rank 0's model on every rank, sent as its model file's bytes (built and read
+// in memory), so that input models, caches and checkpoints need to exist only on rank 0's
+// machine.
 Model model_from_rank0(std::optional<Model> on_root, const std::string& what) {
   Distributed& dist = distributed();
-  const fs::path tmp = fs::temp_directory_path() / ("mcompress-rank" + std::to_string(dist.rank()) +
-                                                    "-" + std::to_string(::getpid()) + ".h5");
+  if (!dist.active()) return std::move(*on_root);
   std::string bytes;
-  if (dist.is_root()) {
-    save_model(*on_root, tmp.string(), overwriting());
-    std::ifstream in(tmp, std::ios::binary);
-    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    fs::remove(tmp);
-  }
+  if (dist.is_root()) bytes = save_model_to_bytes(*on_root);
   bytes = text_from_rank0(bytes, what);
   if (dist.is_root()) return std::move(*on_root);
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    MCOMPRESS_CHECK(out.good(), IoError, "rank ", dist.rank(), ": cannot write '", tmp.string(),
-                    "' (rank 0's ", what, ")");
-  }
-  Model model = load_model(tmp.string());
-  fs::remove(tmp);
-  return model;
+  return load_model_from_bytes(bytes, "rank 0's " + what);
 }
 
 Model start_model(const Recipe& recipe, const RunData& data, const RunOptions& o,
@@ -199,15 +186,9 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& o) {
   // writes checkpoints, the output and the reports, measures, and decides the guards.
   Distributed& dist = distributed();
   const bool root = dist.is_root();
-  // Fail before hours of work on what can be known now: the output and its folder.
-  const fs::path out(recipe.output);
-  const fs::path out_dir = out.has_parent_path() ? out.parent_path() : fs::path(".");
-  if (root) {
-    MCOMPRESS_CHECK(fs::is_directory(out_dir), IoError, "output: folder '", out_dir.string(),
-                    "' does not exist");
-    MCOMPRESS_CHECK(o.overwrite || o.resume || !fs::exists(out), IoError, recipe.output,
-                    ": file exists; pass --force to overwrite it");
-  }
+  // Fail before hours of work on what can be known now: the output, its folder, and that it
+  // is not the input model under another name.
+  if (root) check_output_file(recipe.output, o.overwrite || o.resume, {recipe.model.path});
 
   const RunData data = load_run_data(recipe.data, recipe.seed);
   Checkpoints ckpt(recipe);
@@ -234,10 +215,11 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& o) {
              << " stages (" << ckpt.dir().string() << ")\n";
     }
   } else {
-    if (root) ckpt.start_fresh();
     StageReport report;
     double seconds = 0;
     current.emplace(start_model(recipe, data, o, report, seconds));
+    // Only now: a start model that cannot be read leaves no checkpoint folder behind.
+    if (root) ckpt.start_fresh();
     Model& model = *current;
     model.recipe = recipe.text;
     model.seed = recipe.seed;
@@ -270,6 +252,9 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& o) {
   }
 
   if (o.log) {
+    // Printed once the work has started, so a recipe that fails on its inputs prints one line.
+    *o.log << "recipe " << recipe.source << ", seed " << recipe.seed << ", " << o.threads
+           << " thread(s)\n";
     log_header(*o.log);
     for (const auto& r : rows) log_row(*o.log, r, rows.front());
   }

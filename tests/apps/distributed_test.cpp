@@ -111,6 +111,13 @@ class DistributedTest : public ::testing::Test {
             "--out",
             out};
   }
+  // train_args without --quiet: rank 0 then prints its "training ..." header once the group
+  // stands (--quiet prints nothing before the result, so that a failed run prints one line).
+  std::vector<std::string> announced_train_args(const std::string& out, int epochs) const {
+    std::vector<std::string> args = train_args(out, epochs);
+    args.erase(std::remove(args.begin(), args.end(), "--quiet"), args.end());
+    return args;
+  }
   static std::vector<std::string> rank_args(std::vector<std::string> args, int rank, int port,
                                             int timeout_s) {
     for (const std::string& a :
@@ -262,8 +269,8 @@ TEST_F(DistributedTest, AKilledRankMakesTheOtherFailWithinTheTimeout) {
     const std::string out = dir_.file("killed" + std::to_string(victim) + ".h5");
     const int port = free_port();
     const std::string log0 = dir_.file("k0.log"), log1 = dir_.file("k1.log");
-    const pid_t pids[2] = {spawn_cli(rank_args(train_args(out, 200), 0, port, 5), log0),
-                           spawn_cli(rank_args(train_args(out, 200), 1, port, 5), log1)};
+    const pid_t pids[2] = {spawn_cli(rank_args(announced_train_args(out, 200), 0, port, 5), log0),
+                           spawn_cli(rank_args(announced_train_args(out, 200), 1, port, 5), log1)};
     ASSERT_GT(pids[0], 0);
     ASSERT_GT(pids[1], 0);
     // Rank 0 prints "training ..." once the group stands; then let a few steps run.
@@ -291,8 +298,8 @@ TEST_F(DistributedTest, AHungRankMakesTheOtherFailAtTheTimeout) {
   const std::string out = dir_.file("hung.h5");
   const int port = free_port();
   const std::string log0 = dir_.file("h0.log"), log1 = dir_.file("h1.log");
-  const pid_t r0 = spawn_cli(rank_args(train_args(out, 200), 0, port, 2), log0);
-  const pid_t r1 = spawn_cli(rank_args(train_args(out, 200), 1, port, 2), log1);
+  const pid_t r0 = spawn_cli(rank_args(announced_train_args(out, 200), 0, port, 2), log0);
+  const pid_t r1 = spawn_cli(rank_args(announced_train_args(out, 200), 1, port, 2), log1);
   ASSERT_TRUE(wait_for_text(log0, "training mlp-small", seconds(30))) << read_bytes(log0);
   std::this_thread::sleep_for(milliseconds(300));
   ::kill(r1, SIGSTOP);

@@ -137,16 +137,17 @@ TEST(KillResumeTest, SigkillDuringAStageLosesNothingAndResumeFinishes) {
   }
 
   // What a kill inside a save would leave, planted so the test does not depend on the
-  // kill's timing: temporary files of the dead process (its pid in save_model's names,
-  // random suffixes in write_file_atomically's). A temporary file of a live process (this
+  // kill's timing: temporary files of the dead process (AtomicFile's one scheme,
+  // ".<name>.tmp-<pid>-<6 random characters>"). A temporary file of a live process (this
   // test's pid) must be left alone.
   const std::string dead = std::to_string(pid);
-  const std::vector<std::string> stale = {(ckpt / ("02-distill.h5.tmp-" + dead + "-0")).string(),
-                                          (ckpt / ".state.json.tmp-Ab3xYz").string(),
-                                          dir.file("out.h5.tmp-" + dead + "-1"),
-                                          dir.file(".out.report.md.tmp-Qw9eRt")};
+  const std::vector<std::string> stale = {
+      (ckpt / (".02-distill.h5.tmp-" + dead + "-a1B2c3")).string(),
+      (ckpt / (".state.json.tmp-" + dead + "-Ab3xYz")).string(),
+      dir.file(".out.h5.tmp-" + dead + "-q9W8e7"),
+      dir.file(".out.report.md.tmp-" + dead + "-Qw9eRt")};
   for (const auto& f : stale) write_bytes(f, "half a file");
-  const std::string live = dir.file("out.h5.tmp-" + std::to_string(::getpid()) + "-0");
+  const std::string live = dir.file(".out.h5.tmp-" + std::to_string(::getpid()) + "-LiVe00");
   write_bytes(live, "another process's save");
 
   const std::string second_log = dir.file("second.log");

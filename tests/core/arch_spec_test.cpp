@@ -73,9 +73,10 @@ TEST(ArchSpecErrorTest, UnknownFieldNamesLayerAndField) {
 }
 
 TEST(ArchSpecErrorTest, BadValues) {
-  ASSERT_THROWS_WITH(ArchSpec::from_json_text(spec_with_layers(
-                         R"({"type":"flatten"},{"type":"linear","out_features":-3})")),
-                     ModelError, "layer 1 (linear): out_features must be > 0, got -3");
+  ASSERT_THROWS_WITH(
+      ArchSpec::from_json_text(
+          spec_with_layers(R"({"type":"flatten"},{"type":"linear","out_features":-3})")),
+      ModelError, "layer 1 (linear): field 'out_features' must be in [0, 1048576], got -3");
   ASSERT_THROWS_WITH(
       ArchSpec::from_json_text(spec_with_layers(
           R"({"type":"flatten"},{"type":"dropout","p":1.5},{"type":"linear","out_features":10})")),

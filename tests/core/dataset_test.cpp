@@ -212,8 +212,10 @@ TEST(IdxTest, ZeroAndAbsurdHeaderDims) {
   const std::string huge = idx_bytes(0x803, {0xfffffff0u, 256, 1024}, {1, 2, 3});
   write_bytes(images, huge);
   ASSERT_THROWS_WITH(load_idx(images, files.labels), FormatError, "is truncated");
+  // Gzipped, it is refused before decoding: no gzip file holds 2^50 bytes in 39.
   write_gzip(images, huge);
-  ASSERT_THROWS_WITH(load_idx(images, files.labels), FormatError, "is truncated");
+  ASSERT_THROWS_WITH(load_idx(images, files.labels), FormatError,
+                     "more than 64x compression is not plausible");
 }
 
 TEST(IdxTest, TrailingBytes) {

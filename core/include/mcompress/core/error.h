@@ -11,8 +11,18 @@ namespace mcompress {
 /// Base of every error the library throws on purpose.
 class Error : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  /// Stores printable(message): names taken from files reach a terminal as text, never as
+  /// control sequences, and one hostile name cannot make a multi-megabyte error line.
+  explicit Error(const std::string& message);
 };
+
+/// `text` made safe for one line of a terminal: control characters (C0, DEL, C1), NUL and bytes
+/// that are not valid UTF-8 become \xNN; longer than kMaxErrorChars, the middle is cut and the
+/// number of cut bytes said. Idempotent, so wrapping an error's message again changes nothing.
+std::string printable(const std::string& text);
+
+/// The longest error message printed whole (bytes of printable text).
+inline constexpr size_t kMaxErrorChars = 2000;
 
 /// A bad option, recipe value or command-line argument (CLI exit code 2).
 class ConfigError : public Error {

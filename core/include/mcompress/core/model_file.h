@@ -42,6 +42,13 @@ void save_model(const Model& model, const std::string& path, const SaveOptions& 
 /// Model::masks: their non-zero pattern. The file is opened read-only.
 Model load_model(const std::string& path);
 
+/// The bytes save_model would write, built in memory (HDF5's core driver; no file is created):
+/// for sending a model between processes, or keeping it in a database.
+std::string save_model_to_bytes(const Model& model, const SaveOptions& options = {});
+
+/// load_model of a model file's bytes held in memory; `name` stands for the file in messages.
+Model load_model_from_bytes(const std::string& bytes, const std::string& name = "(model bytes)");
+
 /// What `mcompress inspect` shows for one stored tensor.
 struct StoredTensorInfo {
   std::string name;

@@ -62,6 +62,13 @@ class Stage {
 /// text, " (--set)" for one an override made.
 std::string yaml_line_of(const YAML::Node& node);
 
+/// Refuses (ConfigError naming `source`) a YAML document that expands, aliases followed, to more
+/// than kMaxYamlNodes nodes or kMaxYamlDepth levels: a few hundred bytes of nested aliases
+/// (the "billion laughs") would otherwise expand to gigabytes when options are read or printed.
+void check_yaml_size(const YAML::Node& root, const std::string& source);
+inline constexpr int64_t kMaxYamlNodes = 100000;
+inline constexpr int kMaxYamlDepth = 64;
+
 /// One option of a stage: its name, default (YAML text, "" for none) and a one-line help that
 /// states the accepted values. `mcompress stages` prints these; StageOptions accepts only them.
 struct OptionDoc {

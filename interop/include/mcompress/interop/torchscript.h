@@ -28,6 +28,9 @@ struct TorchScriptImportOptions {
   std::string name;
   /// Seed of the random input of the forward check.
   uint64_t seed = 0;
+  /// Seconds the module's forward may take in the check (it runs in a child process, killed
+  /// after this; a .pt file is code).
+  double forward_timeout = 10;
 };
 
 /// What the import found, for the CLI and the model's history.
