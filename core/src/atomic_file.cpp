@@ -50,9 +50,9 @@ const char* kind_of(const fs::file_status& status) {
 // IoError for a dangling or looping link: it would be replaced by a file, not followed.
 fs::path resolve_target(const std::string& path) {
   std::error_code ec;
-  const fs::path p(path);
+  fs::path p(path);
   if (!fs::is_symlink(fs::symlink_status(p, ec))) return p;
-  const fs::path resolved = fs::weakly_canonical(p, ec);
+  fs::path resolved = fs::weakly_canonical(p, ec);
   MCOMPRESS_CHECK(!ec, IoError, "output '", path,
                   "' is a symbolic link that cannot be resolved: ", ec.message());
   MCOMPRESS_CHECK(fs::exists(fs::status(resolved, ec)), IoError, "output '", path,

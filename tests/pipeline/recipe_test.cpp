@@ -206,6 +206,20 @@ TEST(RecipeTest, NonScalarKeysAndHugeSetIndicesAreConfigErrors) {
                      ConfigError, "index [99999999999999999999] is out of range");
 }
 
+// Found by fuzz_recipe (fuzz/regressions/fuzz_recipe/stray-comma-endless-documents.yaml): with a
+// stray ',' before the first key, yaml-cpp's LoadAll returns documents for ever (24 GB, then
+// killed). A recipe is one document; counting stops at the second.
+TEST(RecipeTest, MoreThanOneDocumentIsRefusedWithoutReadingThemAll) {
+  const auto& reg = pipeline::default_registry();
+  ASSERT_THROWS_WITH(
+      pipeline::parse_recipe(",odel: m.h5\nstages: [prune: ]\noutput: o.h5\n", reg, {}, "r.yaml"),
+      ConfigError, "r.yaml: holds more than one YAML document");
+  ASSERT_THROWS_WITH(pipeline::parse_recipe("model: m.h5\nstages: [prune: ]\noutput: o.h5\n---\n"
+                                            "seed: 1\n",
+                                            reg, {}, "r.yaml"),
+                     ConfigError, "r.yaml: holds more than one YAML document");
+}
+
 TEST(RecipeTest, StageOrderIsCheckedBeforeAnythingRuns) {
   const auto r = pipeline::parse_recipe(
       "model: m.h5\nstages:\n  - quantize: {mode: fp16}\n  - quantize: {mode: "
