@@ -2,6 +2,8 @@
 #include <torch/torch.h>
 
 #include <cctype>
+#include <chrono>
+#include <iostream>
 #include <map>
 #include <set>
 #include <string>
@@ -13,6 +15,7 @@
 #include "mcompress/core/model.h"
 #include "mcompress/core/network.h"
 #include "mcompress/core/zoo.h"
+#include "mcompress/core/zoo_graphs.h"
 #include "test_support.h"
 
 namespace mcompress {
@@ -359,6 +362,122 @@ TEST(GraphNetworkOpTest, NestedParameterNamesAndRenames) {
   EXPECT_FALSE(names.count("0.weight"));
   g.nodes[0].params = {{"weight", "stem..weight"}};
   ASSERT_THROWS_WITH(GraphNetwork{g}, ModelError, "node '0'");
+}
+
+// ---- the graph zoo --------------------------------------------------------------------------
+
+TEST(GraphZooTest, TorchvisionTensorNames) {
+  ASSERT_THROWS_WITH(zoo_graph("vgg"), ConfigError, "resnet18, mobilenetv2");
+  const auto resnet = keys(GraphNetwork(zoo_graph("resnet18"))->state());
+  for (const char* name :
+       {"conv1.weight", "bn1.running_mean", "layer1.0.conv1.weight", "layer2.0.downsample.0.weight",
+        "layer4.1.bn2.running_var", "fc.weight", "fc.bias"}) {
+    EXPECT_TRUE(resnet.count(name)) << name;
+  }
+  EXPECT_FALSE(resnet.count("layer1.0.downsample.0.weight"));
+  const auto mobilenet = keys(GraphNetwork(zoo_graph("mobilenetv2"))->state());
+  for (const char* name :
+       {"features.0.0.weight", "features.1.conv.0.0.weight", "features.1.conv.2.running_mean",
+        "features.2.conv.3.weight", "features.18.1.weight", "classifier.1.weight"}) {
+    EXPECT_TRUE(mobilenet.count(name)) << name;
+  }
+}
+
+TEST(GraphZooTest, TrainsOneStep) {
+  for (const auto& entry : zoo_graph_entries()) {
+    GraphNetwork net(zoo_graph(entry.name));
+    net->train();
+    torch::manual_seed(2);
+    const Tensor out = net->forward(torch::rand({2, 1, 28, 28}));
+    ASSERT_EQ(out.sizes(), (std::vector<int64_t>{2, 10})) << entry.name;
+    torch::nn::functional::cross_entropy(out, torch::tensor({3, 4}, torch::kLong)).backward();
+    for (const auto& item : net->named_parameters()) {
+      EXPECT_TRUE(item.value().grad().defined()) << entry.name << " " << item.key();
+    }
+  }
+}
+
+const std::string kPython = "/usr/bin/python3";
+const std::string kScript =
+    std::string(MCOMPRESS_TEST_DATA_DIR) + "/../core/python/torchvision_reference.py";
+
+bool have_torchvision(std::string* why) {
+  const auto probe = testing::run_shell(kPython + " -c 'import torch, torchvision'");
+  *why = probe.out;
+  return probe.code == 0;
+}
+
+// The tensors torchvision_reference.py wrote, by name.
+std::map<std::string, Tensor> read_reference(const std::string& dir) {
+  const json index = json::parse(testing::read_bytes(dir + "/ref.json"));
+  const std::string bytes = testing::read_bytes(dir + "/ref.bin");
+  const Tensor all = torch::from_blob(const_cast<char*>(bytes.data()),
+                                      {static_cast<int64_t>(bytes.size() / 4)}, torch::kFloat32)
+                         .clone();
+  std::map<std::string, Tensor> out;
+  for (const json& t : index["tensors"]) {
+    const auto shape = t["shape"].get<std::vector<int64_t>>();
+    int64_t numel = 1;
+    for (int64_t d : shape) numel *= d;
+    out[t["name"].get<std::string>()] =
+        all.narrow(0, t["offset"].get<int64_t>(), numel).reshape(shape).clone();
+  }
+  return out;
+}
+
+class TorchvisionTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TorchvisionTest, SameTensorNamesAndLogits) {
+  std::string why;
+  if (!have_torchvision(&why)) {
+    GTEST_SKIP() << kPython << " cannot import torch and torchvision (install "
+                 << "python3-torchvision): " << why;
+  }
+  testing::TempDir dir;
+  const auto r = testing::run_shell(kPython + " " + kScript + " reference " + GetParam() + " " +
+                                    dir.path().string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto tensors = read_reference(dir.path().string());
+  const Tensor x = tensors.at("input:x"), want = tensors.at("output:logits");
+  tensors.erase("input:x");
+  tensors.erase("output:logits");
+  GraphNetwork net(zoo_graph(GetParam()));
+  ASSERT_EQ(keys(net->state()), keys(tensors));
+  net->load(tensors);
+  net->eval();
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(close(net->forward(x), want, 1e-4));
+}
+
+INSTANTIATE_TEST_SUITE_P(GraphZoo, TorchvisionTest, ::testing::Values("resnet18", "mobilenetv2"));
+
+// One SGD epoch of resnet18 on 1024 random 28x28 images at batch 64, GraphNetwork and PyTorch
+// on the same thread count; prints the times. Run with --gtest_also_run_disabled_tests.
+TEST(GraphZooBenchmark, DISABLED_Resnet18EpochTime) {
+  std::string why;
+  if (!have_torchvision(&why)) GTEST_SKIP() << why;
+  const int64_t images = 1024, batch = 64;
+  const int threads = torch::get_num_threads();
+  torch::manual_seed(0);
+  GraphNetwork net(zoo_graph("resnet18"));
+  net->train();
+  const Tensor x = torch::rand({images, 1, 28, 28});
+  const Tensor y = torch::randint(0, 10, {images}, torch::kLong);
+  torch::optim::SGD opt(net->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < images; i += batch) {
+    opt.zero_grad();
+    torch::nn::functional::cross_entropy(net->forward(x.narrow(0, i, batch)), y.narrow(0, i, batch))
+        .backward();
+    opt.step();
+  }
+  const double ours =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const auto r = testing::run_shell(kPython + " " + kScript + " epoch resnet18 --threads " +
+                                    std::to_string(threads));
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::cout << "resnet18 epoch (" << images << " images, batch " << batch << ", " << threads
+            << " threads): GraphNetwork " << ours << " s, PyTorch " << r.out;
 }
 
 }  // namespace
