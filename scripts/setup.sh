@@ -17,6 +17,9 @@ packages=(
   # The interop tests only (tests/interop/python/): Python torch trains, saves and runs the
   # TorchScript modules that `mcompress import` reads and `mcompress export` writes.
   python3-torch
+  # tests/core/graph_network_test.cpp compares the graph zoo (resnet18, mobilenetv2) with
+  # torchvision's models (tests/core/python/torchvision_reference.py); skipped without it.
+  python3-torchvision
   # ONNX export (interop/): the ONNX protobuf classes and checker; the same libonnx LibTorch links.
   libonnx-dev libprotobuf-dev
   # Data-parallel runs (docs/scaling.md): c10d's ProcessGroupGloo header needs Gloo's headers
