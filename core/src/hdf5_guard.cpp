@@ -59,9 +59,9 @@ std::string size_problem(hid_t dataset, uint64_t max_ratio) {
   if (declared <= backed) return "";
   return "declares " + std::to_string(declared) + " bytes but stores " + std::to_string(stored) +
          (stored == 0 ? " (it was never written)"
-                      : filtered ? " (more than " + std::to_string(max_ratio) +
-                                       "x compression is not plausible)"
-                                 : "");
+          : filtered
+              ? " (more than " + std::to_string(max_ratio) + "x compression is not plausible)"
+              : "");
 }
 
 std::string dataset_problem(hid_t loc, const char* name, hid_t dataset, uint64_t max_ratio) {

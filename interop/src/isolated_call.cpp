@@ -79,8 +79,8 @@ void write_all(int fd, const std::string& bytes) {
 at::Tensor run_isolated(const std::function<at::Tensor()>& work, double seconds,
                         const std::string& what) {
   int fds[2];
-  MCOMPRESS_CHECK(::pipe2(fds, O_CLOEXEC) == 0, Error, what, ": cannot create a pipe: ",
-                  std::strerror(errno));
+  MCOMPRESS_CHECK(::pipe2(fds, O_CLOEXEC) == 0, Error, what,
+                  ": cannot create a pipe: ", std::strerror(errno));
   std::fflush(nullptr);
   const pid_t pid = ::fork();
   if (pid == 0) {
@@ -97,7 +97,8 @@ at::Tensor run_isolated(const std::function<at::Tensor()>& work, double seconds,
   std::string bytes;
   bool timed_out = false;
   for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     if (left.count() <= 0) {
       timed_out = true;
       break;

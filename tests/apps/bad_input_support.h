@@ -59,8 +59,8 @@ inline void put_be32(std::ofstream& out, uint32_t v) {
 
 // One IDX split whose header says what the case needs: `images` square images of `side`
 // pixels and `labels` labels (i % 10).
-inline void write_idx(const std::string& dir, const std::string& prefix, uint32_t images, uint32_t labels,
-               uint32_t side) {
+inline void write_idx(const std::string& dir, const std::string& prefix, uint32_t images,
+                      uint32_t labels, uint32_t side) {
   fs::create_directories(dir);
   std::ofstream x(dir + "/" + prefix + "-images-idx3-ubyte", std::ios::binary);
   put_be32(x, 0x803);
@@ -101,7 +101,7 @@ struct Workspace {
 
 // Replaces (or adds) attribute `name` of `loc`: scalar when dims is empty.
 inline void replace_attr(hid_t loc, const char* name, hid_t file_type, hid_t mem_type,
-                  const std::vector<hsize_t>& dims, const void* data) {
+                         const std::vector<hsize_t>& dims, const void* data) {
   if (H5Aexists(loc, name) > 0) {
     ASSERT_GE(H5Adelete(loc, name), 0);
   }
@@ -124,7 +124,7 @@ inline void replace_string_attr(hid_t loc, const char* name, const std::string& 
 }
 
 inline void edit_group(const std::string& path, const std::string& group,
-                const std::function<void(hid_t)>& edit) {
+                       const std::function<void(hid_t)>& edit) {
   edit_file(path, [&](hid_t file) {
     const hid_t g = H5Gopen2(file, group.c_str(), H5P_DEFAULT);
     ASSERT_GE(g, 0) << group;
@@ -135,7 +135,8 @@ inline void edit_group(const std::string& path, const std::string& group,
 
 // Overwrites one element of a float dataset in place (through its filters, so the checksum
 // stays valid: the value itself is the fault).
-inline void set_float(const std::string& path, const std::string& dataset, size_t index, float value) {
+inline void set_float(const std::string& path, const std::string& dataset, size_t index,
+                      float value) {
   edit_file(path, [&](hid_t file) {
     const hid_t dset = H5Dopen2(file, dataset.c_str(), H5P_DEFAULT);
     ASSERT_GE(dset, 0) << dataset;
@@ -186,7 +187,7 @@ inline std::map<std::string, std::string> snapshot(const fs::path& root) {
 }
 
 inline std::string changes(const std::map<std::string, std::string>& before,
-                    const std::map<std::string, std::string>& after) {
+                           const std::map<std::string, std::string>& after) {
   std::string out;
   for (const auto& [name, bytes] : after) {
     const auto it = before.find(name);
@@ -218,16 +219,21 @@ constexpr int64_t kAddressSpaceBytes = int64_t{6} << 30;
 // What no error line may say: the allocator, LibTorch's internals or the TorchScript
 // interpreter speaking instead of a message that names the culprit.
 inline const std::vector<std::string>& leaked_internals() {
-  static const std::vector<std::string> texts = {
-      "bad_alloc",          "out of memory",           "DefaultCPUAllocator",
-      "can't allocate",     "TorchScript interpreter", "Exception raised from",
-      "enforce fail",       "view size is not",        "integer multiplication overflow",
-      "Storage size calculation"};
+  static const std::vector<std::string> texts = {"bad_alloc",
+                                                 "out of memory",
+                                                 "DefaultCPUAllocator",
+                                                 "can't allocate",
+                                                 "TorchScript interpreter",
+                                                 "Exception raised from",
+                                                 "enforce fail",
+                                                 "view size is not",
+                                                 "integer multiplication overflow",
+                                                 "Storage size calculation"};
   return texts;
 }
 
 inline void expect_rejected(const Workspace& ws, const std::string& args, int code,
-                     const std::vector<std::string>& culprit) {
+                            const std::vector<std::string>& culprit) {
   const auto before = snapshot(ws.dir.path());
   const mcompress::testing::LimitedResult r =
       mcompress::testing::run_cli_limited(args, kTimeLimitSeconds, kAddressSpaceBytes);
@@ -235,7 +241,8 @@ inline void expect_rejected(const Workspace& ws, const std::string& args, int co
   EXPECT_LT(r.max_rss_bytes, kMemoryLimitBytes)
       << "mcompress " << args << " used " << (r.max_rss_bytes >> 20) << " MiB";
   for (const auto& text : leaked_internals()) {
-    EXPECT_EQ(r.out.find(text), std::string::npos) << "the error leaks '" << text << "':\n" << r.out;
+    EXPECT_EQ(r.out.find(text), std::string::npos) << "the error leaks '" << text << "':\n"
+                                                   << r.out;
   }
   ::testing::Test::RecordProperty("error", r.out);  // in --gtest_output=xml, for the docs
   const std::string prefix = "mcompress: error: ";

@@ -71,8 +71,8 @@ void make_external_dataset(const std::string& path, const std::string& name,
 }
 
 // Puts at `name` an external link to `object` in the HDF5 file `target`.
-void make_external_link(const std::string& path, const std::string& name,
-                        const std::string& target, const std::string& object) {
+void make_external_link(const std::string& path, const std::string& name, const std::string& target,
+                        const std::string& object) {
   edit_file(path, [&](hid_t file) {
     unlink_if_present(file, name);
     ASSERT_GE(H5Lcreate_external(target.c_str(), object.c_str(), file, name.c_str(), H5P_DEFAULT,
@@ -186,10 +186,10 @@ std::string model_with_tensor_name(Workspace& ws, const std::string& name) {
 // `zero_point` array rewritten through the groups container.
 void quantized_groups_model(Workspace& ws) {
   const std::string int8 = ws.file("int8.h5");
-  ASSERT_EQ(run_cli("quantize " + ws.model + " --mode int8-dynamic --data " + ws.data +
-                    " --out " + int8)
-                .code,
-            0);
+  ASSERT_EQ(
+      run_cli("quantize " + ws.model + " --mode int8-dynamic --data " + ws.data + " --out " + int8)
+          .code,
+      0);
   mcompress::SaveOptions options;
   options.container = mcompress::ModelContainer::kGroups;
   options.overwrite = true;
@@ -260,7 +260,8 @@ const std::vector<BadInput>& corpus() {
        {"$/spec.json: ", "nested deeper than 64 levels"},
        [](Workspace& ws) {
          return train_spec(ws, R"({"input_shape":[1,28,28],"layers":[{"type":"flatten"},
-           {"type":"linear","out_features":)" + nested(100000, "10") + "}]}");
+           {"type":"linear","out_features":)" +
+                                   nested(100000, "10") + "}]}");
        }},
       {"spec_nested_100k_levels_for_a_layer",
        1,
@@ -354,7 +355,8 @@ const std::vector<BadInput>& corpus() {
        {"$/m.h5: ", "1.bias", "external files"},
        [](Workspace& ws) {
          write_bytes(ws.file("raw.bin"), std::string(40, '\0'));
-         edit_file(ws.model, [&](hid_t file) { unlink_if_present(file, "/tensors/1.bias/values"); });
+         edit_file(ws.model,
+                   [&](hid_t file) { unlink_if_present(file, "/tensors/1.bias/values"); });
          edit_file(ws.model, [&](hid_t file) {
            const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
            H5Pset_external(dcpl, ws.file("raw.bin").c_str(), 0, 40);
@@ -408,8 +410,8 @@ const std::vector<BadInput>& corpus() {
            for (int k = 0; k < 10; ++k) bomb += (k ? ", *a" : "*a") + std::to_string(i - 1);
            bomb += "]";
          }
-         return recipe(ws, "", "  - prune: {target: 0.5}\n") + " --set 'stages[0].prune.target=" +
-                bomb + "]'";
+         return recipe(ws, "", "  - prune: {target: 0.5}\n") +
+                " --set 'stages[0].prune.target=" + bomb + "]'";
        }},
       {"recipe_nested_deeper_than_64",
        2,
@@ -500,7 +502,8 @@ const std::vector<BadInput>& corpus() {
          fs::create_directories(ws.file("bomb"));
          write_gzip_bomb(ws.file("bomb/train-images-idx3-ubyte.gz"), 1u << 31, 8);
          write_gzip_bomb(ws.file("bomb/t10k-images-idx3-ubyte.gz"), 1u << 31, 8);
-         fs::copy_file(ws.data + "/train-labels-idx1-ubyte", ws.file("bomb/train-labels-idx1-ubyte"));
+         fs::copy_file(ws.data + "/train-labels-idx1-ubyte",
+                       ws.file("bomb/train-labels-idx1-ubyte"));
          fs::copy_file(ws.data + "/t10k-labels-idx1-ubyte", ws.file("bomb/t10k-labels-idx1-ubyte"));
          return "eval " + ws.model + " --data " + ws.file("bomb");
        }},
@@ -516,16 +519,14 @@ const std::vector<BadInput>& corpus() {
        1,
        {"$/data.h5", "non-finite value (nan)", "example 10"},
        [](Workspace& ws) {
-         const std::string data =
-             write_h5_data(ws, 20, std::numeric_limits<float>::quiet_NaN());
+         const std::string data = write_h5_data(ws, 20, std::numeric_limits<float>::quiet_NaN());
          return "eval " + ws.model + " --data " + data;
        }},
       {"data_h5_inf_input_train_quiet",
        1,
        {"$/data.h5", "non-finite value (inf)"},
        [](Workspace& ws) {
-         const std::string data =
-             write_h5_data(ws, 20, std::numeric_limits<float>::infinity());
+         const std::string data = write_h5_data(ws, 20, std::numeric_limits<float>::infinity());
          return "train --arch mlp-small --data " + data + " --epochs 1 --quiet --out " + ws.out;
        }},
 
@@ -734,9 +735,8 @@ class HostileTorchScriptTest : public ::testing::Test {
   // The hostile file of `kind`, in the workspace.
   std::string make(const std::string& kind) {
     const std::string pt = ws_.file(kind + ".pt");
-    const auto r = mcompress::testing::run_shell("/usr/bin/python3 " MCOMPRESS_APPS_PYTHON_DIR
-                                                 "/hostile_torchscript.py " +
-                                                 kind + " " + pt);
+    const auto r = mcompress::testing::run_shell(
+        "/usr/bin/python3 " MCOMPRESS_APPS_PYTHON_DIR "/hostile_torchscript.py " + kind + " " + pt);
     EXPECT_EQ(r.code, 0) << r.out;
     return pt;
   }
@@ -763,9 +763,9 @@ TEST_F(HostileTorchScriptTest, ViewPastItsStorageIsRefusedBeforeUse) {
 
 TEST_F(HostileTorchScriptTest, ViewEndingPastItsStorageIsRefusedBeforeUse) {
   const std::string pt = make("near_view");
-  expect_rejected(ws_, "import " + pt + " --out " + ws_.out, 1,
-                  {"$/near_view.pt: tensor '1.weight' reaches byte 50400",
-                   "of a storage of 50000 bytes"});
+  expect_rejected(
+      ws_, "import " + pt + " --out " + ws_.out, 1,
+      {"$/near_view.pt: tensor '1.weight' reaches byte 50400", "of a storage of 50000 bytes"});
 }
 
 TEST_F(HostileTorchScriptTest, WhatTheForwardPrintsDoesNotReachOurOutput) {
