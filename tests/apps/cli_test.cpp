@@ -184,6 +184,13 @@ TEST_F(CliTest, PruneIterativeGlobalThenStructured) {
   EXPECT_NE(r.out.find("saved " + pruned), std::string::npos) << r.out;
   r = run_cli("eval " + pruned + " " + data() + " --threads 1 --latency-batch");
   ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out.find("median_ms"), std::string::npos) << r.out;
+  // As --help says, an empty value skips latency too.
+  r = run_cli("eval " + pruned + " " + data() + " --threads 1 --latency-batch ''");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(r.out.find("median_ms"), std::string::npos) << r.out;
+  expect_one_error_line(run_cli("eval " + pruned + " --latency-batch x"), 2,
+                        "--latency-batch expects batch sizes >= 1 (or nothing), got 'x'");
 
   r = run_cli("prune " + model + " " + data() +
               " --structured --target 0.5 --finetune-epochs 0 --threads 1 --out " + slim);
