@@ -14,8 +14,11 @@ function(mcompress_add_library module)
   # a consumer writes the same target_link_libraries line either way.
   set_target_properties(${target} PROPERTIES POSITION_INDEPENDENT_CODE ON EXPORT_NAME ${module})
   mcompress_set_warnings(${target})
-  install(TARGETS ${target} EXPORT mcompressTargets
+  # One export set per module, so that the package can load the components a consumer asks for
+  # and find only their dependencies (mcompressConfig.cmake.in).
+  install(TARGETS ${target} EXPORT mcompress-${module}-targets
           ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+  set_property(GLOBAL APPEND PROPERTY MCOMPRESS_MODULES ${module})
   install(DIRECTORY include/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 endfunction()
 
@@ -96,7 +99,11 @@ endfunction()
 function(mcompress_install_package)
   include(CMakePackageConfigHelpers)
   set(config_dir ${CMAKE_INSTALL_LIBDIR}/cmake/mcompress)
-  install(EXPORT mcompressTargets NAMESPACE mcompress:: DESTINATION ${config_dir})
+  get_property(modules GLOBAL PROPERTY MCOMPRESS_MODULES)
+  foreach(module IN LISTS modules)
+    install(EXPORT mcompress-${module}-targets NAMESPACE mcompress::
+            FILE mcompress-${module}-targets.cmake DESTINATION ${config_dir})
+  endforeach()
   configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/mcompressConfig.cmake.in
     ${PROJECT_BINARY_DIR}/mcompressConfig.cmake INSTALL_DESTINATION ${config_dir})
   # 0.x: any minor release may change the API.

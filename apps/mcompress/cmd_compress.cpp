@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <iostream>
 
 #include "cli.h"
@@ -55,6 +56,17 @@ int run_stages(const Args& args) {
   if (!parse("stages", "", args, options, vm)) return 0;
   for (const auto& s : pipeline::default_registry().stages()) {
     std::cout << s.name << ": " << s.summary << "\n";
+    // `mcompress quantize|prune|distill` take the same options as flags (stage_flags.h).
+    const bool command = std::any_of(commands().begin(), commands().end(),
+                                     [&](const Command& c) { return s.name == c.name; });
+    if (command && !s.options.empty()) {
+      auto example = std::find_if(s.options.begin(), s.options.end(), [](const OptionDoc& o) {
+        return o.name.find('_') != std::string::npos;
+      });
+      if (example == s.options.end()) example = s.options.begin();
+      std::cout << "  (also `mcompress " << s.name << "`, each option a flag: " << example->name
+                << " is " << option_flag(example->name) << ")\n";
+    }
     for (const auto& o : s.options) {
       std::cout << "  " << o.name
                 << " (default: " << (o.default_value.empty() ? "required" : o.default_value)

@@ -9,7 +9,10 @@
 #include "mcompress/core/table.h"
 #include "mcompress/core/zoo.h"
 #include "mcompress/distill/distill.h"
+#include "mcompress/distill/stages.h"
+#include "mcompress/pipeline/registry.h"
 #include "mcompress/runtime/executor.h"
+#include "stage_flags.h"
 
 namespace mcompress::cli {
 namespace {
@@ -17,19 +20,6 @@ namespace {
 bool has_suffix(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() &&
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-// --student: a model file (fine-tuning it, e.g. after pruning), a spec file or a zoo name
-// (both freshly initialised from the seed).
-Model load_student(const std::string& student, uint64_t seed) {
-  if (has_suffix(student, ".h5")) return load_model(student);
-  if (has_suffix(student, ".json")) return Model::initialize(read_spec_file(student), seed);
-  try {
-    return Model::initialize(zoo_spec(student), seed);
-  } catch (const ConfigError& e) {
-    throw ConfigError(std::string("--student: ") + e.what() +
-                      ", or a spec (.json) or model (.h5) file");
-  }
 }
 
 double test_accuracy(const Model& model, const Dataset& test) {
@@ -43,7 +33,7 @@ std::string percent(double fraction) { return fraction < 0 ? "" : format_fixed(f
 }  // namespace
 
 int run_distill(const Args& args) {
-  distill::DistillOptions d;
+  const StageInfo& stage = pipeline::default_registry().find("distill");
   po::options_description options("distill options");
   // clang-format off: one option per line reads better than the formatter's packing
   options.add_options()("teacher", po::value<std::string>()->required(),
@@ -51,23 +41,14 @@ int run_distill(const Args& args) {
       "student", po::value<std::string>()->required(),
       "zoo name or spec file (.json): a fresh student; model file (.h5): fine-tune it")(
       "out,o", po::value<std::string>()->required(), "output model file (.h5)")(
-      "force", po::bool_switch(), "overwrite an existing output file")(
-      "temperature,T", po::value<double>(&d.temperature)->default_value(d.temperature),
-      "softmax temperature T > 0 of the soft targets")(
-      "alpha", po::value<double>(&d.alpha)->default_value(d.alpha),
-      "weight of the soft-target term T²·KL, in [0, 1]; 1 − alpha weighs the cross-entropy")(
-      "hint-teacher", po::value<std::string>(&d.hint_teacher)->default_value(""),
-      "FitNets hint: teacher activation key (e.g. 18, convnet's penultimate layer; "
-      "docs/distillation.md lists them)")(
-      "hint-student", po::value<std::string>(&d.hint_student)->default_value(""),
-      "FitNets hint: student activation key")(
-      "beta", po::value<double>(&d.beta)->default_value(d.beta), "weight of the hint term")(
-      "cache-limit-mb", po::value<int64_t>(&d.cache_limit_mb)->default_value(d.cache_limit_mb),
-      "memory for cached teacher outputs; above it the teacher runs on every batch")(
-      "val-fraction", po::value<double>()->default_value(0.1),
-      "fraction of the training data held out for validation (as train)");
+      "force", po::bool_switch(), "overwrite an existing output file");
+  // --teacher and --student stand for the stage's teacher and student (below).
+  add_stage_flags(options, stage, {"teacher", "student"});
+  options.add_options()("val-fraction", po::value<double>()->default_value(0.1),
+                        "fraction of the training data held out for validation (as train)")(
+      "seed", po::value<uint64_t>()->default_value(0), "seed of every random choice")(
+      "quiet,q", po::bool_switch(), "no progress output");
   // clang-format on
-  add_train_options(options, d.train);
   add_data_options(options);
   add_threads_option(options);
   add_distributed_options(options);
@@ -76,10 +57,20 @@ int run_distill(const Args& args) {
              vm)) {
     return 0;
   }
-  read_train_options(vm, d.train);
-  d.validate();
   const auto teacher_path = vm["teacher"].as<std::string>();
   const auto student_arg = vm["student"].as<std::string>();
+  // The recipe's distill stage, from the same options. A model file as the student is the
+  // stage's current model, taught by the teacher file; otherwise the teacher is the current
+  // model and teaches a new student of that architecture.
+  const bool student_file = has_suffix(student_arg, ".h5");
+  YAML::Node given = stage_node(vm, stage, {"teacher", "student"});
+  given["teacher"] = student_file ? teacher_path : "current";
+  given["student"] = student_file ? "current" : student_arg;
+  const StageOptions stage_opts = stage_options(given, stage);
+  const distill::DistillOptions d = distill::distill_options(stage_opts);
+  const std::unique_ptr<Stage> distilling = stage.make(stage_opts);
+  const uint64_t seed = vm["seed"].as<uint64_t>();
+  const bool progress = !vm["quiet"].as<bool>();
   const auto out = vm["out"].as<std::string>();
   const bool force = vm["force"].as<bool>();
   // Every rank trains its share; only rank 0 checks the output, reports and writes.
@@ -87,32 +78,37 @@ int run_distill(const Args& args) {
   if (root) check_output_path(out, force, {teacher_path, student_arg});
   const int threads = apply_threads(vm);
 
-  Model student = load_student(student_arg, d.train.seed);
   const Model teacher = load_model(teacher_path);
+  Model model = student_file ? load_model(student_arg) : teacher.clone();
+  const ArchSpec spec = student_file ? model.spec() : arch_by_name_or_file(student_arg);
   try {
-    distill::check_compatible(teacher, student);
+    distill::check_compatible(teacher, student_file ? model : Model::initialize(spec, seed));
   } catch (const ModelError& e) {
     throw ModelError("--teacher " + teacher_path + ": " + e.what());
   }
   const Dataset all = load_data(vm, Split::kTrain);
-  const auto [train_data, val] =
-      split_train_val(all, vm["val-fraction"].as<double>(), d.train.seed);
+  const auto [train_data, val] = split_train_val(all, vm["val-fraction"].as<double>(), seed);
   const Dataset test = load_data(vm, Split::kTest);
   // Before the header line, so that unusable data gets the one error line alone.
-  const ArchSpec& spec = student.spec();
   check_dataset(all, spec.input_shape, spec.num_classes, "distillation training");
   check_dataset(test, spec.input_shape, spec.num_classes, "evaluation");
-  if (root && d.train.progress) {  // --quiet: a failed run prints its error line alone
+  if (root && progress) {  // --quiet: a failed run prints its error line alone
     std::cerr << "distilling " << teacher.spec().name << " (" << teacher.spec().parameter_count()
-              << " parameters) into " << student.spec().name << " ("
-              << student.spec().parameter_count() << ") on " << train_data.size()
-              << " examples, validating on " << val.size() << "; T " << d.temperature << ", alpha "
-              << d.alpha << "; " << threads << " threads, seed " << d.train.seed << std::endl;
+              << " parameters) into " << spec.name << " (" << spec.parameter_count() << ") on "
+              << train_data.size() << " examples, validating on " << val.size() << "; T "
+              << d.temperature << ", alpha " << d.alpha << "; " << threads << " threads, seed "
+              << seed << std::endl;
   }
 
-  const double student_before =
-      root && has_suffix(student_arg, ".h5") ? test_accuracy(student, test) : -1;
-  const auto report = distill::distill_model(student, teacher, d, train_data, val);
+  const double student_before = root && student_file ? test_accuracy(model, test) : -1;
+  // A new student's history starts with this run, not with the teacher's (the stage, in a
+  // recipe, keeps the pipeline's history before it).
+  const auto inherited = static_cast<std::ptrdiff_t>(student_file ? 0 : model.history.size());
+  StageContext ctx{train_data, val, val, seed, threads, progress};
+  const StageReport done = distilling->apply(model, ctx);
+  const auto& report = std::any_cast<const distill::DistillReport&>(done.detail);
+  Model& student = model;
+  student.history.erase(student.history.begin(), student.history.begin() + inherited);
   if (!root) return 0;
   const double teacher_test = test_accuracy(teacher, test);
   const double student_test = test_accuracy(student, test);
@@ -123,7 +119,7 @@ int run_distill(const Args& args) {
   if (student_before >= 0) record["metrics"]["student_test_accuracy_before"] = student_before;
   student.history.push_back(record.dump());
   student.recipe = command_line("distill", args);
-  student.seed = d.train.seed;
+  student.seed = seed;
   SaveOptions save;
   save.overwrite = force;
   save_model(student, out, save);

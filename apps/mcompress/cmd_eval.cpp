@@ -2,6 +2,9 @@
 
 #include <filesystem>
 #include <iostream>
+#include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "cli.h"
 #include "mcompress/core/error.h"
@@ -10,6 +13,29 @@
 #include "mcompress/runtime/executor.h"
 
 namespace mcompress::cli {
+namespace {
+
+// --latency-batch's values: batch sizes, where an empty value (`--latency-batch ""`, like a
+// bare `--latency-batch`) measures none.
+std::vector<int64_t> latency_batch_sizes(const std::vector<std::string>& values) {
+  std::vector<int64_t> sizes;
+  for (const auto& v : values) {
+    if (v.empty()) continue;
+    size_t used = 0;
+    int64_t size = 0;
+    try {
+      size = std::stoll(v, &used);
+    } catch (const std::logic_error&) {
+      used = 0;
+    }
+    MCOMPRESS_CHECK(used == v.size() && size >= 1, ConfigError,
+                    "--latency-batch expects batch sizes >= 1 (or nothing), got '", v, "'");
+    sizes.push_back(size);
+  }
+  return sizes;
+}
+
+}  // namespace
 
 int run_eval(const Args& args) {
   po::options_description options("eval options");
@@ -17,8 +43,8 @@ int run_eval(const Args& args) {
   options.add_options()("model", po::value<std::string>()->required(), "model file (.h5)")(
       "batch", po::value<int64_t>()->default_value(256), "evaluation batch size")(
       "latency-batch",
-      po::value<std::vector<int64_t>>()->multitoken()->zero_tokens()->default_value({1, 64},
-                                                                                    "1 64"),
+      po::value<std::vector<std::string>>()->multitoken()->zero_tokens()->default_value({"1", "64"},
+                                                                                        "1 64"),
       "batch sizes to measure latency at (empty: skip)")(
       "split", po::value<std::string>()->default_value("test"), "train or test")(
       "policy", po::value<std::string>()->default_value("auto"),
@@ -35,6 +61,8 @@ int run_eval(const Args& args) {
   positional.add("model", 1);
   po::variables_map vm;
   if (!parse("eval", "MODEL [options]", args, options, vm, &positional)) return 0;
+  const std::vector<int64_t> latency_batches =
+      latency_batch_sizes(vm["latency-batch"].as<std::vector<std::string>>());
   const auto split_name = vm["split"].as<std::string>();
   MCOMPRESS_CHECK(split_name == "test" || split_name == "train", ConfigError,
                   "--split must be train or test, got '", split_name, "'");
@@ -66,7 +94,6 @@ int run_eval(const Args& args) {
                  std::to_string(threads)});
   if (!json) std::cout << table.to_text();
 
-  const auto latency_batches = vm["latency-batch"].as<std::vector<int64_t>>();
   if (!latency_batches.empty()) {
     // Each batch size gets an executor tuned for it, and the fp32 plan of the same model is
     // timed alongside, so the speed-up is measured in one run.

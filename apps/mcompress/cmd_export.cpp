@@ -6,7 +6,9 @@
 #include "mcompress/core/error.h"
 #include "mcompress/core/model_file.h"
 #include "mcompress/core/table.h"
+#if MCOMPRESS_WITH_ONNX
 #include "mcompress/interop/onnx.h"
+#endif
 #include "mcompress/interop/torchscript.h"
 
 namespace mcompress::cli {
@@ -21,23 +23,25 @@ struct ExportFormat {
 // One row per format; --format picks one.
 const std::vector<ExportFormat>& export_formats() {
   static const std::vector<ExportFormat> formats = {
-      {"torchscript", "TorchScript module for torch.jit.load (normalisation baked in)",
-       [](const Model& model, const std::string& out, bool overwrite) {
-         interop::TorchScriptExportOptions o;
-         o.overwrite = overwrite;
-         interop::export_torchscript(model, out, o);
-       }},
-      {"onnx", "ONNX opset 13 graph of what the runtime runs (int8 as QDQ, fp16 with Cast)",
-       [](const Model& model, const std::string& out, bool /*overwrite: checked before*/) {
-         const auto info = interop::export_onnx(model, out);
-         std::string ops;
-         for (const auto& [op, n] : info.op_counts) {
-           ops += (ops.empty() ? "" : ", ") + op + " " + std::to_string(n);
-         }
-         std::cout << "ONNX opset " << info.opset << ", " << info.nodes << " nodes, "
-                   << info.initializers << " initializers; weights: " << info.weight_form
-                   << "\nops: " << ops << "\n";
-       }},
+    {"torchscript", "TorchScript module for torch.jit.load (normalisation baked in)",
+     [](const Model& model, const std::string& out, bool overwrite) {
+       interop::TorchScriptExportOptions o;
+       o.overwrite = overwrite;
+       interop::export_torchscript(model, out, o);
+     }},
+#if MCOMPRESS_WITH_ONNX  // a build configured with -DMCOMPRESS_WITH_ONNX=OFF has no libonnx
+    {"onnx", "ONNX opset 13 graph of what the runtime runs (int8 as QDQ, fp16 with Cast)",
+     [](const Model& model, const std::string& out, bool /*overwrite: checked before*/) {
+       const auto info = interop::export_onnx(model, out);
+       std::string ops;
+       for (const auto& [op, n] : info.op_counts) {
+         ops += (ops.empty() ? "" : ", ") + op + " " + std::to_string(n);
+       }
+       std::cout << "ONNX opset " << info.opset << ", " << info.nodes << " nodes, "
+                 << info.initializers << " initializers; weights: " << info.weight_form
+                 << "\nops: " << ops << "\n";
+     }},
+#endif
   };
   return formats;
 }

@@ -2,70 +2,19 @@
 
 #include <filesystem>
 #include <iostream>
-#include <optional>
 
 #include "cli.h"
 #include "mcompress/core/error.h"
 #include "mcompress/core/model_file.h"
 #include "mcompress/core/table.h"
+#include "mcompress/pipeline/registry.h"
 #include "mcompress/prune/prune.h"
-#include "mcompress/prune/schedule.h"
+#include "mcompress/prune/stages.h"
 #include "mcompress/runtime/executor.h"
+#include "stage_flags.h"
 
 namespace mcompress::cli {
 namespace {
-
-// "NAME=FRACTION" → (NAME, FRACTION).
-std::pair<std::string, double> parse_override(const std::string& text) {
-  const auto eq = text.rfind('=');
-  MCOMPRESS_CHECK(eq != std::string::npos && eq > 0 && eq + 1 < text.size(), ConfigError,
-                  "--override expects NAME=FRACTION, got '", text, "'");
-  try {
-    size_t used = 0;
-    const double value = std::stod(text.substr(eq + 1), &used);
-    if (used == text.size() - eq - 1) return {text.substr(0, eq), value};
-  } catch (const std::logic_error&) {
-  }
-  throw ConfigError("--override expects NAME=FRACTION, got '" + text + "'");
-}
-
-prune::PruneOptions options_from(const po::variables_map& vm) {
-  prune::PruneOptions o;
-  const bool structured = vm["structured"].as<bool>();
-  MCOMPRESS_CHECK(!structured || vm["method"].defaulted(), ConfigError,
-                  "give --structured or --method, not both");
-  o.method = structured ? prune::PruneMethod::kStructured
-                        : prune::parse_prune_method(vm["method"].as<std::string>());
-  o.scope = prune::parse_prune_scope(vm["scope"].as<std::string>());
-  o.target = vm["target"].as<double>();
-  o.schedule = prune::parse_prune_schedule(vm["schedule"].as<std::string>());
-  o.round_fraction = vm["round-fraction"].as<double>();
-  o.rounds = vm["rounds"].as<int64_t>();
-  if (o.round_fraction > 0 && vm["rounds"].defaulted() && o.target < 1 && o.target >= 0) {
-    o.rounds = prune::rounds_for_fraction(o.target, o.round_fraction);
-  }
-  o.gradual.initial_sparsity = vm["initial-sparsity"].as<double>();
-  o.gradual.begin_step = vm["begin-step"].as<int64_t>();
-  o.gradual.end_step = vm["end-step"].as<int64_t>();
-  o.gradual.frequency = vm["frequency"].as<int64_t>();
-  if (vm.count("exclude")) o.exclude = vm["exclude"].as<std::vector<std::string>>();
-  if (vm.count("override")) {
-    for (const auto& text : vm["override"].as<std::vector<std::string>>()) {
-      const auto [name, value] = parse_override(text);
-      o.overrides[name] = value;
-    }
-  }
-  o.finetune_epochs = vm["finetune-epochs"].as<int64_t>();
-  o.finetune.lr = vm["lr"].as<double>();
-  o.finetune.batch_size = vm["batch-size"].as<int64_t>();
-  o.finetune.optimizer = parse_optimizer(vm["optimizer"].as<std::string>());
-  o.finetune.momentum = vm["momentum"].as<double>();
-  o.finetune.weight_decay = vm["weight-decay"].as<double>();
-  o.finetune.schedule = parse_lr_schedule(vm["lr-schedule"].as<std::string>());
-  o.finetune.seed = vm["seed"].as<uint64_t>();
-  o.finetune.progress = vm["progress"].as<bool>();
-  return o;
-}
 
 std::string describe(const prune::PruneOptions& o) {
   std::string s = to_string(o.method) + ", target " + format_fixed(o.target, 3);
@@ -123,48 +72,16 @@ void print_widths(const prune::PruneReport& r) {
 }  // namespace
 
 int run_prune(const Args& args) {
+  const StageInfo& stage = pipeline::default_registry().find("prune");
   po::options_description options("prune options");
   // clang-format off: one option per line reads better than the formatter's packing
   options.add_options()("model", po::value<std::string>()->required(), "fp32 model file (.h5)")(
       "out,o", po::value<std::string>()->required(), "output model file (.h5)")(
       "force", po::bool_switch(), "overwrite an existing output file")(
-      "method", po::value<std::string>()->default_value("magnitude"),
-      "magnitude (unstructured, masks) or structured (remove whole filters / units by L1 norm)")(
-      "structured", po::bool_switch(), "same as --method structured")(
-      "scope", po::value<std::string>()->default_value("layer"),
-      "magnitude: layer (each tensor to its target) or global (one threshold for all)")(
-      "target", po::value<double>()->default_value(0.5),
-      "magnitude: fraction of weights removed; structured: fraction of each layer's filters "
-      "removed")("schedule", po::value<std::string>()->default_value("one-shot"),
-                 "one-shot, iterative or gradual")("rounds", po::value<int64_t>()->default_value(5),
-                                                   "iterative: pruning + fine-tuning rounds")(
-      "round-fraction", po::value<double>()->default_value(0),
-      "iterative: remove this fraction of the remaining weights per round (0.2 = lottery ticket; "
-      "without --rounds, as many rounds as the target needs); 0 = the same keep ratio every round")(
-      "initial-sparsity", po::value<double>()->default_value(0), "gradual: s_i at --begin-step")(
-      "begin-step", po::value<int64_t>()->default_value(0), "gradual: first pruning step t0")(
-      "end-step", po::value<int64_t>()->default_value(0),
-      "gradual: step where the target is reached (0 = at 3/4 of the fine-tuning)")(
-      "frequency", po::value<int64_t>()->default_value(100), "gradual: steps between mask updates")(
-      "exclude", po::value<std::vector<std::string>>()->multitoken(),
-      "tensors left dense: names (0.weight) or first / last")(
-      "override", po::value<std::vector<std::string>>()->multitoken(),
-      "per-tensor targets: NAME=FRACTION ...")(
-      "rewind", po::value<std::string>(),
-      "reset surviving weights before fine-tuning: init (the initialisation of the model's seed) "
-      "or a model file (e.g. an early-epoch checkpoint)")(
-      "finetune-epochs", po::value<int64_t>()->default_value(1),
-      "fine-tuning epochs per round (gradual: in all)")(
-      "lr", po::value<double>()->default_value(1e-3), "fine-tuning learning rate")(
-      "lr-schedule", po::value<std::string>()->default_value("cosine"),
-      "fine-tuning lr schedule within each round: constant, step, cosine")(
-      "optimizer", po::value<std::string>()->default_value("adam"),
-      "fine-tuning optimizer: adam or sgd")("momentum", po::value<double>()->default_value(0.9),
-                                            "SGD momentum")(
-      "weight-decay", po::value<double>()->default_value(0), "L2 weight decay")(
-      "batch-size", po::value<int64_t>()->default_value(128), "fine-tuning batch size")(
-      "val-fraction", po::value<double>()->default_value(0.1),
-      "fraction of the training data held out to score each round")(
+      "structured", po::bool_switch(), "same as --method structured");
+  add_stage_flags(options, stage);
+  options.add_options()("val-fraction", po::value<double>()->default_value(0.1),
+                        "fraction of the training data held out to score each round")(
       "seed", po::value<uint64_t>()->default_value(0),
       "seed of the validation split and data order")("progress", po::bool_switch(),
                                                      "show fine-tuning progress on stderr");
@@ -177,8 +94,17 @@ int run_prune(const Args& args) {
   po::variables_map vm;
   if (!parse("prune", "MODEL --out FILE [options]", args, options, vm, &positional)) return 0;
 
-  const prune::PruneOptions o = options_from(vm);
-  o.validate();
+  // The recipe's prune stage, from the same options.
+  YAML::Node given = stage_node(vm, stage);
+  if (vm["structured"].as<bool>()) {
+    MCOMPRESS_CHECK(!static_cast<const YAML::Node&>(given)["method"].IsDefined(), ConfigError,
+                    "give --structured or --method, not both");
+    given["method"] = "structured";
+  }
+  const StageOptions stage_opts = stage_options(given, stage);
+  const prune::PruneOptions o = prune::prune_options(stage_opts);
+  const std::unique_ptr<Stage> pruning = stage.make(stage_opts);
+  const std::string rewind = stage_opts.text("rewind");
   const auto in = vm["model"].as<std::string>();
   const auto out = vm["out"].as<std::string>();
   const bool force = vm["force"].as<bool>();
@@ -191,13 +117,10 @@ int run_prune(const Args& args) {
   Model model = load_model(in);
   o.validate(model.spec());
   const Model original = model.clone();
-  std::optional<Model> rewind_to;
-  std::string rewind_note;
-  if (vm.count("rewind")) {
-    const auto what = vm["rewind"].as<std::string>();
-    rewind_to = what == "init" ? Model::initialize(model.spec(), model.seed) : load_model(what);
-    rewind_note = what == "init" ? "init (seed " + std::to_string(model.seed) + ")" : what;
-  }
+  const std::string rewind_note = rewind == "none" ? ""
+                                  : rewind == "init"
+                                      ? "init (seed " + std::to_string(model.seed) + ")"
+                                      : rewind;
   const Dataset all = load_data(vm, Split::kTrain);
   const auto [train, val] = split_train_val(all, vm["val-fraction"].as<double>(), seed);
   const Dataset test = load_data(vm, Split::kTest);
@@ -211,7 +134,9 @@ int run_prune(const Args& args) {
               << (rewind_note.empty() ? "" : "; rewinding to " + rewind_note) << std::endl;
   }
 
-  const auto report = prune::prune_model(model, o, train, val, rewind_to ? &*rewind_to : nullptr);
+  StageContext ctx{train, val, val, seed, threads, vm["progress"].as<bool>()};
+  const StageReport done = pruning->apply(model, ctx);
+  const auto& report = std::any_cast<const prune::PruneReport&>(done.detail);
   if (!root) return 0;
   const auto before = runtime::evaluate(runtime::Executor(original), test);
   const auto after = runtime::evaluate(runtime::Executor(model), test);

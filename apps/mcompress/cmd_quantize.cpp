@@ -8,46 +8,27 @@
 #include "mcompress/core/error.h"
 #include "mcompress/core/model_file.h"
 #include "mcompress/core/table.h"
-#include "mcompress/quant/codebook.h"
-#include "mcompress/quant/qat.h"
+#include "mcompress/pipeline/registry.h"
 #include "mcompress/quant/quantize.h"
 #include "mcompress/runtime/executor.h"
+#include "stage_flags.h"
 
 namespace mcompress::cli {
 
 int run_quantize(const Args& args) {
-  quant::QuantizeOptions q;
+  const StageInfo& stage = pipeline::default_registry().find("quantize");
+  const quant::QuantizeOptions defaults;
   po::options_description options("quantize options");
   // clang-format off: one option per line reads better than the formatter's packing
   options.add_options()("model", po::value<std::string>()->required(), "fp32 model file (.h5)")(
       "out,o", po::value<std::string>()->required(), "output model file (.h5)")(
-      "force", po::bool_switch(), "overwrite an existing output file")(
-      "mode", po::value<std::string>()->default_value("int8-static"),
-      "fp16, bf16, int8-dynamic, int8-static, qat (quantization-aware fine-tuning, then "
-      "int8-static), codebook (k-means weight sharing, fine-tuned)")(
-      "observer", po::value<std::string>()->default_value("minmax"),
-      "int8-static activation ranges: minmax, moving-average-minmax, percentile, entropy, mse, "
-      "or compare (try all, keep the best on the validation split)")(
-      "percentile", po::value<double>(&q.observer.percentile)->default_value(q.observer.percentile),
-      "percentile observer: percentage of values kept in range")(
-      "calib-batches", po::value<int64_t>(&q.calib_batches)->default_value(q.calib_batches),
-      "int8-static: calibration batches")(
-      "calib-batch-size",
-      po::value<int64_t>(&q.calib_batch_size)->default_value(q.calib_batch_size),
-      "int8-static: calibration batch size")(
-      "per-tensor", po::bool_switch(), "int8 weights: one scale per tensor (default per channel)")(
-      "fp16-fallback", po::value<std::string>()->default_value("fp32"),
-      "fp16: what out-of-range tensors are kept in: fp32 or bf16")(
-      "max-accuracy-drop", po::value<double>(&q.max_accuracy_drop)->default_value(-1),
-      "int8: keep the most sensitive layers fp32 until the validation accuracy drop is within "
-      "this many points (< 0: off)")(
-      "bits", po::value<int64_t>()->default_value(4),
-      "codebook: bits per code, 2 to 8 (at most 2^bits shared values per weight tensor)")(
-      "epochs", po::value<int64_t>()->default_value(2),
-      "qat and codebook: fine-tuning epochs (codebook: 0 keeps the k-means values)")(
-      "lr", po::value<double>()->default_value(1e-4),
-      "qat and codebook: learning rate (Adam, cosine)")(
-      "batch-size", po::value<int64_t>()->default_value(128), "qat and codebook: batch size")(
+      "force", po::bool_switch(), "overwrite an existing output file");
+  add_stage_flags(options, stage);
+  options.add_options()("calib-batches",
+                        po::value<int64_t>()->default_value(defaults.calib_batches),
+                        "int8-static and qat: calibration batches")(
+      "calib-batch-size", po::value<int64_t>()->default_value(defaults.calib_batch_size),
+      "int8-static and qat: calibration batch size")(
       "deploy-batch", po::value<int64_t>()->default_value(64),
       "batch size the runtime tunes its kernel choice for")(
       "seed", po::value<uint64_t>()->default_value(0), "seed of the calibration sample");
@@ -60,33 +41,14 @@ int run_quantize(const Args& args) {
   po::variables_map vm;
   if (!parse("quantize", "MODEL --out FILE [options]", args, options, vm, &positional)) return 0;
 
-  const bool qat = vm["mode"].as<std::string>() == "qat";
-  const bool codebook = vm["mode"].as<std::string>() == "codebook";
-  q.mode = qat || codebook ? quant::QuantMode::kInt8Static
-                           : quant::parse_quant_mode(vm["mode"].as<std::string>());
-  quant::CodebookOptions co;
-  co.bits = vm["bits"].as<int64_t>();
-  co.train.epochs = vm["epochs"].as<int64_t>();
-  co.train.lr = vm["lr"].as<double>();
-  co.train.batch_size = vm["batch-size"].as<int64_t>();
-  co.train.progress = false;
-  if (codebook) co.validate();
-  quant::QatOptions qo;
-  qo.train.epochs = vm["epochs"].as<int64_t>();
-  qo.train.lr = vm["lr"].as<double>();
-  qo.train.batch_size = vm["batch-size"].as<int64_t>();
-  qo.train.progress = false;
-  if (qat) qo.validate();
-  const auto observer = vm["observer"].as<std::string>();
-  q.compare_observers = observer == "compare";
-  if (!q.compare_observers) q.observer.kind = quant::parse_observer(observer);
-  q.granularity = vm["per-tensor"].as<bool>() ? quant::Granularity::kPerTensor
-                                              : quant::Granularity::kPerChannel;
-  const auto fallback = vm["fp16-fallback"].as<std::string>();
-  MCOMPRESS_CHECK(fallback == "fp32" || fallback == "bf16", ConfigError,
-                  "--fp16-fallback must be fp32 or bf16, got '", fallback, "'");
-  q.half_fallback_bf16 = fallback == "bf16";
-  q.validate();
+  // The recipe's quantize stage, from the same options.
+  const std::unique_ptr<Stage> quantizing = stage.make(stage_options(stage_node(vm, stage), stage));
+  const int64_t calib_batches = vm["calib-batches"].as<int64_t>();
+  const int64_t calib_batch_size = vm["calib-batch-size"].as<int64_t>();
+  MCOMPRESS_CHECK(calib_batches >= 1, ConfigError, "--calib-batches must be >= 1, got ",
+                  calib_batches);
+  MCOMPRESS_CHECK(calib_batch_size >= 1, ConfigError, "--calib-batch-size must be >= 1, got ",
+                  calib_batch_size);
   const auto in = vm["model"].as<std::string>();
   const auto out = vm["out"].as<std::string>();
   // Every rank calibrates or trains its share; only rank 0 checks the output, reports, writes.
@@ -102,18 +64,16 @@ int run_quantize(const Args& args) {
   const Dataset train = load_data(vm, Split::kTrain);
   const auto [calib_pool, val] = split_train_val(train, 0.1, seed);
   const auto order = shuffled_indices(calib_pool.size(), seed);
-  const int64_t n_calib =
-      std::min<int64_t>(calib_pool.size(), q.calib_batches * q.calib_batch_size);
+  const int64_t n_calib = std::min<int64_t>(calib_pool.size(), calib_batches * calib_batch_size);
   const Dataset calib =
       calib_pool.subset(std::vector<int64_t>(order.begin(), order.begin() + n_calib));
   const Dataset test = load_data(vm, Split::kTest);
 
-  qo.train.seed = seed;
-  qo.granularity = q.granularity;
-  co.train.seed = seed;
-  const auto report = qat        ? quant::qat_model(model, qo, calib_pool, val)
-                      : codebook ? quant::codebook_model(model, co, calib_pool, val)
-                                 : quant::quantize_model(model, q, calib, val);
+  // qat and codebook fine-tune on the training data less the validation split.
+  StageContext ctx{calib_pool, val, calib, seed, threads};
+  ctx.calib_batch_size = calib_batch_size;
+  const StageReport done = quantizing->apply(model, ctx);
+  const auto& report = std::any_cast<const quant::QuantizeReport&>(done.detail);
   if (!root) return 0;
   runtime::ExecutorOptions fp32_options = deploy;
   fp32_options.policy = runtime::KernelPolicy::kFp32;

@@ -54,10 +54,17 @@ std::string key_text(const YAML::Node& key, const std::string& path) {
 
 }  // namespace
 
+std::string option_flag(const std::string& name) {
+  std::string flag = "--" + name;
+  std::replace(flag.begin(), flag.end(), '_', '-');
+  return flag;
+}
+
 struct StageOptions::Impl {
   YAML::Node node;  // the stage's option mapping (may be null)
   std::string path;
   std::vector<OptionDoc> docs;
+  OptionSource source = OptionSource::kRecipe;
 
   // The recipe's value of an option, or an undefined node. Through a const node: yaml-cpp's
   // non-const operator[] would insert the key.
@@ -78,6 +85,7 @@ struct StageOptions::Impl {
   }
 
   std::string where(const std::string& name) const {
+    if (source == OptionSource::kFlags) return option_flag(name);
     std::string at = path.empty() ? name : path + "." + name;
     if (const auto v = given(name)) return at + yaml_line_of(*v);
     if (node.IsDefined() && !node.IsNull()) return at + yaml_line_of(node);
@@ -114,8 +122,10 @@ std::string format_number(double v) {
 
 }  // namespace
 
-StageOptions::StageOptions(const YAML::Node& node, std::string path, std::vector<OptionDoc> docs)
+StageOptions::StageOptions(const YAML::Node& node, std::string path, std::vector<OptionDoc> docs,
+                           OptionSource source)
     : impl_(std::make_unique<Impl>()) {
+  impl_->source = source;
   // A missing key of a const node is an "invalid" node that must not be copied.
   if (node.IsDefined()) impl_->node.reset(node);
   impl_->path = std::move(path);
@@ -149,7 +159,10 @@ bool StageOptions::has(const std::string& name) const {
 }
 
 void StageOptions::fail(const std::string& name, const std::string& message) const {
-  throw ConfigError(impl_->where(name) + ": " + message);
+  // A flag reads as the subject of the sentence, like the commands' other errors
+  // ("--target must be in [0, 1), got 1.5").
+  const char* separator = impl_->source == OptionSource::kFlags ? " " : ": ";
+  throw ConfigError(impl_->where(name) + separator + message);
 }
 
 double StageOptions::number(const std::string& name, double lo, double hi, bool hi_open) const {
@@ -255,6 +268,7 @@ void StageOptions::validate(const std::function<void()>& check) const {
   try {
     check();
   } catch (const ConfigError& e) {
+    if (impl_->source == OptionSource::kFlags) throw;  // the library's message names the field
     std::string at = impl_->path;
     if (impl_->node.IsDefined() && !impl_->node.IsNull()) at += yaml_line_of(impl_->node);
     throw ConfigError(at + ": " + e.what());

@@ -10,6 +10,29 @@
 #include "mcompress/distill/distill.h"
 
 namespace mcompress::distill {
+
+DistillOptions distill_options(const StageOptions& o) {
+  DistillOptions d;
+  d.temperature = o.number("temperature", 1e-6, 1000);
+  d.alpha = o.number("alpha", 0, 1);
+  d.train.epochs = o.integer("epochs", 1, 10000);
+  d.train.lr = o.number("lr", 1e-8, 10);
+  d.train.batch_size = o.integer("batch_size", 1, 1 << 16);
+  d.train.optimizer = parse_optimizer(o.choice("optimizer", {"adam", "sgd"}));
+  d.train.momentum = o.number("momentum", 0, 1);
+  d.train.weight_decay = o.number("weight_decay", 0, 1);
+  d.train.schedule = parse_lr_schedule(o.choice("lr_schedule", {"constant", "step", "cosine"}));
+  d.train.step_size = o.integer("step_size", 1);
+  d.train.gamma = o.number("gamma", 0, 1);
+  d.train.early_stop_patience = o.integer("early_stop", 0);
+  d.hint_teacher = o.text("hint_teacher");
+  d.hint_student = o.text("hint_student");
+  d.beta = o.number("beta", 0, 1e6);
+  d.cache_limit_mb = o.integer("cache_limit_mb", 0);
+  o.validate([&] { d.validate(); });
+  return d;
+}
+
 namespace {
 
 constexpr const char* kCurrent = "current";
@@ -26,15 +49,7 @@ class DistillStage : public Stage {
         o.fail("student", e.what());
       }
     }
-    options_.temperature = o.number("temperature", 1e-6, 1000);
-    options_.alpha = o.number("alpha", 0, 1);
-    options_.train.epochs = o.integer("epochs", 1, 10000);
-    options_.train.lr = o.number("lr", 1e-8, 10);
-    options_.train.batch_size = o.integer("batch_size", 1, 1 << 16);
-    options_.hint_teacher = o.text("hint_teacher");
-    options_.hint_student = o.text("hint_student");
-    options_.beta = o.number("beta", 0, 1e6);
-    o.validate([&] { options_.validate(); });
+    options_ = distill_options(o);
   }
 
   std::string cannot_follow(const ModelTraits& traits) const override {
@@ -58,7 +73,7 @@ class DistillStage : public Stage {
     DistillOptions o = options_;
     o.train.seed = ctx.seed;
     o.train.progress = ctx.progress;
-    const DistillReport report = distill_model(student, teacher, o, ctx.train, ctx.val);
+    DistillReport report = distill_model(student, teacher, o, ctx.train, ctx.val);
     if (fresh) {
       // The student's provenance starts with the teacher's: how the pipeline got here.
       fresh->history.insert(fresh->history.begin(), model.history.begin(), model.history.end());
@@ -69,6 +84,7 @@ class DistillStage : public Stage {
     StageReport out;
     out.metrics =
         nlohmann::json::parse(report.to_json()).value("metrics", nlohmann::json::object());
+    out.detail = std::move(report);
     return out;
   }
 
@@ -90,11 +106,22 @@ void register_stages(StageRegistry& registry) {
         {"temperature", "1", "softmax temperature T, > 0"},
         {"alpha", "0.5", "weight of the soft-target term, [0, 1]"},
         {"epochs", "10", "training epochs of the student"},
-        {"lr", "1e-3", "learning rate (Adam, cosine)"},
+        {"lr", "1e-3", "peak learning rate"},
         {"batch_size", "128", "batch size"},
-        {"hint_teacher", "\"\"", "FitNets hint: teacher activation key (e.g. 3), or empty"},
+        {"optimizer", "adam", "adam or sgd"},
+        {"momentum", "0.9", "SGD momentum, [0, 1]"},
+        {"weight_decay", "0", "L2 weight decay, [0, 1]"},
+        {"lr_schedule", "cosine", "learning-rate schedule: constant, step or cosine"},
+        {"step_size", "3", "step schedule: epochs between lr drops"},
+        {"gamma", "0.1", "step schedule: lr factor, [0, 1]"},
+        {"early_stop", "0", "stop after N epochs without a better validation accuracy (0: off)"},
+        {"hint_teacher", "\"\"",
+         "FitNets hint: teacher activation key (e.g. 18, convnet's penultimate layer; "
+         "docs/distillation.md lists them), or empty"},
         {"hint_student", "\"\"", "FitNets hint: student activation key"},
-        {"beta", "0", "weight of the hint term"}},
+        {"beta", "0", "weight of the hint term"},
+        {"cache_limit_mb", "256",
+         "memory for cached teacher outputs; above it the teacher runs on every batch"}},
        [](const StageOptions& o) { return std::make_unique<DistillStage>(o); }});
 }
 

@@ -5,30 +5,51 @@
 #include <optional>
 
 #include "mcompress/core/error.h"
+#include "mcompress/core/model_file.h"
 #include "mcompress/prune/prune.h"
+#include "mcompress/prune/schedule.h"
 
 namespace mcompress::prune {
+
+PruneOptions prune_options(const StageOptions& o) {
+  PruneOptions p;
+  p.method = parse_prune_method(o.choice("method", {"magnitude", "structured"}));
+  p.scope = parse_prune_scope(o.choice("scope", {"layer", "global"}));
+  p.target = o.number("target", 0, 1, /*hi_open=*/true);
+  p.schedule = parse_prune_schedule(o.choice("schedule", {"one-shot", "iterative", "gradual"}));
+  p.rounds = o.integer("rounds", 1, 1000);
+  p.round_fraction = o.number("round_fraction", 0, 1, true);
+  p.gradual.initial_sparsity = o.number("initial_sparsity", 0, 1, true);
+  p.gradual.begin_step = o.integer("begin_step", 0);
+  p.gradual.end_step = o.integer("end_step", 0);
+  p.gradual.frequency = o.integer("frequency", 1);
+  p.exclude = o.list("exclude");
+  p.overrides = o.number_map("overrides", 0, 1);
+  p.finetune_epochs = o.integer("finetune_epochs", 0, 1000);
+  p.finetune.lr = o.number("lr", 1e-8, 10);
+  p.finetune.batch_size = o.integer("batch_size", 1, 1 << 16);
+  p.finetune.optimizer = parse_optimizer(o.choice("optimizer", {"adam", "sgd"}));
+  p.finetune.momentum = o.number("momentum", 0, 1);
+  p.finetune.weight_decay = o.number("weight_decay", 0, 1);
+  p.finetune.schedule = parse_lr_schedule(o.choice("lr_schedule", {"constant", "step", "cosine"}));
+  // Without rounds, as many rounds of round_fraction as the target needs.
+  if (p.round_fraction > 0 && !o.has("rounds")) {
+    p.rounds = rounds_for_fraction(p.target, p.round_fraction);
+  }
+  o.validate([&] { p.validate(); });
+  return p;
+}
+
 namespace {
+
+constexpr const char* kNoRewind = "none";
+constexpr const char* kRewindInit = "init";
 
 class PruneStage : public Stage {
  public:
-  explicit PruneStage(const StageOptions& o) {
-    options_.method = parse_prune_method(o.choice("method", {"magnitude", "structured"}));
-    options_.scope = parse_prune_scope(o.choice("scope", {"layer", "global"}));
-    options_.target = o.number("target", 0, 1, /*hi_open=*/true);
-    options_.schedule =
-        parse_prune_schedule(o.choice("schedule", {"one-shot", "iterative", "gradual"}));
-    options_.rounds = o.integer("rounds", 1, 1000);
-    options_.round_fraction = o.number("round_fraction", 0, 1, true);
-    options_.gradual.initial_sparsity = o.number("initial_sparsity", 0, 1, true);
-    options_.gradual.frequency = o.integer("frequency", 1);
-    options_.exclude = o.list("exclude");
-    options_.overrides = o.number_map("overrides", 0, 1);
-    options_.finetune_epochs = o.integer("finetune_epochs", 0, 1000);
-    options_.finetune.lr = o.number("lr", 1e-8, 10);
-    options_.finetune.batch_size = o.integer("batch_size", 1, 1 << 16);
-    rewind_ = o.choice("rewind", {"none", "init"}) == "init";
-    o.validate([&] { options_.validate(); });
+  explicit PruneStage(const StageOptions& o)
+      : options_(prune_options(o)), rewind_(o.text("rewind")) {
+    if (rewind_.empty()) o.fail("rewind", "must be none, init or a model file, got ''");
   }
 
   std::string cannot_follow(const ModelTraits& traits) const override {
@@ -46,17 +67,22 @@ class PruneStage : public Stage {
     o.finetune.progress = ctx.progress;
     o.validate(model.spec());
     std::optional<Model> init;
-    if (rewind_) init.emplace(Model::initialize(model.spec(), model.seed));
-    const PruneReport report = prune_model(model, o, ctx.train, ctx.val, init ? &*init : nullptr);
+    if (rewind_ == kRewindInit) {
+      init.emplace(Model::initialize(model.spec(), model.seed));
+    } else if (rewind_ != kNoRewind) {
+      init.emplace(load_model(rewind_));
+    }
+    PruneReport report = prune_model(model, o, ctx.train, ctx.val, init ? &*init : nullptr);
     StageReport out;
     out.metrics =
         nlohmann::json::parse(report.to_json()).value("metrics", nlohmann::json::object());
+    out.detail = std::move(report);
     return out;
   }
 
  private:
   PruneOptions options_;
-  bool rewind_ = false;
+  std::string rewind_;  // none, init or a model file
 };
 
 }  // namespace
@@ -71,17 +97,30 @@ void register_stages(StageRegistry& registry) {
          "magnitude: layer (each tensor to the target) or global (one threshold)"},
         {"target", "0.5", "fraction of weights (structured: of filters) removed, [0, 1)"},
         {"schedule", "one-shot", "one-shot, iterative or gradual (Zhu & Gupta)"},
-        {"rounds", "5", "iterative: rounds of pruning + fine-tuning"},
+        {"rounds", "5",
+         "iterative: rounds of pruning + fine-tuning (with round_fraction and no rounds: as many "
+         "as the target needs)"},
         {"round_fraction", "0",
-         "iterative: fraction of the remaining weights each round removes (0: equal rounds)"},
+         "iterative: fraction of the remaining weights each round removes (0.2: lottery ticket; "
+         "0: the same keep ratio every round)"},
         {"initial_sparsity", "0", "gradual: sparsity at the first step"},
+        {"begin_step", "0", "gradual: first pruning step t0"},
+        {"end_step", "0",
+         "gradual: step where the target is reached (0: at 3/4 of the fine-tuning)"},
         {"frequency", "100", "gradual: optimizer steps between mask updates"},
         {"exclude", "[]", "tensors left dense: names, or first / last"},
         {"overrides", "{}", "per-tensor targets, e.g. {0.weight: 0.5}"},
         {"finetune_epochs", "1", "fine-tuning epochs per round (gradual: in all)"},
-        {"lr", "1e-3", "fine-tuning learning rate (Adam, cosine)"},
+        {"lr", "1e-3", "fine-tuning learning rate"},
+        {"optimizer", "adam", "fine-tuning optimizer: adam or sgd"},
+        {"momentum", "0.9", "fine-tuning SGD momentum, [0, 1]"},
+        {"weight_decay", "0", "fine-tuning L2 weight decay, [0, 1]"},
+        {"lr_schedule", "cosine",
+         "fine-tuning lr schedule within each round: constant, step or cosine"},
         {"batch_size", "128", "fine-tuning batch size"},
-        {"rewind", "none", "lottery ticket: none, or init (survivors reset to initialisation)"}},
+        {"rewind", "none",
+         "lottery ticket: survivors reset before fine-tuning to none, init (the initialisation "
+         "of the model's seed) or a model file (e.g. an early-epoch checkpoint)"}},
        [](const StageOptions& o) { return std::make_unique<PruneStage>(o); }});
 }
 

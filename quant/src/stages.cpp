@@ -8,8 +8,6 @@
 namespace mcompress::quant {
 namespace {
 
-constexpr int64_t kCalibBatchSize = 64;
-
 class QuantizeStage : public Stage {
  public:
   explicit QuantizeStage(const StageOptions& o) : resolved_(o.resolved()) {
@@ -54,9 +52,9 @@ class QuantizeStage : public Stage {
 
   StageReport apply(Model& model, const StageContext& ctx) override {
     QuantizeOptions q = options_;
-    q.calib_batch_size = kCalibBatchSize;
+    q.calib_batch_size = std::max<int64_t>(1, ctx.calib_batch_size);
     q.calib_batches =
-        std::max<int64_t>(1, (ctx.calib.size() + kCalibBatchSize - 1) / kCalibBatchSize);
+        std::max<int64_t>(1, (ctx.calib.size() + q.calib_batch_size - 1) / q.calib_batch_size);
     QuantizeReport report;
     if (qat_) {
       QatOptions qo = qat_options_;
@@ -77,6 +75,7 @@ class QuantizeStage : public Stage {
     out.options = resolved_;
     out.metrics = nlohmann::json::parse(report.to_json());
     out.warnings = report.warnings;
+    out.detail = std::move(report);
     return out;
   }
 

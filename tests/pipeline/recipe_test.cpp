@@ -39,6 +39,38 @@ TEST(StageOptionsTest, DefaultsAndGivenValues) {
   EXPECT_FALSE(r.contains("teacher"));  // required and not given: no value to report
 }
 
+// The options of `mcompress prune` and the like: built by the command from its flags, they name
+// the flag in errors, and library validation keeps its own message.
+TEST(StageOptionsTest, FromFlagsErrorsNameTheFlag) {
+  EXPECT_EQ(option_flag("finetune_epochs"), "--finetune-epochs");
+  YAML::Node node(YAML::NodeType::Map);
+  node["target"] = "1.5";
+  node["rounds"] = "2";
+  node["overrides"]["0.weight"] = "x";
+  const StageOptions o(node, "prune", kDocs, OptionSource::kFlags);
+  EXPECT_EQ(o.integer("rounds", 1), 2);  // a flag's text is read as the recipe's scalar
+  EXPECT_EQ(o.resolved().at("rounds").get<int64_t>(), 2);
+  ASSERT_THROWS_WITH(o.number("target", 0, 1, true), ConfigError,
+                     "--target must be in [0, 1), got 1.5");
+  ASSERT_THROWS_WITH(o.number_map("overrides", 0, 1), ConfigError,
+                     "--overrides '0.weight' must be a number, got 'x'");
+  ASSERT_THROWS_WITH(o.text("teacher"), ConfigError, "--teacher: required option missing");
+  ASSERT_THROWS_WITH(o.validate([] { throw ConfigError("rounds must be 1 for one-shot"); }),
+                     ConfigError, "rounds must be 1 for one-shot");
+}
+
+// The prune stage rewinds to none, init or a model file, as `mcompress prune --rewind` does.
+TEST(StageOptionsTest, PruneRewindsToAModelFile) {
+  const StageInfo& prune = pipeline::default_registry().find("prune");
+  auto make = [&](const std::string& yaml) {
+    return prune.make(StageOptions(YAML::Load(yaml), "stages[0].prune", prune.options));
+  };
+  EXPECT_NE(make("{rewind: init}"), nullptr);
+  EXPECT_NE(make("{rewind: runs/epoch2.h5}"), nullptr);  // loaded when the stage runs
+  ASSERT_THROWS_WITH(make("{rewind: ''}"), ConfigError,
+                     "stages[0].prune.rewind (line 1): must be none, init or a model file");
+}
+
 TEST(StageOptionsTest, ErrorsNameThePathAndLine) {
   ASSERT_THROWS_WITH(options_from("target: 0.9\ntagret: 0.95"), ConfigError,
                      "stages[1].prune.tagret (line 2): unknown option; options: target, rounds");

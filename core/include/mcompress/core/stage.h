@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <any>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -29,6 +30,9 @@ struct StageContext {
   uint64_t seed = 0;      // this stage's seed, derived from the recipe's seed and position
   int threads = 1;        // intra-op threads the run uses
   bool progress = false;  // per-epoch progress lines on stderr
+  /// Batches calibration runs over `calib` in (the recipe's 64; the quantize command's
+  /// --calib-batch-size).
+  int64_t calib_batch_size = 64;
 };
 
 /// What a stage did: its options with defaults filled in, its own figures, and warnings. The
@@ -37,6 +41,9 @@ struct StageReport {
   nlohmann::json options = nlohmann::json::object();
   nlohmann::json metrics = nlohmann::json::object();
   std::vector<std::string> warnings;
+  /// The stage module's own typed report (prune::PruneReport, quant::QuantizeReport,
+  /// distill::DistillReport), for a caller that prints its tables or records it whole.
+  std::any detail;
 };
 
 /// What earlier stages leave behind, as far as a later stage's legality depends on it. The
@@ -77,6 +84,14 @@ struct OptionDoc {
   std::string help;
 };
 
+/// Where a stage's options came from, which decides how an error names one: a recipe key with
+/// its YAML path and line ("stages[1].prune.target (line 7): must be ..."), or the command-line
+/// flag of the mcompress quantize/prune/distill commands ("--target must be ...").
+enum class OptionSource { kRecipe, kFlags };
+
+/// The one rule from option names to flags: "finetune_epochs" is "--finetune-epochs".
+std::string option_flag(const std::string& name);
+
 /// Typed, checked access to one stage's options as the recipe gives them. Every error is a
 /// ConfigError that names the YAML path and line, e.g.
 /// "stages[1].prune.target (line 7): must be < 1, got 1.5".
@@ -84,7 +99,9 @@ class StageOptions {
  public:
   /// `node`: the stage's option mapping (null or absent: all defaults); `path`: its YAML path,
   /// e.g. "stages[1].prune". Unknown option names are rejected here, with the accepted list.
-  StageOptions(const YAML::Node& node, std::string path, std::vector<OptionDoc> docs);
+  /// With OptionSource::kFlags, `path` is unused and errors name the flags.
+  StageOptions(const YAML::Node& node, std::string path, std::vector<OptionDoc> docs,
+               OptionSource source = OptionSource::kRecipe);
   ~StageOptions();
   StageOptions(StageOptions&&) noexcept;
   StageOptions& operator=(StageOptions&&) noexcept;
