@@ -116,6 +116,8 @@ int run_prune(const Args& args) {
 
   Model model = load_model(in);
   o.validate(model.spec());
+  // A rewind file is read by the stage, after the header line; its problems are found here.
+  if (rewind != "none" && rewind != "init") (void)load_model(rewind);
   const Model original = model.clone();
   const std::string rewind_note = rewind == "none" ? ""
                                   : rewind == "init"

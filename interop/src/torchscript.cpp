@@ -12,10 +12,10 @@
 #include <sstream>
 
 #include "isolated_call.h"
-#include "script_checks.h"
 #include "mcompress/core/atomic_file.h"
 #include "mcompress/core/error.h"
 #include "mcompress/core/network.h"
+#include "script_checks.h"
 
 namespace mcompress::interop {
 namespace {
@@ -29,7 +29,6 @@ std::string first_line(const std::string& text) {
   return end == std::string::npos ? text : text.substr(0, end);
 }
 std::string torch_message(const c10::Error& e) { return first_line(e.what_without_backtrace()); }
-
 
 std::string display_path(const std::string& path) { return path.empty() ? "(top)" : path; }
 

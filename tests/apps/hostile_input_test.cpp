@@ -577,7 +577,7 @@ const std::vector<BadInput>& corpus() {
        [](Workspace& ws) {
          EXPECT_EQ(::mkfifo(ws.file("pipe").c_str(), 0644), 0);
          fs::create_symlink(ws.file("pipe"), ws.file("link.h5"));
-         return "export " + ws.model + " --format onnx --force --out " + ws.file("link.h5");
+         return "export " + ws.model + " --format torchscript --force --out " + ws.file("link.h5");
        }},
       {"out_is_a_folder",
        1,
