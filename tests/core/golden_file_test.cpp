@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
@@ -69,6 +70,32 @@ TEST_P(GoldenFileTest, LoadsToTheSameTensors) {
       EXPECT_EQ(model.history,
                 std::vector<std::string>{R"({"stage":"train","metrics":{"accuracy":0.5}})"});
       EXPECT_EQ(model.recipe, "model: tiny\nstages: []\n");
+    }
+  }
+}
+
+// The sums above pin each tensor's values; this pins them bit for bit: every version's file
+// holds the same float32 bytes in every tensor, and the same masks.
+TEST(GoldenFileBitsTest, EveryVersionLoadsToTheSameBytes) {
+  for (const std::string file : {"mlp_sparse.h5", "tiny_dense.h5"}) {
+    SCOPED_TRACE(file);
+    const auto path = [&](int version) {
+      return std::string(MCOMPRESS_TEST_DATA_DIR) + "/format-v" + std::to_string(version) + "/" +
+             file;
+    };
+    const Model first = load_model(path(1));
+    for (int version : {2, 3}) {
+      SCOPED_TRACE("v" + std::to_string(version));
+      const Model other = load_model(path(version));
+      for (const TensorInfo& info : first.tensor_infos()) {
+        SCOPED_TRACE(info.name);
+        const at::Tensor a = first.tensor(info.name).contiguous();
+        const at::Tensor b = other.tensor(info.name).contiguous();
+        ASSERT_EQ(a.sizes(), b.sizes());
+        ASSERT_EQ(a.scalar_type(), b.scalar_type());
+        EXPECT_EQ(std::memcmp(a.data_ptr(), b.data_ptr(), a.nbytes()), 0);
+        EXPECT_EQ(first.masks.count(info.name), other.masks.count(info.name));
+      }
     }
   }
 }
