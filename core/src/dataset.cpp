@@ -165,8 +165,7 @@ H5::DataSet open_h5_dataset(const H5::Group& group, const std::string& path,
   MCOMPRESS_CHECK(has_child(group, name, H5O_TYPE_DATASET), FormatError, kH5, ": '", path,
                   "' has no dataset '", full_name, "'");
   H5::DataSet ds = group.openDataSet(name);
-  std::string problem = hdf5_guard::storage_problem(ds.getId());
-  if (problem.empty()) problem = hdf5_guard::size_problem(ds.getId(), kMaxDataRatio);
+  const std::string problem = hdf5_guard::contents_problem(ds.getId(), kMaxDataRatio);
   MCOMPRESS_CHECK(problem.empty(), FormatError, kH5, ": '", path, "' dataset '", full_name, "' ",
                   problem);
   const H5::DataSpace space = ds.getSpace();

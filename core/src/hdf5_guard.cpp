@@ -64,9 +64,8 @@ std::string size_problem(hid_t dataset, uint64_t max_ratio) {
               : "");
 }
 
-std::string dataset_problem(hid_t loc, const char* name, hid_t dataset, uint64_t max_ratio) {
-  std::string problem = link_problem(loc, name);
-  if (problem.empty()) problem = storage_problem(dataset);
+std::string contents_problem(hid_t dataset, uint64_t max_ratio) {
+  std::string problem = storage_problem(dataset);
   if (problem.empty()) problem = size_problem(dataset, max_ratio);
   return problem;
 }

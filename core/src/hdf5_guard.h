@@ -29,8 +29,8 @@ std::string storage_problem(hid_t dataset);
 /// all of it when unfiltered, at least 1/kMaxCompressionRatio of it when compressed.
 std::string size_problem(hid_t dataset, uint64_t max_ratio = kMaxCompressionRatio);
 
-/// All three, for a dataset opened as `name` in `loc`.
-std::string dataset_problem(hid_t loc, const char* name, hid_t dataset,
-                            uint64_t max_ratio = kMaxCompressionRatio);
+/// storage_problem, then size_problem: what every reader checks before reading a dataset
+/// (having reached it through link_problem).
+std::string contents_problem(hid_t dataset, uint64_t max_ratio = kMaxCompressionRatio);
 
 }  // namespace mcompress::hdf5_guard

@@ -237,8 +237,7 @@ class Reader {
     Handle dataset = checked<FormatError>(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), H5Dclose, path_,
                                           "cannot open " + where);
     // Before anything is allocated for it: its bytes are in this file, and there are enough.
-    std::string problem = hdf5_guard::storage_problem(dataset);
-    if (problem.empty()) problem = hdf5_guard::size_problem(dataset);
+    const std::string problem = hdf5_guard::contents_problem(dataset);
     MCOMPRESS_CHECK(problem.empty(), FormatError, path_, ": ", where, " ", problem);
     return dataset;
   }
