@@ -27,6 +27,9 @@ mkdir -p "$out"
 
 train_flags=(--epochs "$epochs" --lr "$lr" --schedule "$schedule" --batch-size "$batch"
              --threads "$threads" --quiet --force)
+# The same settings for distill, whose flags are its stage's options (`mcompress stages`).
+distill_flags=(--epochs "$epochs" --lr "$lr" --lr-schedule "$schedule" --batch-size "$batch"
+               --threads "$threads" --quiet --force)
 settings="e${epochs}-lr${lr}-${schedule}-b${batch}"
 accuracy() {  # test accuracy in percent, through the deployable runtime
   "$mc" eval "$1" --json --latency-batch --threads "$threads" |
@@ -51,7 +54,7 @@ for seed in $seeds; do
   [ -f "$alone" ] || "$mc" train --arch "$student" --seed "$seed" "${train_flags[@]}" \
                        --out "$alone" >"${alone%.h5}.log" 2>&1
   # shellcheck disable=SC2086  # distill_args is a list of flags
-  "$mc" distill --teacher "$teacher" --student "$student" --seed "$seed" "${train_flags[@]}" \
+  "$mc" distill --teacher "$teacher" --student "$student" --seed "$seed" "${distill_flags[@]}" \
     --temperature "$temperature" --alpha "$alpha" $distill_args --out "$kd" >"${kd%.h5}.log" 2>&1
   a=$(accuracy "$alone") d=$(accuracy "$kd") va=$(val_accuracy "$alone") vd=$(val_accuracy "$kd")
   diff=$(python3 -c "print('%+.2f' % ($d - $a))")
