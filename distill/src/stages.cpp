@@ -6,6 +6,7 @@
 
 #include "mcompress/core/error.h"
 #include "mcompress/core/model_file.h"
+#include "mcompress/core/stage_training.h"
 #include "mcompress/core/zoo.h"
 #include "mcompress/distill/distill.h"
 
@@ -16,12 +17,7 @@ DistillOptions distill_options(const StageOptions& o) {
   d.temperature = o.number("temperature", 1e-6, 1000);
   d.alpha = o.number("alpha", 0, 1);
   d.train.epochs = o.integer("epochs", 1, 10000);
-  d.train.lr = o.number("lr", 1e-8, 10);
-  d.train.batch_size = o.integer("batch_size", 1, 1 << 16);
-  d.train.optimizer = parse_optimizer(o.choice("optimizer", {"adam", "sgd"}));
-  d.train.momentum = o.number("momentum", 0, 1);
-  d.train.weight_decay = o.number("weight_decay", 0, 1);
-  d.train.schedule = parse_lr_schedule(o.choice("lr_schedule", {"constant", "step", "cosine"}));
+  read_training_options(o, d.train);
   d.train.step_size = o.integer("step_size", 1);
   d.train.gamma = o.number("gamma", 0, 1);
   d.train.early_stop_patience = o.integer("early_stop", 0);

@@ -6,6 +6,7 @@
 
 #include "mcompress/core/error.h"
 #include "mcompress/core/model_file.h"
+#include "mcompress/core/stage_training.h"
 #include "mcompress/prune/prune.h"
 #include "mcompress/prune/schedule.h"
 
@@ -26,12 +27,7 @@ PruneOptions prune_options(const StageOptions& o) {
   p.exclude = o.list("exclude");
   p.overrides = o.number_map("overrides", 0, 1);
   p.finetune_epochs = o.integer("finetune_epochs", 0, 1000);
-  p.finetune.lr = o.number("lr", 1e-8, 10);
-  p.finetune.batch_size = o.integer("batch_size", 1, 1 << 16);
-  p.finetune.optimizer = parse_optimizer(o.choice("optimizer", {"adam", "sgd"}));
-  p.finetune.momentum = o.number("momentum", 0, 1);
-  p.finetune.weight_decay = o.number("weight_decay", 0, 1);
-  p.finetune.schedule = parse_lr_schedule(o.choice("lr_schedule", {"constant", "step", "cosine"}));
+  read_training_options(o, p.finetune);
   // Without rounds, as many rounds of round_fraction as the target needs.
   if (p.round_fraction > 0 && !o.has("rounds")) {
     p.rounds = rounds_for_fraction(p.target, p.round_fraction);

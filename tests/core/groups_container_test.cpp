@@ -253,20 +253,8 @@ TEST_F(GroupsContainerTest, RawHdf5ReaderSeesDocumentedLayout) {
       std::memcmp(values.data(), model.tensor("0.weight").data_ptr<float>(), 18 * sizeof(float)),
       0);
 
-  hid_t dcpl = H5Dget_create_plist(dset);
-  EXPECT_EQ(H5Pget_layout(dcpl), H5D_CHUNKED);
-  std::vector<H5Z_filter_t> filters;
-  for (int i = 0; i < H5Pget_nfilters(dcpl); ++i) {
-    unsigned flags = 0;
-    size_t nelmts = 0;
-    unsigned cd_values[8];
-    unsigned config = 0;
-    filters.push_back(H5Pget_filter2(dcpl, static_cast<unsigned>(i), &flags, &nelmts, cd_values, 0,
-                                     nullptr, &config));
-  }
-  EXPECT_EQ(filters, (std::vector<H5Z_filter_t>{H5Z_FILTER_SHUFFLE, H5Z_FILTER_DEFLATE,
-                                                H5Z_FILTER_FLETCHER32}));
-  H5Pclose(dcpl);
+  EXPECT_EQ(filters_of(dset), (std::vector<H5Z_filter_t>{H5Z_FILTER_SHUFFLE, H5Z_FILTER_DEFLATE,
+                                                         H5Z_FILTER_FLETCHER32}));
   H5Dclose(dset);
   H5Gclose(group);
   EXPECT_EQ(H5Fclose(file), 0);
