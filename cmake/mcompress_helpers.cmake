@@ -13,6 +13,11 @@ function(mcompress_add_library module)
   # Installed as mcompress::<module> (the alias above is the same name inside this build), so
   # a consumer writes the same target_link_libraries line either way.
   set_target_properties(${target} PROPERTIES POSITION_INDEPENDENT_CODE ON EXPORT_NAME ${module})
+  # Compiled in batches of eight files (a unity build): each translation unit loads the 570 MB
+  # precompiled <torch/torch.h> (mcompress_use_torch_pch), which took most of a small file's
+  # compile time. So a helper in one file's anonymous namespace must not share its name with
+  # another file's of the module: a shared one belongs in a header, once.
+  set_target_properties(${target} PROPERTIES UNITY_BUILD ON UNITY_BUILD_BATCH_SIZE 8)
   mcompress_set_warnings(${target})
   # One export set per module, so that the package can load the components a consumer asks for
   # and find only their dependencies (mcompressConfig.cmake.in).

@@ -10,10 +10,6 @@
 namespace mcompress {
 namespace {
 
-// Fashion-MNIST training-set pixel statistics (values in [0,1]).
-constexpr double kFashionMean = 0.2860;
-constexpr double kFashionStd = 0.3530;
-
 LayerSpec linear(int64_t out) {
   LayerSpec l;
   l.type = LayerType::kLinear;
@@ -64,8 +60,8 @@ ArchSpec fashion_spec(const std::string& name, std::vector<LayerSpec> layers) {
   spec.name = name;
   spec.input_shape = {1, 28, 28};
   spec.num_classes = 10;
-  spec.mean = {kFashionMean};
-  spec.std = {kFashionStd};
+  spec.mean = {kFashionMnistMean};
+  spec.std = {kFashionMnistStd};
   spec.layers = std::move(layers);
   return spec.resolved();
 }

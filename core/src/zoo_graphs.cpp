@@ -11,9 +11,6 @@ namespace {
 
 using json = nlohmann::json;
 
-// Fashion-MNIST training-set pixel statistics (values in [0,1]), as the sequential zoo.
-constexpr double kFashionMean = 0.2860;
-constexpr double kFashionStd = 0.3530;
 constexpr int64_t kClasses = 10;
 
 // Appends nodes named after the torchvision module they stand for (so their tensors are
@@ -25,8 +22,8 @@ struct GraphBuilder {
   GraphBuilder() {
     g.inputs.push_back(ValueInfo{"input", DType::kFloat32, {Dim::named("batch"), 1, 28, 28}});
     g.preprocess.kind = Preprocess::Kind::kNormalize;
-    g.preprocess.mean = {kFashionMean};
-    g.preprocess.std = {kFashionStd};
+    g.preprocess.mean = {kFashionMnistMean};
+    g.preprocess.std = {kFashionMnistStd};
     g.task.num_classes = kClasses;
   }
 

@@ -11,11 +11,6 @@ namespace {
 
 using torch::jit::Module;
 
-std::string first_line(const std::string& text) {
-  const auto end = text.find('\n');
-  return end == std::string::npos ? text : text.substr(0, end);
-}
-
 // A tensor of a loaded archive whose view (offset, sizes, strides) reaches outside its storage
 // would be read out of bounds by the first op that touches it: refused before any use.
 void check_view(const at::Tensor& t, const std::string& file, const std::string& name) {
@@ -99,6 +94,11 @@ void check_all_views(const Module& module, const std::string& file) {
       }
     }
   }
+}
+
+std::string first_line(const std::string& text) {
+  const auto end = text.find('\n');
+  return end == std::string::npos ? text : text.substr(0, end);
 }
 
 }  // namespace mcompress::interop

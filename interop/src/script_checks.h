@@ -14,6 +14,9 @@ namespace mcompress::interop {
 /// naming `file` and the tensor otherwise. Before any op touches them.
 void check_all_views(const torch::jit::Module& module, const std::string& file);
 
+/// The first line of `text`, e.g. a LibTorch error without the C++ backtrace that follows it.
+std::string first_line(const std::string& text);
+
 /// The last line of an error raised in TorchScript code (the exception) with its innermost
 /// source location, instead of the interpreter's traceback; other text's first line.
 std::string script_error_summary(const std::string& text);

@@ -23,11 +23,6 @@ namespace {
 using torch::jit::Module;
 using json = nlohmann::json;
 
-// The first line of a LibTorch error, without the C++ backtrace that follows it.
-std::string first_line(const std::string& text) {
-  const auto end = text.find('\n');
-  return end == std::string::npos ? text : text.substr(0, end);
-}
 std::string torch_message(const c10::Error& e) { return first_line(e.what_without_backtrace()); }
 
 std::string display_path(const std::string& path) { return path.empty() ? "(top)" : path; }

@@ -290,10 +290,6 @@ void run_gradual(Model& model, const Plan& plan, const PruneOptions& o, const Da
   if (!report.rounds.empty()) report.rounds.back().val_accuracy = val_accuracy(model, val);
 }
 
-int64_t width_of(const LayerSpec& l) {
-  return l.type == LayerType::kConv2d ? l.out_channels : l.out_features;
-}
-
 // The fraction of the prunable tensors' original entries that structured pruning removed.
 double removed_fraction(const Plan& plan, const Model& model,
                         const std::map<std::string, int64_t>& numel_before) {
@@ -346,7 +342,8 @@ void run_structured(Model& model, const Plan& plan, const PruneOptions& o, const
   for (const auto& s : skipped) report.notes.push_back("not pruned: " + s);
   std::map<int64_t, int64_t> original;  // producer → its width before pruning
   for (const auto& [chain, target] : targets) {
-    original[chain.producer] = width_of(model.spec().layers[static_cast<size_t>(chain.producer)]);
+    original[chain.producer] =
+        prunable_width(model.spec().layers[static_cast<size_t>(chain.producer)]);
   }
 
   const bool iterative = o.schedule == PruneSchedule::kIterative;
@@ -372,7 +369,7 @@ void run_structured(Model& model, const Plan& plan, const PruneOptions& o, const
   for (const auto& [chain, target] : targets) {
     const auto& l = model.spec().layers[static_cast<size_t>(chain.producer)];
     report.widths.push_back({std::to_string(chain.producer) + " (" + to_string(l.type) + ")",
-                             original.at(chain.producer), width_of(l)});
+                             original.at(chain.producer), prunable_width(l)});
   }
 }
 

@@ -24,10 +24,6 @@ std::string layer_name(const ArchSpec& spec, size_t i) {
   return "layer " + std::to_string(i) + " (" + to_string(spec.layers[i].type) + ")";
 }
 
-int64_t width_of(const LayerSpec& l) {
-  return l.type == LayerType::kConv2d ? l.out_channels : l.out_features;
-}
-
 // Follows the outputs of layer `producer` to their consumer; "" on success, else why not.
 std::string follow(const ArchSpec& spec, const std::vector<std::vector<int64_t>>& shapes,
                    size_t producer, ChannelChain& chain) {
@@ -92,6 +88,10 @@ std::vector<ChannelChain> channel_chains(const ArchSpec& spec, std::vector<std::
   return chains;
 }
 
+int64_t prunable_width(const LayerSpec& l) {
+  return l.type == LayerType::kConv2d ? l.out_channels : l.out_features;
+}
+
 at::Tensor filter_l1_norms(const at::Tensor& weight) {
   MCOMPRESS_CHECK(weight.dim() >= 2, ModelError,
                   "filter norms need a conv or linear weight, got shape ",
@@ -120,7 +120,7 @@ Model remove_channels(const Model& model, const ChannelChain& chain,
                   "); prune its fp32 original, then quantize");
   ArchSpec spec = model.spec();
   LayerSpec& producer = spec.layers.at(static_cast<size_t>(chain.producer));
-  const int64_t width = width_of(producer);
+  const int64_t width = prunable_width(producer);
   MCOMPRESS_CHECK(!keep.empty() && std::is_sorted(keep.begin(), keep.end()) &&
                       std::adjacent_find(keep.begin(), keep.end()) == keep.end() &&
                       keep.front() >= 0 && keep.back() < width,

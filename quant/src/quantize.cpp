@@ -54,13 +54,6 @@ void apply_int8_weights(Model& model, const QuantizeOptions& o, bool linear_only
   }
 }
 
-double int8_accuracy(const Model& model, const Dataset& val) {
-  runtime::ExecutorOptions eo;
-  eo.policy = runtime::KernelPolicy::kInt8;  // judge the int8 kernels themselves
-  runtime::Executor exec(model, eo);
-  return runtime::evaluate(exec, val).accuracy;
-}
-
 // Runs the accuracy guard and records its decisions in the report.
 void apply_guard(Model& model, const Model& fp32_original, const Dataset& val, double budget,
                  QuantizeReport& report) {

@@ -21,10 +21,6 @@ double accuracy_with(const Model& model, const Dataset& val, runtime::KernelPoli
   return runtime::evaluate(exec, val).accuracy;
 }
 
-double int8_accuracy(const Model& model, const Dataset& val) {
-  return accuracy_with(model, val, runtime::KernelPolicy::kInt8);
-}
-
 double fp32_accuracy(const Model& model, const Dataset& val) {
   return accuracy_with(model, val, runtime::KernelPolicy::kFp32);
 }
@@ -86,6 +82,10 @@ std::vector<LayerSensitivity> rank(const Model& fp32_model, const Model& quantiz
 }
 
 }  // namespace
+
+double int8_accuracy(const Model& model, const Dataset& val) {
+  return accuracy_with(model, val, runtime::KernelPolicy::kInt8);
+}
 
 std::vector<LayerSensitivity> sensitivity(const Model& fp32_model, const Model& quantized_model,
                                           const Dataset& val) {

@@ -22,7 +22,7 @@ namespace {
 using namespace mcompress::testing::bad_input;
 namespace fs = std::filesystem;
 
-const std::vector<BadInput>& corpus() {
+const std::vector<BadInput>& bad_input_corpus() {
   static const std::vector<BadInput> cases = {
       // Model files.
       {"truncated_model",
@@ -303,7 +303,7 @@ TEST_P(BadInputTest, OneErrorLineNamingTheCulpritNothingWritten) {
   expect_rejected(ws, args, c.exit_code, c.culprit);
 }
 
-INSTANTIATE_TEST_SUITE_P(Corpus, BadInputTest, ::testing::ValuesIn(corpus()),
+INSTANTIATE_TEST_SUITE_P(Corpus, BadInputTest, ::testing::ValuesIn(bad_input_corpus()),
                          [](const ::testing::TestParamInfo<BadInput>& info) {
                            return info.param.name;
                          });

@@ -206,7 +206,7 @@ void set_scale(Workspace& ws, float value) {
   });
 }
 
-const std::vector<BadInput>& corpus() {
+const std::vector<BadInput>& hostile_corpus() {
   static const std::vector<BadInput> cases = {
       // 1. Conv arithmetic: sizes bounded and products checked before LibTorch sees them.
       {"spec_conv_padding_near_int_max",
@@ -717,7 +717,7 @@ TEST_P(HostileInputTest, OneErrorLineWithinLimitsNothingWritten) {
   expect_rejected(ws, args, c.exit_code, c.culprit);
 }
 
-INSTANTIATE_TEST_SUITE_P(Corpus, HostileInputTest, ::testing::ValuesIn(corpus()),
+INSTANTIATE_TEST_SUITE_P(Corpus, HostileInputTest, ::testing::ValuesIn(hostile_corpus()),
                          [](const ::testing::TestParamInfo<BadInput>& info) {
                            return info.param.name;
                          });

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "graph_support.h"
 #include "mcompress/core/error.h"
 #include "mcompress/core/graph.h"
 #include "mcompress/core/graph_network.h"
@@ -22,9 +23,8 @@ namespace mcompress {
 namespace {
 
 using json = nlohmann::json;
+using testing::kBatch;
 using torch::Tensor;
-
-const Dim kBatch = Dim::named("batch");
 
 // max |got - want| <= tol * max(max |want|, 1e-12): relative to the reference's scale.
 ::testing::AssertionResult close(const Tensor& got, const Tensor& want, double tol) {

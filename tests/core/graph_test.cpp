@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "graph_support.h"
 #include "mcompress/core/error.h"
 #include "mcompress/core/graph.h"
 #include "mcompress/core/network.h"
@@ -19,8 +20,7 @@ namespace mcompress {
 namespace {
 
 using json = nlohmann::json;
-
-const Dim kBatch = Dim::named("batch");
+using testing::kBatch;
 
 // Expects fn to throw ModelError whose message contains every one of `parts`.
 void expect_error(const std::function<void()>& fn, std::initializer_list<std::string> parts) {

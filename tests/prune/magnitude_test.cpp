@@ -11,14 +11,13 @@
 #include "mcompress/core/error.h"
 #include "mcompress/core/zoo.h"
 #include "mcompress/prune/magnitude.h"
+#include "prune_support.h"
 #include "test_support.h"
 
 namespace mcompress::prune {
 namespace {
 
-at::Tensor bools(std::vector<int64_t> values, std::vector<int64_t> shape) {
-  return torch::tensor(values, torch::kLong).reshape(shape).to(torch::kBool);
-}
+using testing::bools;
 
 void expect_mask(const at::Tensor& got, const at::Tensor& expected) {
   ASSERT_EQ(got.scalar_type(), torch::kBool);

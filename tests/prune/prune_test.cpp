@@ -17,14 +17,13 @@
 #include "mcompress/prune/magnitude.h"
 #include "mcompress/prune/prune.h"
 #include "mcompress/prune/schedule.h"
+#include "prune_support.h"
 #include "test_support.h"
 
 namespace mcompress::prune {
 namespace {
 
-at::Tensor bools(std::vector<int64_t> values, std::vector<int64_t> shape) {
-  return torch::tensor(values, torch::kLong).reshape(shape).to(torch::kBool);
-}
+using testing::bools;
 
 // 4 → 3 → relu → 2 with hand-picked weights, so that thresholds can be computed by hand.
 Model tiny_model() {

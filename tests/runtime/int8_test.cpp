@@ -7,10 +7,13 @@
 #include "mcompress/core/error.h"
 #include "mcompress/core/zoo.h"
 #include "mcompress/runtime/executor.h"
+#include "runtime_support.h"
 #include "test_support.h"
 
 namespace mcompress {
 namespace {
+
+using testing::run_with;
 
 // Normalised mean squared error of int8 logits against fp32 logits: mse(a, b) / mse(b, 0).
 // Activation rounding to 8 bits over a few layers lands near 1e-4; 1e-2 would mean a broken
@@ -54,12 +57,6 @@ void calibrate_minmax(Model& m, const at::Tensor& x) {
     const double scale = std::max((hi - lo) / 255.0, 1e-8);
     m.quant.activations[key] = {scale, static_cast<int64_t>(std::lround(-lo / scale)), "minmax"};
   });
-}
-
-at::Tensor run_with(const Model& m, runtime::KernelPolicy policy, const at::Tensor& x) {
-  runtime::ExecutorOptions o;
-  o.policy = policy;
-  return runtime::Executor(m, o).run(x);
 }
 
 class StaticInt8Test : public ::testing::TestWithParam<std::string> {};

@@ -11,10 +11,13 @@
 #include "mcompress/core/error.h"
 #include "mcompress/core/zoo.h"
 #include "mcompress/runtime/executor.h"
+#include "runtime_support.h"
 #include "test_support.h"
 
 namespace mcompress {
 namespace {
+
+using testing::run_with;
 
 // Both kernels sum the same products in different orders: float rounding only, ~1e-7
 // relative for the fan-ins used here.
@@ -35,14 +38,6 @@ void prune_linear_weights(Model& m, double density) {
     if (keep > 0) mask.scatter_(1, std::get<1>(w.abs().topk(keep, 1)), true);
     m.set_mask(info.name, mask);
   }
-}
-
-at::Tensor run_with(const Model& m, runtime::KernelPolicy policy, const at::Tensor& x,
-                    int64_t batch = 64) {
-  runtime::ExecutorOptions o;
-  o.policy = policy;
-  o.batch_size = batch;
-  return runtime::Executor(m, o).run(x);
 }
 
 // One Linear layer of odd sizes (SIMD tails) with a random sparse weight, optionally + relu.

@@ -8,6 +8,11 @@
 
 namespace mcompress {
 
+/// Fashion-MNIST training-set pixel statistics (values scaled to [0,1]): every zoo model's
+/// input normalisation.
+inline constexpr double kFashionMnistMean = 0.2860;
+inline constexpr double kFashionMnistStd = 0.3530;
+
 struct ZooEntry {
   std::string name;
   std::string summary;

@@ -30,6 +30,9 @@ struct ChannelChain {
 std::vector<ChannelChain> channel_chains(const ArchSpec& spec,
                                          std::vector<std::string>* skipped = nullptr);
 
+/// What structured pruning narrows in a producer: its output channels (conv2d) or units (linear).
+int64_t prunable_width(const LayerSpec& layer);
+
 /// L1 norm of each output channel (row) of a conv or linear weight: [out].
 at::Tensor filter_l1_norms(const at::Tensor& weight);
 

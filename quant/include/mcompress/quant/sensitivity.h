@@ -22,6 +22,10 @@ struct LayerSensitivity {
   double drop_points = 0;  // (fp32 accuracy − accuracy) · 100; negative when it helps
 };
 
+/// Accuracy (fraction) of `model` on `val` with every layer that has an int8 form on its int8
+/// kernel (the int8 kernels themselves are judged, not what the auto policy would pick).
+double int8_accuracy(const Model& model, const Dataset& val);
+
 /// For every int8 tensor of `quantized_model.quant.tensors`: the accuracy on `val` (runtime,
 /// KernelPolicy::kInt8) of the model in which only that tensor is int8 — every other int8
 /// entry removed and its master tensor restored from `fp32_model`. Sorted by drop, largest
