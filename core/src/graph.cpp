@@ -385,6 +385,7 @@ json Graph::to_json() const {
   json doc;
   doc["format"] = kGraphFormat;
   doc["version"] = kGraphVersion;
+  if (!name.empty()) doc["name"] = name;
   doc["inputs"] = json::array();
   for (const ValueInfo& in : inputs) {
     json shape = json::array();
@@ -422,7 +423,7 @@ std::string Graph::to_json_text(int indent) const { return to_json().dump(indent
 Graph Graph::from_json(const json& doc) {
   check_json_depth(doc);
   expect_keys(doc, "$", {"format", "version", "inputs", "nodes", "outputs", "task"},
-              {"preprocess"});
+              {"name", "preprocess"});
   const std::string format = read_string(doc["format"], "$.format");
   if (format != kGraphFormat) {
     doc_error("$.format", "got '" + format.substr(0, 64) + "', expected '" + kGraphFormat + "'");
@@ -433,6 +434,10 @@ Graph Graph::from_json(const json& doc) {
                                std::to_string(kGraphVersion));
   }
   Graph g;
+  if (doc.contains("name")) {
+    g.name = read_string(doc["name"], "$.name");
+    check_name(g.name, "graph", "name");
+  }
   const json& inputs = read_array(doc["inputs"], "$.inputs", kGraphMaxInputs);
   for (size_t i = 0; i < inputs.size(); ++i) {
     g.inputs.push_back(read_input(inputs[i], "$.inputs[" + std::to_string(i) + "]"));
@@ -528,6 +533,7 @@ json window_attrs(const LayerSpec& l) {
 Graph Graph::from_sequential(const ArchSpec& given) {
   const ArchSpec spec = given.resolved();
   Graph g;
+  g.name = spec.name;
   SymShape shape = {Dim::named("batch")};
   for (int64_t d : spec.input_shape) shape.push_back(Dim(d));
   g.inputs.push_back(ValueInfo{"input", DType::kFloat32, shape});

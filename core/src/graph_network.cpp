@@ -383,7 +383,20 @@ struct GraphNetworkImpl::Step {
   std::vector<int64_t> inputs;  // value slots
   int64_t output = 0;
   std::vector<int64_t> release;  // slots whose last use is this step
+  bool batchnorm = false;        // runs in eval mode while batchnorm is frozen
 };
+
+InferenceKernel inference_kernel(const Node& node, const json& attrs,
+                                 const std::map<std::string, Tensor>& params,
+                                 const GraphInfo& info) {
+  KernelContext k{node, attrs, params, {}, {}};
+  for (const std::string& in : node.inputs) k.input_shapes.push_back(info.values.at(in).shape);
+  MCOMPRESS_CHECK(node.outputs.size() == 1, ModelError, "node '", node.name, "' (", node.op,
+                  "): got ", node.outputs.size(), " outputs, expected 1");
+  k.output_shape = info.values.at(node.outputs[0]).shape;
+  Kernel kernel = kernel_row(node).build(k);
+  return [kernel](const std::vector<Tensor>& in) { return kernel(in, /*training=*/false); };
+}
 
 std::vector<std::string> graph_network_ops() {
   std::vector<std::string> out;
@@ -423,6 +436,7 @@ GraphNetworkImpl::GraphNetworkImpl(Graph graph)
     k.output_shape = info_.values.at(node.outputs[0]).shape;
     auto step = std::make_shared<Step>();
     step->kernel = row.build(k);
+    step->batchnorm = node.op == "BatchNormalization";
     for (const std::string& in : node.inputs) {
       step->inputs.push_back(slot_of(in));
       last_use[step->inputs.back()] = i;
@@ -466,17 +480,24 @@ std::vector<torch::Tensor> GraphNetworkImpl::run(const std::vector<torch::Tensor
     values[static_cast<size_t>(input_slots_[i])] = i == 0 ? preprocess(inputs[i]) : inputs[i];
   }
   const bool training = is_training();
+  const bool batchnorm_training = training && !batchnorm_frozen_;
   std::vector<Tensor> args;
   for (const auto& step : steps_) {
     args.clear();
     for (int64_t s : step->inputs) args.push_back(values[static_cast<size_t>(s)]);
-    values[static_cast<size_t>(step->output)] = step->kernel(args, training);
+    values[static_cast<size_t>(step->output)] =
+        step->kernel(args, step->batchnorm ? batchnorm_training : training);
     for (int64_t s : step->release) values[static_cast<size_t>(s)] = Tensor();
   }
   args.clear();
   std::vector<Tensor> out;
   for (int64_t s : output_slots_) out.push_back(values[static_cast<size_t>(s)]);
   return out;
+}
+
+void GraphNetworkImpl::train(bool on) {
+  batchnorm_frozen_ = false;
+  torch::nn::Module::train(on);
 }
 
 torch::Tensor GraphNetworkImpl::forward(const torch::Tensor& x) {

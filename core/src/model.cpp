@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "mcompress/core/error.h"
+#include "mcompress/core/graph_network.h"
 #include "mcompress/core/network.h"
 
 namespace mcompress {
@@ -63,23 +64,25 @@ at::Tensor QuantizedTensor::dequantize() const {
   throw ModelError("unknown encoding");
 }
 
-Model::Model(ArchSpec spec, std::map<std::string, at::Tensor> tensors)
-    : spec_(std::move(spec)), infos_(spec_.tensors()), tensors_(std::move(tensors)) {}
+namespace {
 
-Model Model::initialize(const ArchSpec& spec, uint64_t seed) {
-  // PyTorch's default initialisation of the same layers, drawn from `seed`.
-  torch::manual_seed(seed);
-  Network net(spec);
-  std::map<std::string, at::Tensor> tensors;
-  for (const auto& [name, value] : net->state()) tensors[name] = value.detach().clone();
-  Model model = from_tensors(spec, std::move(tensors));
-  model.seed = seed;
-  return model;
+// The op schema's role names (op_schema.h, ParamSpec::role) as TensorRoles.
+TensorRole tensor_role(const GraphParam& p) {
+  static const std::map<std::string, TensorRole> roles = {
+      {"weight", TensorRole::kWeight},
+      {"bias", TensorRole::kBias},
+      {"running_mean", TensorRole::kRunningMean},
+      {"running_var", TensorRole::kRunningVar}};
+  const auto it = roles.find(p.spec.role);
+  if (it != roles.end()) return it->second;
+  throw ModelError("node '" + p.node + "': parameter '" + p.name + "' has role '" + p.spec.role +
+                   "', which no model tensor has (expected weight, bias, running_mean or "
+                   "running_var)");
 }
 
-Model Model::from_tensors(const ArchSpec& spec, std::map<std::string, at::Tensor> tensors) {
-  ArchSpec resolved = spec.resolved();
-  const auto infos = resolved.tensors();
+// Checks `tensors` against `infos`: each present, float32, of its shape, and nothing else.
+void check_tensors(const std::vector<TensorInfo>& infos,
+                   std::map<std::string, at::Tensor>& tensors) {
   for (const auto& info : infos) {
     auto it = tensors.find(info.name);
     MCOMPRESS_CHECK(it != tensors.end(), ModelError, "missing tensor '", info.name, "'");
@@ -93,7 +96,71 @@ Model Model::from_tensors(const ArchSpec& spec, std::map<std::string, at::Tensor
   }
   MCOMPRESS_CHECK(tensors.size() == infos.size(), ModelError, "got ", tensors.size(),
                   " tensors but the architecture has ", infos.size());
-  return Model(std::move(resolved), std::move(tensors));
+}
+
+}  // namespace
+
+std::vector<TensorInfo> graph_tensor_infos(const Graph& graph) {
+  std::map<std::string, int64_t> node_index;
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    node_index[graph.nodes[i].name] = static_cast<int64_t>(i);
+  }
+  std::vector<TensorInfo> infos;
+  for (const GraphParam& p : graph.parameters()) {
+    infos.push_back({p.name, p.spec.shape, tensor_role(p), node_index.at(p.node)});
+  }
+  return infos;
+}
+
+Model::Model(std::optional<ArchSpec> spec, std::shared_ptr<const Graph> graph,
+             std::vector<TensorInfo> infos, std::map<std::string, at::Tensor> tensors)
+    : spec_(std::move(spec)),
+      graph_(std::move(graph)),
+      infos_(std::move(infos)),
+      tensors_(std::move(tensors)) {}
+
+const ArchSpec& Model::spec() const {
+  MCOMPRESS_CHECK(spec_.has_value(), ModelError, "'", name().empty() ? "the model" : name(),
+                  "' is a graph model, and this step supports only sequential (layer-chain) "
+                  "models so far; on graph models: train, eval, inspect, convert, export "
+                  "--format onnx is not yet among them");
+  return *spec_;
+}
+
+Model Model::initialize(const ArchSpec& spec, uint64_t seed) {
+  // PyTorch's default initialisation of the same layers, drawn from `seed`.
+  torch::manual_seed(seed);
+  Network net(spec);
+  std::map<std::string, at::Tensor> tensors;
+  for (const auto& [name, value] : net->state()) tensors[name] = value.detach().clone();
+  Model model = from_tensors(spec, std::move(tensors));
+  model.seed = seed;
+  return model;
+}
+
+Model Model::initialize(const Graph& graph, uint64_t seed) {
+  torch::manual_seed(seed);
+  GraphNetwork net(graph);
+  std::map<std::string, at::Tensor> tensors;
+  for (const auto& [name, value] : net->state()) tensors[name] = value.detach().clone();
+  Model model = from_tensors(graph, std::move(tensors));
+  model.seed = seed;
+  return model;
+}
+
+Model Model::from_tensors(const ArchSpec& spec, std::map<std::string, at::Tensor> tensors) {
+  ArchSpec resolved = spec.resolved();
+  auto infos = resolved.tensors();
+  check_tensors(infos, tensors);
+  auto graph = std::make_shared<const Graph>(Graph::from_sequential(resolved));
+  return Model(std::move(resolved), std::move(graph), std::move(infos), std::move(tensors));
+}
+
+Model Model::from_tensors(const Graph& graph, std::map<std::string, at::Tensor> tensors) {
+  auto infos = graph_tensor_infos(graph);  // validates the graph
+  check_tensors(infos, tensors);
+  return Model(std::nullopt, std::make_shared<const Graph>(graph), std::move(infos),
+               std::move(tensors));
 }
 
 const at::Tensor& Model::tensor(const std::string& name) const {
@@ -120,7 +187,7 @@ void Model::set_mask(const std::string& name, const at::Tensor& mask) {
 Model Model::clone() const {
   std::map<std::string, at::Tensor> copies;
   for (const auto& [name, value] : tensors_) copies[name] = value.clone();
-  Model copy(spec_, std::move(copies));
+  Model copy(spec_, graph_, infos_, std::move(copies));
   copy.history = history;
   copy.quant = quant;
   for (const auto& [name, mask] : masks)

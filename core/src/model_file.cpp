@@ -94,7 +94,7 @@ Handle write_model_file(const Model& model, const std::string& file_name, hid_t 
 
 Model read_model(Reader& reader) {
   const std::string& path = reader.path();
-  ArchSpec spec = reader.arch();
+  const Reader::Architecture arch = reader.arch();
 
   std::map<std::string, at::Tensor> tensors;
   QuantState quant;
@@ -102,15 +102,14 @@ Model read_model(Reader& reader) {
   quant.mode = reader.quant_mode();
   {
     StoredTensors stored(reader);
-    std::vector<TensorInfo> infos = spec.tensors();
     std::set<std::string> expected;
-    for (const TensorInfo& info : infos) expected.insert(info.name);
+    for (const TensorInfo& info : arch.tensors) expected.insert(info.name);
     // A stray tensor means the file and its architecture disagree; refuse rather than guess.
     for (const std::string& name : stored.names()) {
       MCOMPRESS_CHECK(expected.count(name) != 0, FormatError, path, ": tensor '", name,
                       "' is stored in the file but is not a tensor of the architecture");
     }
-    for (const TensorInfo& info : infos) {
+    for (const TensorInfo& info : arch.tensors) {
       LoadedTensor loaded = read_tensor(stored, info, path);
       tensors.emplace(info.name, std::move(loaded.master));
       if (loaded.quantized) quant.tensors.emplace(info.name, std::move(*loaded.quantized));
@@ -121,7 +120,8 @@ Model read_model(Reader& reader) {
 
   Model model = [&] {
     try {
-      return Model::from_tensors(spec, std::move(tensors));
+      return arch.spec ? Model::from_tensors(*arch.spec, std::move(tensors))
+                       : Model::from_tensors(*arch.graph, std::move(tensors));
     } catch (const ModelError& e) {
       throw ModelError(path + ": " + e.what());
     }
@@ -191,11 +191,11 @@ ModelFileSummary inspect_model_file(const std::string& path) {
   summary.path = path;
   summary.format_version = reader.format_version();
   summary.producer = reader.string_attr(reader.root(), "producer", "/").value_or(std::string());
-  ArchSpec spec = reader.arch(&summary.arch_json);
+  const Reader::Architecture arch = reader.arch(&summary.arch_json);
   summary.container = reader.format_version() >= 3 ? "packed" : "groups";
   {
     StoredTensors stored(reader);
-    for (const std::string& name : ordered_tensor_names(stored.names(), spec))
+    for (const std::string& name : ordered_tensor_names(stored.names(), arch.tensors))
       summary.tensors.push_back(inspect_tensor(stored, name));
   }
   summary.history = reader.history();

@@ -101,17 +101,30 @@ class Reader {
     return *value;
   }
 
-  ArchSpec arch(std::string* json = nullptr) {
+  // The root attribute `arch`: a sequential spec (v1-v3) or a graph document (v4).
+  struct Architecture {
+    std::optional<ArchSpec> spec;
+    std::optional<Graph> graph;
+    std::vector<TensorInfo> tensors;  // in architecture order
+  };
+
+  Architecture arch(std::string* json = nullptr) {
     std::string text = required_string(root_, "arch", "/");
     if (json != nullptr) *json = text;
-    ArchSpec spec;
+    Architecture a;
     try {
-      spec = ArchSpec::from_json_text(text);
+      if (format_version_ >= kGraphFormatVersion) {
+        a.graph = Graph::from_json_text(text);
+        a.tensors = graph_tensor_infos(*a.graph);
+      } else {
+        a.spec = ArchSpec::from_json_text(text);
+        a.tensors = a.spec->tensors();
+      }
     } catch (const ModelError& e) {
       throw ModelError(path_ + ": invalid architecture in attribute 'arch': " + e.what());
     }
-    check_plausible_size(spec);
-    return spec;
+    check_plausible_size(a.tensors);
+    return a;
   }
 
   // Entries of /history: the lines of its dataset `entries` (version 2), or its attributes in
@@ -404,10 +417,10 @@ class Reader {
   // The tensors an architecture declares, decoded, must be plausible for the file's size: a
   // few KB of file cannot hold a gigabyte of weights, however sparse or finely coded (a 97%
   // sparse 2-bit codebook model decodes to ~130x its file; the limit is kMaxModelExpansion).
-  void check_plausible_size(const ArchSpec& spec) const {
+  void check_plausible_size(const std::vector<TensorInfo>& tensors) const {
     const int64_t file_bytes = file_bytes_;
     int64_t decoded = 0;
-    for (const TensorInfo& t : spec.tensors()) {
+    for (const TensorInfo& t : tensors) {
       decoded += checked_elements(t.shape, kMaxTensorElements, "tensor '" + t.name + "'") *
                  static_cast<int64_t>(sizeof(float));
     }

@@ -389,7 +389,9 @@ void write_root_attrs(Writer& writer, hid_t root, const Model& model, int format
   writer.string_attr(root, "format", kModelFormatName);
   writer.scalar_attr<int32_t>(root, "format_version", H5T_STD_I32LE, H5T_NATIVE_INT32,
                               format_version);
-  writer.string_attr(root, "arch", model.spec().to_json_text());
+  writer.string_attr(
+      root, "arch",
+      model.is_sequential() ? model.spec().to_json_text() : model.graph().to_json_text());
   writer.string_attr(root, "producer", "mcompress " + version());
   writer.scalar_attr<uint64_t>(root, "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, model.seed);
   writer.string_attr(root, "quant_mode", model.quant.mode);
@@ -401,6 +403,9 @@ void write_groups_model(hid_t file, const Model& model, const std::string& path)
   Writer writer(path, /*shuffle_bytes=*/true);
   Handle root = checked<IoError>(H5Gopen2(file, "/", H5P_DEFAULT), H5Gclose, path,
                                  "cannot open the root group");
+  MCOMPRESS_CHECK(model.is_sequential(), ModelError, path, ": '", model.name(),
+                  "' is a graph model, which only the packed container (format v",
+                  kGraphFormatVersion, ") holds; the groups container holds sequential models");
   write_root_attrs(writer, root, model, kGroupsFormatVersion);
   {
     Handle tensors = writer.create_group(root, "tensors");
@@ -437,7 +442,8 @@ void write_packed_model(hid_t file, const Model& model, const std::string& path)
   Writer writer(path, /*shuffle_bytes=*/false);
   Handle root = checked<IoError>(H5Gopen2(file, "/", H5P_DEFAULT), H5Gclose, path,
                                  "cannot open the root group");
-  write_root_attrs(writer, root, model, kModelFormatVersion);
+  write_root_attrs(writer, root, model,
+                   model.is_sequential() ? kPackedFormatVersion : kGraphFormatVersion);
   if (!model.recipe.empty()) writer.string_attr(root, "recipe", model.recipe);
 
   PackedSink sink;

@@ -230,6 +230,14 @@ void NetworkImpl::set_mask(const std::string& name, const torch::Tensor& mask) {
   it->second.masked_fill_(masks_[name].logical_not(), 0.0f);
 }
 
+void NetworkImpl::freeze_batchnorm() {
+  for (auto& module : modules(/*include_self=*/false)) {
+    if (module->as<torch::nn::BatchNorm1d>() || module->as<torch::nn::BatchNorm2d>()) {
+      module->eval();
+    }
+  }
+}
+
 void NetworkImpl::apply_masks() {
   if (masks_.empty()) return;
   torch::NoGradGuard no_grad;

@@ -368,12 +368,12 @@ LoadedTensor read_tensor(StoredTensors& stored, const TensorInfo& info, const st
   return out;
 }
 
-// Every stored tensor of the file: the spec's in spec order, then any others by name.
+// Every stored tensor of the file: the architecture's in its order, then any others by name.
 std::vector<std::string> ordered_tensor_names(const std::vector<std::string>& in_file,
-                                              const ArchSpec& spec) {
+                                              const std::vector<TensorInfo>& architecture) {
   std::set<std::string> remaining(in_file.begin(), in_file.end());
   std::vector<std::string> ordered;
-  for (const TensorInfo& info : spec.tensors()) {
+  for (const TensorInfo& info : architecture) {
     if (remaining.erase(info.name) > 0) ordered.push_back(info.name);
   }
   ordered.insert(ordered.end(), remaining.begin(), remaining.end());

@@ -24,9 +24,9 @@ struct LoadedTensor {
 
 LoadedTensor read_tensor(StoredTensors& stored, const TensorInfo& info, const std::string& path);
 
-// Every stored tensor of the file: the spec's in spec order, then any others by name.
+// Every stored tensor of the file: the architecture's in its order, then any others by name.
 std::vector<std::string> ordered_tensor_names(const std::vector<std::string>& in_file,
-                                              const ArchSpec& spec);
+                                              const std::vector<TensorInfo>& architecture);
 StoredTensorInfo inspect_tensor(StoredTensors& stored, const std::string& name);
 
 }  // namespace mcompress::model_file

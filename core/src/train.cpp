@@ -13,6 +13,7 @@
 
 #include "mcompress/core/distributed.h"
 #include "mcompress/core/error.h"
+#include "mcompress/core/graph_network.h"
 #include "mcompress/core/network.h"
 #include "mcompress/core/progress.h"
 
@@ -34,7 +35,8 @@ double lr_at(const TrainOptions& o, int64_t epoch /*0-based*/) {
   return o.lr;
 }
 
-std::unique_ptr<torch::optim::Optimizer> make_optimizer(NetworkImpl& net, const TrainOptions& o) {
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(TrainableNetwork& net,
+                                                        const TrainOptions& o) {
   if (o.optimizer == OptimizerKind::kSgd) {
     return std::make_unique<torch::optim::SGD>(
         net.parameters(),
@@ -48,13 +50,13 @@ void set_lr(torch::optim::Optimizer& optimizer, double lr) {
   for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
 }
 
-std::map<std::string, torch::Tensor> snapshot(const NetworkImpl& net) {
+std::map<std::string, torch::Tensor> snapshot(const TrainableNetwork& net) {
   std::map<std::string, torch::Tensor> copy;
   for (const auto& [name, value] : net.state()) copy[name] = value.detach().clone();
   return copy;
 }
 
-void restore(NetworkImpl& net, const std::map<std::string, torch::Tensor>& saved) {
+void restore(TrainableNetwork& net, const std::map<std::string, torch::Tensor>& saved) {
   torch::NoGradGuard no_grad;
   for (auto& [name, value] : net.state()) value.copy_(saved.at(name));
 }
@@ -62,7 +64,7 @@ void restore(NetworkImpl& net, const std::map<std::string, torch::Tensor>& saved
 // Every trainable parameter's gradient (zeros where backward left none, so that every rank
 // packs the same layout), scaled by this rank's share of the global batch and summed over
 // ranks: the mean gradient of the global batch, as one process would compute it.
-void all_reduce_gradients(NetworkImpl& net, Distributed& dist, double share) {
+void all_reduce_gradients(TrainableNetwork& net, Distributed& dist, double share) {
   std::vector<torch::Tensor> grads;
   for (auto& p : net.parameters()) {
     if (!p.requires_grad()) continue;
@@ -75,7 +77,7 @@ void all_reduce_gradients(NetworkImpl& net, Distributed& dist, double share) {
 
 // Batchnorm running statistics averaged over ranks: each rank saw only its shard of every
 // batch, and the model every rank ends with must be the same.
-void average_batchnorm_statistics(NetworkImpl& net, Distributed& dist) {
+void average_batchnorm_statistics(TrainableNetwork& net, Distributed& dist) {
   std::vector<torch::Tensor> stats;
   for (const auto& item : net.named_buffers()) {
     const auto& name = item.key();
@@ -92,7 +94,7 @@ void average_batchnorm_statistics(NetworkImpl& net, Distributed& dist) {
 
 }  // namespace
 
-Metrics evaluate_sharded(NetworkImpl& net, const Dataset& data, int64_t batch_size) {
+Metrics evaluate_sharded(TrainableNetwork& net, const Dataset& data, int64_t batch_size) {
   Distributed& dist = distributed();
   if (!dist.active()) return evaluate_network(net, data, batch_size);
   const Shard shard = shard_of(data.size(), dist.rank(), dist.world_size());
@@ -152,7 +154,7 @@ void TrainOptions::validate() const {
                   early_stop_patience);
 }
 
-Metrics evaluate_network(NetworkImpl& net, const Dataset& data, int64_t batch_size) {
+Metrics evaluate_network(TrainableNetwork& net, const Dataset& data, int64_t batch_size) {
   torch::NoGradGuard no_grad;
   const bool was_training = net.is_training();
   net.eval();
@@ -176,7 +178,7 @@ Metrics evaluate_network(NetworkImpl& net, const Dataset& data, int64_t batch_si
   return m;
 }
 
-TrainResult train(NetworkImpl& net, const Dataset& train_data, const Dataset& val,
+TrainResult train(TrainableNetwork& net, const Dataset& train_data, const Dataset& val,
                   const TrainOptions& o, const TrainHooks& hooks) {
   o.validate();
   MCOMPRESS_CHECK(train_data.size() > 0, DataError, "training data set '", train_data.source,
@@ -211,13 +213,7 @@ TrainResult train(NetworkImpl& net, const Dataset& train_data, const Dataset& va
     record.lr = lr_at(o, epoch);
     set_lr(*optimizer, record.lr);
     net.train();
-    if (o.freeze_batchnorm) {
-      for (auto& module : net.modules(/*include_self=*/false)) {
-        if (module->as<torch::nn::BatchNorm1d>() || module->as<torch::nn::BatchNorm2d>()) {
-          module->eval();
-        }
-      }
-    }
+    if (o.freeze_batchnorm) net.freeze_batchnorm();
     progress.begin_epoch(epoch + 1, o.epochs, batches);
 
     // Seeded per epoch so that resuming or re-running an epoch sees the same order.
@@ -309,7 +305,14 @@ TrainResult train(NetworkImpl& net, const Dataset& train_data, const Dataset& va
 
 TrainResult train_model(Model& model, const Dataset& train_data, const Dataset& val,
                         const TrainOptions& options, const TrainHooks& hooks) {
-  Network net(model.spec());
+  if (model.is_sequential()) {
+    Network net(model.spec());
+    net->load(model);
+    auto result = train(*net, train_data, val, options, hooks);
+    net->store(model);
+    return result;
+  }
+  GraphNetwork net(model.graph());
   net->load(model);
   auto result = train(*net, train_data, val, options, hooks);
   net->store(model);

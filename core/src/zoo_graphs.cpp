@@ -186,7 +186,11 @@ std::vector<ZooEntry> zoo_graph_entries() {
 Graph zoo_graph(const std::string& name) {
   std::string names;
   for (const auto& m : graph_zoo()) {
-    if (m.entry.name == name) return m.make();
+    if (m.entry.name == name) {
+      Graph g = m.make();
+      g.name = name;
+      return g;
+    }
     names += (names.empty() ? "" : ", ") + m.entry.name;
   }
   throw ConfigError("unknown graph zoo model '" + name + "'; available: " + names);

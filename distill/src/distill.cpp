@@ -136,7 +136,7 @@ DistillReport distill_model(Model& student, const Model& teacher, const DistillO
     return loss;
   };
   if (o.has_hint()) {
-    hooks.after_step = [&hint](NetworkImpl&, int64_t) {
+    hooks.after_step = [&hint](TrainableNetwork&, int64_t) {
       hint.optimizer->step();
       hint.optimizer->zero_grad();
     };

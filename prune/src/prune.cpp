@@ -259,7 +259,7 @@ void run_gradual(Model& model, const Plan& plan, const PruneOptions& o, const Da
   Network net(model.spec());
   net->load(model);
   TrainHooks hooks;
-  hooks.after_step = [&](NetworkImpl& n, int64_t step) {
+  hooks.after_step = [&](TrainableNetwork& n, int64_t step) {
     if (!g.prunes_at(step)) return;
     for (const auto& [name, mask] :
          decided_on_rank0(magnitude_masks(plan, o.target, at_step(step), n.state(), n.masks()))) {
@@ -267,7 +267,7 @@ void run_gradual(Model& model, const Plan& plan, const PruneOptions& o, const Da
     }
   };
   std::vector<RoundReport> epochs;
-  hooks.after_epoch = [&](NetworkImpl& n, int64_t epoch) {
+  hooks.after_epoch = [&](TrainableNetwork& n, int64_t epoch) {
     const auto state = n.state();
     RoundReport r;
     r.round = epoch;

@@ -176,7 +176,7 @@ QuantizeReport codebook_model(Model& model, const CodebookOptions& options, cons
 
   if (finetune) {
     TrainHooks hooks;
-    hooks.after_step = [&](NetworkImpl& net, int64_t) {
+    hooks.after_step = [&](TrainableNetwork& net, int64_t) {
       std::map<std::string, torch::Tensor> state = net.state();
       for (auto& [name, q] : shared) tie_weights(state.at(name), q);
     };

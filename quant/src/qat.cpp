@@ -204,7 +204,7 @@ QuantizeReport qat_model(Model& model, const QatOptions& o, const Dataset& train
   std::map<int64_t, QatFakeQuant::Ranges> ranges_after;
   ranges_after[0] = fake_quant.ranges();  // epoch 0: the calibrated start (validate_start)
   TrainHooks hooks;
-  hooks.after_epoch = [&](NetworkImpl&, int64_t epoch) {
+  hooks.after_epoch = [&](TrainableNetwork&, int64_t epoch) {
     fake_quant.average_across_ranks();
     ranges_after[epoch] = fake_quant.ranges();
     if (o.freeze_observers_epoch >= 0 && epoch >= o.freeze_observers_epoch) {

@@ -17,7 +17,7 @@ double ms_since(Clock::time_point t0) {
 
 EvalResult evaluate(const Executor& exec, const Dataset& data, int64_t batch_size) {
   MCOMPRESS_CHECK(batch_size >= 1, ConfigError, "batch size must be >= 1, got ", batch_size);
-  check_dataset(data, exec.spec().input_shape, exec.spec().num_classes, "evaluation");
+  check_dataset(data, exec.input_shape(), exec.num_classes(), "evaluation");
   EvalResult r;
   double loss_sum = 0;
   int64_t correct = 0, batches = 0;
@@ -40,7 +40,7 @@ EvalResult evaluate(const Executor& exec, const Dataset& data, int64_t batch_siz
 Latency measure_latency(const Executor& exec, int64_t batch_size, double min_seconds) {
   MCOMPRESS_CHECK(batch_size >= 1, ConfigError, "batch size must be >= 1, got ", batch_size);
   std::vector<int64_t> shape{batch_size};
-  for (auto d : exec.spec().input_shape) shape.push_back(d);
+  for (auto d : exec.input_shape()) shape.push_back(d);
   // A fixed generator: the input values do not matter for dense kernels, but keep runs equal.
   auto gen = at::make_generator<at::CPUGeneratorImpl>(12345);
   const auto x = at::rand(shape, gen, at::kFloat);

@@ -8,6 +8,7 @@
 #include <iomanip>
 #include <sstream>
 
+#include "graph_plan.h"
 #include "kernels.h"
 #include "mcompress/core/error.h"
 
@@ -129,7 +130,10 @@ KernelPolicy parse_kernel_policy(const std::string& name) {
 }
 
 struct Executor::Impl {
-  ArchSpec spec;
+  ArchSpec spec;                     // sequential models
+  std::unique_ptr<GraphPlan> graph;  // graph models: the whole plan
+  std::vector<int64_t> input_shape;
+  int64_t num_classes = 0;
   ExecutorOptions options;
   KernelPtr normalize;
   std::vector<Unit> units;
@@ -372,7 +376,16 @@ struct Executor::Impl {
   }
 
   void compile(const Model& model) {
+    if (!model.is_sequential()) {
+      graph = std::make_unique<GraphPlan>(model);
+      plan.steps = graph->steps();
+      input_shape = graph->input_shape();
+      num_classes = graph->num_classes();
+      return;
+    }
     spec = model.spec();
+    input_shape = spec.input_shape;
+    num_classes = spec.num_classes;
     const auto channels = static_cast<int64_t>(spec.input_shape[0]);
     auto expand = [&](const std::vector<double>& v) {
       auto t = at::tensor(v, at::kFloat);
@@ -483,7 +496,8 @@ Executor::Executor(Executor&&) noexcept = default;
 Executor& Executor::operator=(Executor&&) noexcept = default;
 
 const std::vector<PlanStep>& Executor::plan() const { return impl_->plan.steps; }
-const ArchSpec& Executor::spec() const { return impl_->spec; }
+const std::vector<int64_t>& Executor::input_shape() const { return impl_->input_shape; }
+int64_t Executor::num_classes() const { return impl_->num_classes; }
 const std::string& Executor::plan_note() const { return impl_->plan_note; }
 
 int64_t Executor::int8_layers() const {
@@ -499,8 +513,7 @@ int64_t Executor::sparse_layers() const {
   return n;
 }
 
-static void check_input(const ArchSpec& spec, const at::Tensor& input) {
-  const auto& shape = spec.input_shape;
+static void check_input(const std::vector<int64_t>& shape, const at::Tensor& input) {
   MCOMPRESS_CHECK(input.dim() == static_cast<int64_t>(shape.size()) + 1 &&
                       input.sizes().slice(1).vec() == shape,
                   ModelError, "input has shape ", shape_to_string(input.sizes().vec()),
@@ -508,16 +521,18 @@ static void check_input(const ArchSpec& spec, const at::Tensor& input) {
 }
 
 at::Tensor Executor::run(const at::Tensor& input) const {
-  check_input(impl_->spec, input);
+  check_input(impl_->input_shape, input);
   at::NoGradGuard no_grad;
+  if (impl_->graph) return impl_->graph->run(input);
   return impl_->run(impl_->plan, input);
 }
 
 at::Tensor Executor::run_observed(
     const at::Tensor& input,
     const std::function<void(const std::string&, const at::Tensor&)>& sink) const {
-  check_input(impl_->spec, input);
+  check_input(impl_->input_shape, input);
   at::NoGradGuard no_grad;
+  if (impl_->graph) return impl_->graph->run(input, &sink);
   auto x = impl_->normalize->run(input.to(at::kFloat));
   sink("input", x);
   for (const auto& u : impl_->units) {

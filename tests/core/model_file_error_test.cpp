@@ -124,15 +124,15 @@ TEST_F(ModelFileErrorTest, NewerFormatVersion) {
   save_tiny();
   edit_file(path, [](hid_t file) {
     hid_t attr = H5Aopen(file, "format_version", H5P_DEFAULT);
-    int32_t v4 = 4;
-    ASSERT_GE(H5Awrite(attr, H5T_NATIVE_INT32, &v4), 0);
+    int32_t v5 = 5;
+    ASSERT_GE(H5Awrite(attr, H5T_NATIVE_INT32, &v5), 0);
     H5Aclose(attr);
   });
   ASSERT_THROWS_WITH(load_model(path), FormatError,
                      path +
-                         ": this mcompress supports model format v3 or below, but the file has v4; "
+                         ": this mcompress supports model format v4 or below, but the file has v5; "
                          "it was written by a newer mcompress");
-  ASSERT_THROWS_WITH(inspect_model_file(path), FormatError, "supports model format v3 or below");
+  ASSERT_THROWS_WITH(inspect_model_file(path), FormatError, "supports model format v4 or below");
 }
 
 TEST_F(ModelFileErrorTest, MissingTensor) {

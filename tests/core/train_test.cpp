@@ -67,8 +67,8 @@ TEST_F(TrainTest, HooksSeeEveryStepAndEpoch) {
     ++losses;
     return torch::cross_entropy_loss(logits, y);
   };
-  hooks.after_step = [&](NetworkImpl&, int64_t step) { steps = step; };
-  hooks.after_epoch = [&](NetworkImpl&, int64_t epoch) { epochs = epoch; };
+  hooks.after_step = [&](TrainableNetwork&, int64_t step) { steps = step; };
+  hooks.after_epoch = [&](TrainableNetwork&, int64_t epoch) { epochs = epoch; };
   train_model(model, data, Dataset{}, quick_options(0), hooks);
   EXPECT_EQ(steps, 4);  // 2 epochs x 64/32 batches
   EXPECT_EQ(losses, 4);

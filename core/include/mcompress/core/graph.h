@@ -97,6 +97,7 @@ struct GraphInfo {
 ///   std::string doc = g.to_json_text(2);      // the graph document
 ///   Graph again = Graph::from_json_text(doc);  // again == g
 struct Graph {
+  std::string name;  // what reports call the model ("resnet18"); may be empty
   std::vector<ValueInfo> inputs;
   std::vector<Node> nodes;  // topologically ordered: a node uses only values defined before it
   std::vector<std::string> outputs;
@@ -104,7 +105,7 @@ struct Graph {
   Task task;
 
   bool operator==(const Graph& o) const {
-    return inputs == o.inputs && nodes == o.nodes && outputs == o.outputs &&
+    return name == o.name && inputs == o.inputs && nodes == o.nodes && outputs == o.outputs &&
            preprocess == o.preprocess && task == o.task;
   }
 

@@ -1,15 +1,21 @@
 #pragma once
 // A Model is data: an architecture, its fp32 master tensors and what compression stages
 // decided about them. Stages edit this data; the runtime reads it to choose kernels.
+// Every model has a Graph (core/graph.h). A sequential model (a layer chain: the sequential zoo,
+// spec JSON, v1-v3 files) also has its ArchSpec, from which the graph is derived; a graph model
+// (resnet18, mobilenetv2, a graph document, a v4 file) has only the graph.
 
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "mcompress/core/arch_spec.h"
+#include "mcompress/core/graph.h"
 
 namespace mcompress {
 
@@ -63,16 +69,30 @@ struct QuantState {
   const ActivationQParams* find_activation(const std::string& key) const;
 };
 
+/// A graph's parameter tensors as TensorInfos, in the graph's order (layer: the owning node's
+/// index). ModelError if the graph is invalid.
+std::vector<TensorInfo> graph_tensor_infos(const Graph& graph);
+
 class Model {
  public:
   /// A model whose tensors are initialised as PyTorch initialises the same layers, from `seed`.
   static Model initialize(const ArchSpec& spec, uint64_t seed);
+  static Model initialize(const Graph& graph, uint64_t seed);
   /// A model with the given tensors; ModelError if any tensor is missing, extra, not float32
-  /// or of the wrong shape (the message names the tensor).
+  /// or of the wrong shape (the message names the tensor), or if the graph is invalid.
   static Model from_tensors(const ArchSpec& spec, std::map<std::string, at::Tensor> tensors);
+  static Model from_tensors(const Graph& graph, std::map<std::string, at::Tensor> tensors);
 
-  const ArchSpec& spec() const noexcept { return spec_; }
-  /// fp32 master tensors in the order of spec().tensors().
+  /// Whether the model is a layer chain with an ArchSpec (see the top of this file).
+  bool is_sequential() const noexcept { return spec_.has_value(); }
+  /// The layer chain. ModelError naming the model for a graph model: the code that has not
+  /// moved to graphs yet (structured pruning, distillation, ...) refuses graph models here.
+  const ArchSpec& spec() const;
+  /// The model's graph (Graph::from_sequential(spec()) for a sequential model).
+  const Graph& graph() const noexcept { return *graph_; }
+  /// The architecture's name ("mlp", "resnet18"); may be empty for a user's architecture.
+  const std::string& name() const noexcept { return graph_->name; }
+  /// fp32 master tensors in architecture order (spec().tensors() or the graph's parameters).
   const std::vector<TensorInfo>& tensor_infos() const noexcept { return infos_; }
   const at::Tensor& tensor(const std::string& name) const;  // ModelError for an unknown name
   at::Tensor& tensor(const std::string& name);
@@ -101,8 +121,10 @@ class Model {
   Model clone() const;
 
  private:
-  Model(ArchSpec spec, std::map<std::string, at::Tensor> tensors);
-  ArchSpec spec_;
+  Model(std::optional<ArchSpec> spec, std::shared_ptr<const Graph> graph,
+        std::vector<TensorInfo> infos, std::map<std::string, at::Tensor> tensors);
+  std::optional<ArchSpec> spec_;
+  std::shared_ptr<const Graph> graph_;  // immutable, so copies of a model share it
   std::vector<TensorInfo> infos_;
   std::map<std::string, at::Tensor> tensors_;
 };

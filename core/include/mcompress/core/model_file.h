@@ -1,6 +1,6 @@
 #pragma once
-// The HDF5 model file (format "mcompress-model", version 3; versions 1 and 2 are still read).
-// docs/format.md is the spec.
+// The HDF5 model file (format "mcompress-model", versions 3 and 4; versions 1 and 2 are still
+// read). docs/format.md is the spec.
 
 #include <cstdint>
 #include <string>
@@ -11,12 +11,18 @@
 namespace mcompress {
 
 inline constexpr const char* kModelFormatName = "mcompress-model";
-inline constexpr int kModelFormatVersion = 3;   // the newest version, read and written
-inline constexpr int kGroupsFormatVersion = 2;  // the version of the groups container
+inline constexpr int kModelFormatVersion = 4;  // the newest version read
+/// The versions written: the packed container with a sequential `arch` (v3) or a graph
+/// document (v4, graph models), and the groups container (v2, sequential models only). A
+/// sequential model keeps v3 until every stage runs on graphs, so its files stay byte for byte
+/// what earlier releases wrote and read.
+inline constexpr int kPackedFormatVersion = 3;
+inline constexpr int kGraphFormatVersion = 4;
+inline constexpr int kGroupsFormatVersion = 2;
 
 /// How a file holds its tensors (docs/format.md §1).
 enum class ModelContainer {
-  /// Format v3: one JSON manifest and one blob of individually compressed arrays. Three HDF5
+  /// Format v3/v4: one JSON manifest and one blob of individually compressed arrays. Three HDF5
   /// objects whatever the model, so small compressed models are not dominated by metadata.
   kPacked,
   /// Format v2: one HDF5 group per tensor and one dataset per array, which h5dump, HDFView
@@ -63,9 +69,9 @@ struct StoredTensorInfo {
 struct ModelFileSummary {
   std::string path;
   int format_version = 0;
-  std::string container;  // "packed" (v3) or "groups" (v1, v2)
+  std::string container;  // "packed" (v3, v4) or "groups" (v1, v2)
   std::string producer;
-  std::string arch_json;
+  std::string arch_json;  // the sequential spec (v1-v3) or the graph document (v4)
   int64_t file_bytes = 0;
   std::vector<StoredTensorInfo> tensors;
   std::vector<std::string> history;

@@ -10,6 +10,7 @@
 
 #include "mcompress/core/arch_spec.h"
 #include "mcompress/core/model.h"
+#include "mcompress/core/trainable_network.h"
 
 namespace mcompress {
 
@@ -56,14 +57,14 @@ TORCH_MODULE(ResidualBlock);
 ///   net->load(model);            // copy the model's tensors in
 ///   ... train net ...
 ///   net->store(model);           // and back
-class NetworkImpl : public torch::nn::Module {
+class NetworkImpl : public TrainableNetwork {
  public:
   explicit NetworkImpl(const ArchSpec& spec);
 
   /// Raw input (as the data set stores it) → logits; normalisation is applied here.
   /// Conv/linear layers run functionally on their registered parameters, so that hooks can
   /// replace the weight; without hooks the result is that of the plain module calls.
-  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor forward(const torch::Tensor& x) override;
   /// Normalised input of the first layer.
   torch::Tensor normalize(const torch::Tensor& x) const;
 
@@ -78,17 +79,18 @@ class NetworkImpl : public torch::nn::Module {
   void load(const Model& model);
   using torch::nn::Module::load;  // keeps LibTorch's load(InputArchive&) visible, not hidden
   /// Pruning masks enforced by apply_masks(), by tensor name (bool, true = kept).
-  const std::map<std::string, torch::Tensor>& masks() const { return masks_; }
+  const std::map<std::string, torch::Tensor>& masks() const override { return masks_; }
   /// Replaces the mask of one tensor (and zeroes what it removes), e.g. during gradual pruning.
-  void set_mask(const std::string& name, const torch::Tensor& mask);
+  void set_mask(const std::string& name, const torch::Tensor& mask) override;
   void clear_masks() { masks_.clear(); }
   /// Zeroes every masked-out entry; the training loop calls it after every optimizer step, so
   /// pruned weights stay exactly zero whatever the optimizer's momentum or weight decay do.
-  void apply_masks();
+  void apply_masks() override;
+  void freeze_batchnorm() override;
   /// Copies this network's parameters and buffers into the model's tensors.
   void store(Model& model) const;
   /// The network's tensors by name (parameters and running statistics, no counters).
-  std::map<std::string, torch::Tensor> state() const;
+  std::map<std::string, torch::Tensor> state() const override;
 
   const ArchSpec& spec() const { return spec_; }
   torch::nn::Sequential& layers() { return layers_; }

@@ -12,7 +12,7 @@
 
 namespace mcompress {
 
-class NetworkImpl;
+class TrainableNetwork;
 
 enum class OptimizerKind { kSgd, kAdam };
 enum class LrSchedule { kConstant, kStep, kCosine };
@@ -59,9 +59,9 @@ struct TrainHooks {
   /// (int64, in batch order), e.g. to look up per-example data such as cached teacher outputs.
   std::function<void(const at::Tensor& indices)> before_batch;
   /// After every optimizer step (e.g. re-apply pruning masks).
-  std::function<void(NetworkImpl& net, int64_t step)> after_step;
+  std::function<void(TrainableNetwork& net, int64_t step)> after_step;
   /// After every epoch, before validation.
-  std::function<void(NetworkImpl& net, int64_t epoch)> after_epoch;
+  std::function<void(TrainableNetwork& net, int64_t epoch)> after_epoch;
 };
 
 struct EpochRecord {
@@ -93,7 +93,7 @@ struct TrainResult {
 /// gradients are averaged over ranks before every optimizer step, batchnorm running statistics
 /// after every epoch, so every rank ends with the same weights; validation is split over ranks
 /// too. DistributedError when a peer dies or hangs past the timeout.
-TrainResult train(NetworkImpl& net, const Dataset& train_data, const Dataset& val,
+TrainResult train(TrainableNetwork& net, const Dataset& train_data, const Dataset& val,
                   const TrainOptions& options, const TrainHooks& hooks = {});
 
 /// Builds the network from `model`, trains it and stores the weights back into `model`.
@@ -107,9 +107,9 @@ struct Metrics {
 };
 
 /// Accuracy and loss of the training-time network in eval mode.
-Metrics evaluate_network(NetworkImpl& net, const Dataset& data, int64_t batch_size = 512);
+Metrics evaluate_network(TrainableNetwork& net, const Dataset& data, int64_t batch_size = 512);
 /// The same figures with the rows split over distributed()'s ranks and the sums reduced:
 /// every rank gets the figures of the whole set. evaluate_network in a world of 1.
-Metrics evaluate_sharded(NetworkImpl& net, const Dataset& data, int64_t batch_size = 512);
+Metrics evaluate_sharded(TrainableNetwork& net, const Dataset& data, int64_t batch_size = 512);
 
 }  // namespace mcompress

@@ -1,5 +1,7 @@
 #pragma once
 // The deployable executor: compiles a Model into a per-layer plan of kernels and runs it.
+// Sequential models get the layer plan with int8, sparse and fp32 kernels; graph models are
+// lowered (core/lowering.h) and run fp32 (runtime/src/graph_plan.h).
 // Every reported metric (eval, reports, benchmarks) goes through it, so the figures are those
 // of the model a user would deploy, not of the training-time network.
 
@@ -67,14 +69,17 @@ class Executor {
 
   /// Runs the fp32 form of the plan, passing every named activation to `sink`: "input"
   /// (normalised input), then each conv/linear/batchnorm/residual output by the key of its
-  /// last spec layer, and residual internals ("5.conv1", "5.conv2", "5.shortcut").
+  /// last spec layer, and residual internals ("5.conv1", "5.conv2", "5.shortcut"); for a graph
+  /// model, every step's output by its value name (core/lowering.h).
   /// Calibration observes these to choose int8-static activation qparams.
   at::Tensor run_observed(
       const at::Tensor& input,
       const std::function<void(const std::string&, const at::Tensor&)>& sink) const;
 
   const std::vector<PlanStep>& plan() const;
-  const ArchSpec& spec() const;
+  /// The input's shape without the batch dimension, and the number of classes.
+  const std::vector<int64_t>& input_shape() const;
+  int64_t num_classes() const;
   /// What the auto policy chose and the whole-plan timings it chose by ("" for other policies).
   const std::string& plan_note() const;
   /// Number of conv/linear layers that run int8 kernels in the chosen plan.
