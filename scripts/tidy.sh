@@ -23,10 +23,21 @@ esac
 }
 db=$build/tidy
 mkdir -p "$db"
-jq '[.[] | .command |= (gsub(" -Xclang -include-pch -Xclang [^ ]+"; "")
-                        | gsub(" -Xclang -include -Xclang [^ ]+"; "")
-                        | gsub(" -fsanitize[^ ]*"; ""))]' \
-  "$build/compile_commands.json" >"$db/compile_commands.json"
+# Without the precompiled header and the sanitizers; a unity source (the libraries compile in
+# batches, cmake/mcompress_helpers.cmake) becomes one entry per file it includes, so that each
+# file is checked on its own.
+python3 - "$build/compile_commands.json" "$db/compile_commands.json" <<'PY'
+import json, re, sys
+entries = []
+for e in json.load(open(sys.argv[1])):
+    cmd = re.sub(r" -Xclang -include(-pch)? -Xclang \S+| -fsanitize\S*", "", e["command"])
+    files = [e["file"]]
+    if re.search(r"/Unity/unity_\d+_cxx\.cxx$", e["file"]):
+        files = re.findall(r'^#include "([^"]+)"', open(e["file"]).read(), re.M)
+    for f in files:
+        entries.append(dict(e, file=f, command=cmd.replace(e["file"], f)))
+json.dump(entries, open(sys.argv[2], "w"), indent=1)
+PY
 start=$SECONDS
 log=$db/tidy.log
 rc=0
