@@ -45,9 +45,9 @@ GraphPlan::GraphPlan(const Model& model) {
                   graph.inputs.size(), " and ", graph.outputs.size());
   const ValueInfo& input = graph.inputs[0];
   for (size_t d = 1; d < input.shape.size(); ++d) {
-    MCOMPRESS_CHECK(input.shape[d].known(), ModelError, "'", model.name(), "': input '",
-                    input.name, "' has the symbolic size '", input.shape[d].symbol,
-                    "' at axis ", d, "; the executor needs every size but the batch's");
+    MCOMPRESS_CHECK(input.shape[d].known(), ModelError, "'", model.name(), "': input '", input.name,
+                    "' has the symbolic size '", input.shape[d].symbol, "' at axis ", d,
+                    "; the executor needs every size but the batch's");
     input_shape_.push_back(input.shape[d].value);
   }
   num_classes_ = graph.task.num_classes;
@@ -88,12 +88,13 @@ GraphPlan::GraphPlan(const Model& model) {
         const Node& bn = graph.nodes[static_cast<size_t>(bn_index)];
         const auto& stats = params_of(bn);
         const at::Tensor& weight = folded.at("weight");
-        const at::Tensor bias = folded.count("bias") != 0 ? folded.at("bias")
-                                                          : at::zeros({weight.size(0)}, at::kFloat);
-        const AffineWeights w = fold_batchnorm(
-            {weight, bias}, {stats.at("weight"), stats.at("bias"), stats.at("running_mean"),
-                             stats.at("running_var"),
-                             info.attrs[static_cast<size_t>(bn_index)].at("epsilon").get<double>()});
+        const at::Tensor bias =
+            folded.count("bias") != 0 ? folded.at("bias") : at::zeros({weight.size(0)}, at::kFloat);
+        const AffineWeights w =
+            fold_batchnorm({weight, bias},
+                           {stats.at("weight"), stats.at("bias"), stats.at("running_mean"),
+                            stats.at("running_var"),
+                            info.attrs[static_cast<size_t>(bn_index)].at("epsilon").get<double>()});
         folded["weight"] = w.weight;
         folded["bias"] = w.bias;
         attrs["bias"] = 1;

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "graph_support.h"
 #include "mcompress/core/error.h"
 #include "mcompress/core/graph.h"
 #include "mcompress/core/lowering.h"
@@ -15,7 +16,6 @@
 #include "mcompress/core/train.h"
 #include "mcompress/core/zoo.h"
 #include "mcompress/core/zoo_graphs.h"
-#include "graph_support.h"
 #include "test_support.h"
 
 namespace mcompress {
@@ -35,21 +35,25 @@ Graph small_residual_graph() {
   g.preprocess.mean = {0.5};
   g.preprocess.std = {0.25};
   g.task.num_classes = 10;
-  const json conv = {{"out_channels", 8},  {"kernel_shape", {3, 3}}, {"strides", {2, 2}},
-                     {"pads", {1, 1, 1, 1}}, {"bias", 0}};
+  const json conv = {{"out_channels", 8},
+                     {"kernel_shape", {3, 3}},
+                     {"strides", {2, 2}},
+                     {"pads", {1, 1, 1, 1}},
+                     {"bias", 0}};
   json conv2 = conv;
   conv2["strides"] = {1, 1};
   const json bn = {{"epsilon", 1e-5}, {"momentum", 0.9}};
-  g.nodes = {{"conv1", "Conv", {"image"}, {"c1"}, conv, {}},
-             {"bn1", "BatchNormalization", {"c1"}, {"b1"}, bn, {}},
-             {"relu1", "Relu", {"b1"}, {"r1"}, json::object(), {}},
-             {"conv2", "Conv", {"r1"}, {"c2"}, conv2, {}},
-             {"bn2", "BatchNormalization", {"c2"}, {"b2"}, bn, {}},
-             {"add", "Add", {"b2", "r1"}, {"sum"}, json::object(), {}},
-             {"relu2", "Relu", {"sum"}, {"r2"}, json::object(), {}},
-             {"pool", "MaxPool", {"r2"}, {"p"}, {{"kernel_shape", {2, 2}}, {"strides", {2, 2}}}, {}},
-             {"flatten", "Flatten", {"p"}, {"f"}, {{"axis", 1}}, {}},
-             {"fc", "Gemm", {"f"}, {"logits"}, {{"out_features", 10}, {"bias", 1}}, {}}};
+  g.nodes = {
+      {"conv1", "Conv", {"image"}, {"c1"}, conv, {}},
+      {"bn1", "BatchNormalization", {"c1"}, {"b1"}, bn, {}},
+      {"relu1", "Relu", {"b1"}, {"r1"}, json::object(), {}},
+      {"conv2", "Conv", {"r1"}, {"c2"}, conv2, {}},
+      {"bn2", "BatchNormalization", {"c2"}, {"b2"}, bn, {}},
+      {"add", "Add", {"b2", "r1"}, {"sum"}, json::object(), {}},
+      {"relu2", "Relu", {"sum"}, {"r2"}, json::object(), {}},
+      {"pool", "MaxPool", {"r2"}, {"p"}, {{"kernel_shape", {2, 2}}, {"strides", {2, 2}}}, {}},
+      {"flatten", "Flatten", {"p"}, {"f"}, {{"axis", 1}}, {}},
+      {"fc", "Gemm", {"f"}, {"logits"}, {{"out_features", 10}, {"bias", 1}}, {}}};
   g.outputs = {"logits"};
   return g;
 }
@@ -194,9 +198,9 @@ std::vector<std::string> ops(const std::vector<LoweredStep>& steps) {
 TEST(LoweringTest, FusesConvBatchnormReluButNotAcrossAnAdd) {
   const Graph g = small_residual_graph();
   const auto steps = lower(g);
-  EXPECT_EQ(ops(steps), (std::vector<std::string>{"Conv+BatchNormalization+Relu",
-                                                   "Conv+BatchNormalization", "Add", "Relu",
-                                                   "MaxPool", "Flatten", "Gemm"}));
+  EXPECT_EQ(ops(steps),
+            (std::vector<std::string>{"Conv+BatchNormalization+Relu", "Conv+BatchNormalization",
+                                      "Add", "Relu", "MaxPool", "Flatten", "Gemm"}));
   EXPECT_EQ(steps[0].output, "r1");
   EXPECT_EQ(steps[1].output, "b2");
   EXPECT_EQ(steps[0].find(g, "BatchNormalization"), 1);

@@ -82,9 +82,8 @@ TEST(GraphExecutorObservedTest, ReportsTheInputAndEveryStepsValueOnce) {
   runtime::Executor exec(m);
   std::vector<std::string> seen;
   const auto x = torch::rand({2, 1, 28, 28});
-  const auto out = exec.run_observed(x, [&](const std::string& key, const at::Tensor&) {
-    seen.push_back(key);
-  });
+  const auto out =
+      exec.run_observed(x, [&](const std::string& key, const at::Tensor&) { seen.push_back(key); });
   ASSERT_EQ(seen.size(), exec.plan().size() + 1);
   EXPECT_EQ(seen.front(), "input");
   EXPECT_EQ(seen.back(), m.graph().outputs[0]);
