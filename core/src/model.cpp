@@ -80,6 +80,13 @@ TensorRole tensor_role(const GraphParam& p) {
                    "running_var)");
 }
 
+// A freshly built network's tensors, copied out of it.
+std::map<std::string, at::Tensor> initial_tensors(const TrainableNetwork& net) {
+  std::map<std::string, at::Tensor> tensors;
+  for (const auto& [name, value] : net.state()) tensors[name] = value.detach().clone();
+  return tensors;
+}
+
 // Checks `tensors` against `infos`: each present, float32, of its shape, and nothing else.
 void check_tensors(const std::vector<TensorInfo>& infos,
                    std::map<std::string, at::Tensor>& tensors) {
@@ -122,28 +129,21 @@ Model::Model(std::optional<ArchSpec> spec, std::shared_ptr<const Graph> graph,
 const ArchSpec& Model::spec() const {
   MCOMPRESS_CHECK(spec_.has_value(), ModelError, "'", name().empty() ? "the model" : name(),
                   "' is a graph model, and this step supports only sequential (layer-chain) "
-                  "models so far; on graph models: train, eval, inspect, convert, export "
-                  "--format onnx is not yet among them");
+                  "models so far");
   return *spec_;
 }
 
 Model Model::initialize(const ArchSpec& spec, uint64_t seed) {
   // PyTorch's default initialisation of the same layers, drawn from `seed`.
   torch::manual_seed(seed);
-  Network net(spec);
-  std::map<std::string, at::Tensor> tensors;
-  for (const auto& [name, value] : net->state()) tensors[name] = value.detach().clone();
-  Model model = from_tensors(spec, std::move(tensors));
+  Model model = from_tensors(spec, initial_tensors(*Network(spec)));
   model.seed = seed;
   return model;
 }
 
 Model Model::initialize(const Graph& graph, uint64_t seed) {
   torch::manual_seed(seed);
-  GraphNetwork net(graph);
-  std::map<std::string, at::Tensor> tensors;
-  for (const auto& [name, value] : net->state()) tensors[name] = value.detach().clone();
-  Model model = from_tensors(graph, std::move(tensors));
+  Model model = from_tensors(graph, initial_tensors(*GraphNetwork(graph)));
   model.seed = seed;
   return model;
 }
