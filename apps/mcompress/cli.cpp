@@ -157,18 +157,6 @@ void read_train_options(const po::variables_map& vm, TrainOptions& t) {
   t.validate();
 }
 
-ArchSpec read_spec_file(const std::string& path) {
-  std::ifstream in(path);
-  MCOMPRESS_CHECK(in.good(), IoError, "cannot read spec file '", path, "'");
-  std::stringstream text;
-  text << in.rdbuf();
-  try {
-    return ArchSpec::from_json_text(text.str());
-  } catch (const ModelError& e) {
-    throw ModelError(path + ": " + e.what());
-  }
-}
-
 void check_output_path(const std::string& out, bool force, const std::vector<std::string>& inputs) {
   check_output_file(out, force, inputs);
 }

@@ -68,9 +68,6 @@ Dataset load_data(const po::variables_map& vm, Split split);
 void add_train_options(po::options_description& options, TrainOptions& t);
 void read_train_options(const po::variables_map& vm, TrainOptions& t);
 
-/// An architecture spec JSON file; IoError/ModelError naming the path.
-ArchSpec read_spec_file(const std::string& path);
-
 /// Fails before a long run rather than at the save: the output's folder must exist and take a
 /// new file, an existing output must be a regular file and needs --force, and the output must
 /// not be any of `inputs` (compared as files). See mcompress::check_output_file.

@@ -80,7 +80,7 @@ int run_eval(const Args& args) {
 
   const bool json = vm["json"].as<bool>();
   nlohmann::json doc = {{"model", vm["model"].as<std::string>()},
-                        {"arch", model.spec().name},
+                        {"arch", model.name()},
                         {"quant_mode", model.quant.mode},
                         {"samples", r.samples},
                         {"accuracy", r.accuracy},
@@ -89,7 +89,7 @@ int run_eval(const Args& args) {
                         {"file_bytes", std::filesystem::file_size(vm["model"].as<std::string>())},
                         {"latency", nlohmann::json::array()}};
   Table table({"model", "samples", "accuracy", "loss", "eval_time", "threads"});
-  table.add_row({model.spec().name, std::to_string(r.samples), format_fixed(r.accuracy * 100, 2),
+  table.add_row({model.name(), std::to_string(r.samples), format_fixed(r.accuracy * 100, 2),
                  format_fixed(r.loss, 4), format_fixed(r.seconds, 2) + "s",
                  std::to_string(threads)});
   if (!json) std::cout << table.to_text();

@@ -83,7 +83,7 @@ int run_export(const Args& args) {
   const Model model = load_model(in);
   format.write(model, out, vm["force"].as<bool>());
   const std::string mode = model.quant.mode.empty() ? "fp32" : model.quant.mode;
-  std::cout << "exported " << in << " (" << model.spec().name << ", " << mode
+  std::cout << "exported " << in << " (" << model.name() << ", " << mode
             << (model.masks.empty() ? "" : ", pruned") << ") as " << format.name << ": " << out
             << " (" << format_bytes(static_cast<double>(std::filesystem::file_size(out))) << ")"
             << std::endl;

@@ -3,21 +3,23 @@
 #include <iostream>
 
 #include "cli.h"
+#include "mcompress/core/architecture.h"
 #include "mcompress/core/error.h"
 #include "mcompress/core/model_file.h"
 #include "mcompress/core/table.h"
 #include "mcompress/core/train.h"
-#include "mcompress/core/zoo.h"
 #include "mcompress/runtime/executor.h"
 
 namespace mcompress::cli {
 namespace {
 
-ArchSpec spec_from_options(const po::variables_map& vm) {
+// A freshly initialised model of the architecture the options name (training re-seeds, so the
+// order of initialisation and data loading does not matter).
+Model model_from_options(const po::variables_map& vm, uint64_t seed) {
   const bool has_arch = vm.count("arch") != 0, has_spec = vm.count("spec") != 0;
   MCOMPRESS_CHECK(has_arch != has_spec, ConfigError, "give exactly one of --arch and --spec");
-  if (has_arch) return zoo_spec(vm["arch"].as<std::string>());
-  return read_spec_file(vm["spec"].as<std::string>());
+  if (has_arch) return initialize_zoo_model(vm["arch"].as<std::string>(), seed);
+  return initialize_model_from_file(vm["spec"].as<std::string>(), seed);
 }
 
 }  // namespace
@@ -27,7 +29,7 @@ int run_train(const Args& args) {
   po::options_description options("train options");
   // clang-format off: one option per line reads better than the formatter's packing
   options.add_options()("arch", po::value<std::string>(), "zoo architecture (see 'mcompress zoo')")(
-      "spec", po::value<std::string>(), "architecture spec JSON file")(
+      "spec", po::value<std::string>(), "architecture file: a spec JSON or a graph document")(
       "out,o", po::value<std::string>()->required(), "output model file (.h5)")(
       "force", po::bool_switch(), "overwrite an existing output file")(
       "val-fraction", po::value<double>()->default_value(0.1),
@@ -42,7 +44,7 @@ int run_train(const Args& args) {
     return 0;
   }
   read_train_options(vm, t);
-  const ArchSpec spec = spec_from_options(vm);
+  Model model = model_from_options(vm, t.seed);
   const auto out = vm["out"].as<std::string>();
   const bool force = vm["force"].as<bool>();
   // Only rank 0 writes; the others train their share and leave.
@@ -51,15 +53,14 @@ int run_train(const Args& args) {
   const int threads = apply_threads(vm);
 
   const Dataset all = load_data(vm, Split::kTrain);
-  check_dataset(all, spec.input_shape, spec.num_classes, "training");
+  check_dataset(all, model.input_shape(), model.num_classes(), "training");
   const auto [train_data, val] = split_train_val(all, vm["val-fraction"].as<double>(), t.seed);
   if (root && t.progress) {  // --quiet: the only line of a failed run is its error
-    std::cerr << "training " << spec.name << " (" << spec.parameter_count() << " parameters) on "
-              << train_data.size() << " examples, validating on " << val.size() << "; " << threads
-              << " threads, seed " << t.seed << std::endl;
+    std::cerr << "training " << model.name() << " (" << model.parameter_count()
+              << " parameters) on " << train_data.size() << " examples, validating on "
+              << val.size() << "; " << threads << " threads, seed " << t.seed << std::endl;
   }
 
-  Model model = Model::initialize(spec, t.seed);
   const auto result = train_model(model, train_data, val, t);
   if (!root) return 0;
 
@@ -81,7 +82,7 @@ int run_train(const Args& args) {
                "train_time"});
   const auto& best =
       result.epochs.at(static_cast<size_t>(std::max<int64_t>(result.best_epoch, 1) - 1));
-  table.add_row({spec.name, std::to_string(spec.parameter_count()),
+  table.add_row({model.name(), std::to_string(model.parameter_count()),
                  std::to_string(result.epochs.size()), std::to_string(result.best_epoch),
                  format_fixed(best.val_accuracy * 100, 2), format_fixed(eval.accuracy * 100, 2),
                  format_fixed(eval.loss, 4), format_fixed(result.seconds, 1) + "s"});

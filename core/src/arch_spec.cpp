@@ -452,9 +452,11 @@ std::vector<TensorInfo> ArchSpec::tensors() const {
   return out;
 }
 
-int64_t ArchSpec::parameter_count() const {
+int64_t ArchSpec::parameter_count() const { return mcompress::parameter_count(tensors()); }
+
+int64_t parameter_count(const std::vector<TensorInfo>& tensors) {
   int64_t total = 0;
-  for (const auto& t : tensors()) {
+  for (const auto& t : tensors) {
     if (t.role != TensorRole::kWeight && t.role != TensorRole::kBias) continue;
     int64_t n = 1;
     for (auto d : t.shape) n *= d;

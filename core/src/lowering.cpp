@@ -50,8 +50,13 @@ std::vector<LoweredStep> lower(const Graph& graph) {
     if (fused[i]) continue;
     const Node& node = graph.nodes[i];
     LoweredStep step{{i}, node.op, node.outputs.empty() ? "" : node.outputs.back()};
-    if ((node.op == "Conv" || node.op == "Gemm") && node.outputs.size() == 1) {
-      size_t next = 0;
+    size_t next = 0;
+    if (node.op == "Add" && node.outputs.size() == 1 && absorb(step.output, "Relu", next)) {
+      step.nodes.push_back(next);  // the int8 plan runs quantized::add_relu
+      step.op += "+Relu";
+      step.output = graph.nodes[next].outputs[0];
+      fused[next] = true;
+    } else if ((node.op == "Conv" || node.op == "Gemm") && node.outputs.size() == 1) {
       if (absorb(step.output, "BatchNormalization", next)) {
         step.nodes.push_back(next);
         step.op += "+BatchNormalization";

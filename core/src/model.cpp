@@ -133,6 +133,20 @@ const ArchSpec& Model::spec() const {
   return *spec_;
 }
 
+std::vector<int64_t> Model::input_shape() const {
+  if (spec_) return spec_->input_shape;
+  MCOMPRESS_CHECK(!graph_->inputs.empty(), ModelError, "'", name(), "' has no input");
+  const ValueInfo& input = graph_->inputs[0];
+  std::vector<int64_t> shape;
+  for (size_t d = 1; d < input.shape.size(); ++d) {
+    MCOMPRESS_CHECK(input.shape[d].known(), ModelError, "'", name(), "': input '", input.name,
+                    "' has the symbolic size '", input.shape[d].symbol, "' at axis ", d,
+                    "; expected a known size for every axis but the batch");
+    shape.push_back(input.shape[d].value);
+  }
+  return shape;
+}
+
 Model Model::initialize(const ArchSpec& spec, uint64_t seed) {
   // PyTorch's default initialisation of the same layers, drawn from `seed`.
   torch::manual_seed(seed);

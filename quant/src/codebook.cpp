@@ -165,8 +165,9 @@ QuantizeReport codebook_model(Model& model, const CodebookOptions& options, cons
   report.metrics["val_accuracy_fp32"] = runtime_accuracy(model, val);
 
   std::map<std::string, QuantizedTensor> shared;
+  const auto int8_weights = int8_weight_names(model);
   for (const TensorInfo& info : model.tensor_infos()) {
-    if (!is_int8_weight(model.spec(), info)) continue;
+    if (int8_weights.count(info.name) == 0) continue;
     QuantizedTensor q =
         share_weights(model.tensor(info.name), options.bits, options.kmeans_iterations);
     model.tensor(info.name).copy_(q.dequantize());

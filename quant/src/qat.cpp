@@ -223,8 +223,9 @@ QuantizeReport qat_model(Model& model, const QatOptions& o, const Dataset& train
   net->store(model);
 
   // (c) Convert: the int8-static form quantize_model produces, with the QAT ranges.
+  const auto int8_weights = int8_weight_names(model);
   for (const auto& info : model.tensor_infos()) {
-    if (!is_int8_weight(spec, info)) continue;
+    if (int8_weights.count(info.name) == 0) continue;
     auto q = quantize_weight_int8(model.tensor(info.name), o.granularity);
     model.tensor(info.name).copy_(q.dequantize());
     model.quant.tensors[info.name] = std::move(q);

@@ -43,8 +43,9 @@ void apply_half(Model& model, const QuantizeOptions& o, QuantizeReport& report) 
 
 void apply_int8_weights(Model& model, const QuantizeOptions& o, bool linear_only,
                         QuantizeReport& report) {
+  const auto int8_weights = int8_weight_names(model, linear_only);
   for (const auto& info : model.tensor_infos()) {
-    if (!is_int8_weight(model.spec(), info, linear_only)) continue;
+    if (int8_weights.count(info.name) == 0) continue;
     auto q = quantize_weight_int8(model.tensor(info.name), o.granularity);
     model.tensor(info.name).copy_(q.dequantize());
     model.quant.tensors[info.name] = std::move(q);
@@ -170,7 +171,7 @@ std::map<std::string, Observer> calibrate_sharded(runtime::Executor& exec, const
 std::map<std::string, ActivationQParams> calibrate(const Model& model, const Dataset& data,
                                                    const ObserverOptions& observer, int64_t batches,
                                                    int64_t batch_size) {
-  check_dataset(data, model.spec().input_shape, model.spec().num_classes, "calibration");
+  check_dataset(data, model.input_shape(), model.num_classes(), "calibration");
   runtime::ExecutorOptions eo;
   eo.policy = runtime::KernelPolicy::kFp32;
   runtime::Executor exec(model, eo);

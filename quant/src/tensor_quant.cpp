@@ -5,6 +5,7 @@
 #include <cmath>
 #include <iomanip>
 #include <limits>
+#include <map>
 #include <sstream>
 #include <vector>
 
@@ -60,13 +61,17 @@ std::string format_percent(double fraction) {
 
 }  // namespace
 
-bool is_int8_weight(const ArchSpec& spec, const TensorInfo& info, bool linear_only) {
-  if (info.role != TensorRole::kWeight) return false;
-  const auto& layer = spec.layers[static_cast<size_t>(info.layer)];
-  if (layer.type == LayerType::kLinear) return true;
-  if (linear_only) return false;
-  if (layer.type == LayerType::kConv2d) return true;
-  return layer.type == LayerType::kResidual && info.shape.size() == 4;  // not its batchnorms
+std::set<std::string> int8_weight_names(const Model& model, bool linear_only) {
+  const Graph& graph = model.graph();
+  std::map<std::string, const Node*> nodes;
+  for (const Node& node : graph.nodes) nodes[node.name] = &node;
+  std::set<std::string> out;
+  for (const GraphParam& p : graph.parameters()) {
+    if (p.spec.role != "weight" || !p.spec.compressible) continue;
+    const std::string& op = nodes.at(p.node)->op;
+    if (op == "Gemm" || (!linear_only && op == "Conv")) out.insert(p.name);
+  }
+  return out;
 }
 
 QuantizedTensor quantize_weight_int8(const at::Tensor& weight, Granularity granularity) {

@@ -4,13 +4,13 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
-#include <chrono>
 #include <iomanip>
 #include <sstream>
 
 #include "graph_plan.h"
 #include "kernels.h"
 #include "mcompress/core/error.h"
+#include "timing.h"
 
 namespace mcompress::runtime {
 namespace {
@@ -33,35 +33,8 @@ std::string layer_range(size_t first, size_t last) {
   return first == last ? std::to_string(first) : std::to_string(first) + "-" + std::to_string(last);
 }
 
-using Clock = std::chrono::steady_clock;
-
-// Fastest of at least 10 runs (and ~50 ms) of f(), after warm-up. The minimum, not the median:
-// on a busy machine preemption only ever adds time, and a kernel choice must not flip because
-// another process got the core for a few milliseconds.
-template <typename F>
-double best_ms(F&& f) {
-  for (int i = 0; i < 3; ++i) f();
-  double best = 1e300;
-  int runs = 0;
-  const auto t0 = Clock::now();
-  while (runs < 10 ||
-         (runs < 500 && std::chrono::duration<double>(Clock::now() - t0).count() < 0.05)) {
-    const auto t = Clock::now();
-    f();
-    best = std::min(best, std::chrono::duration<double, std::milli>(Clock::now() - t).count());
-    ++runs;
-  }
-  return best;
-}
-
 // Which of its kernels a unit runs.
 enum class Choice { kFp32, kInt8, kSparse };
-
-// How much faster an alternative must be to replace the kernel or plan it competes with. Two
-// kernels within timing noise of each other would otherwise swap places from run to run, and
-// with them the accuracy of the model (int8 and fp32 kernels round differently): the same
-// file scored 89.69% and 89.75% in two runs of the results table.
-constexpr double kMinGain = 1.10;
 
 // One plan unit: a layer group with its fp32 dense kernel and, when the model has them, an
 // int8 form and a sparse (fp32, Eigen CSR) form.
@@ -377,8 +350,9 @@ struct Executor::Impl {
 
   void compile(const Model& model) {
     if (!model.is_sequential()) {
-      graph = std::make_unique<GraphPlan>(model);
+      graph = std::make_unique<GraphPlan>(model, options);
       plan.steps = graph->steps();
+      plan_note = graph->plan_note();
       input_shape = graph->input_shape();
       num_classes = graph->num_classes();
       return;
@@ -532,7 +506,7 @@ at::Tensor Executor::run_observed(
     const std::function<void(const std::string&, const at::Tensor&)>& sink) const {
   check_input(impl_->input_shape, input);
   at::NoGradGuard no_grad;
-  if (impl_->graph) return impl_->graph->run(input, &sink);
+  if (impl_->graph) return impl_->graph->run_observed(input, sink);
   auto x = impl_->normalize->run(input.to(at::kFloat));
   sink("input", x);
   for (const auto& u : impl_->units) {

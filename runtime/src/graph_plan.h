@@ -1,14 +1,22 @@
 #pragma once
 // Private: the Executor's plan for a graph model. The graph is lowered (core/lowering.h):
-// Conv/Gemm with a following BatchNormalization run on weights with the batchnorm folded in,
-// a following Relu inside the same step; every other node runs GraphNetwork's inference kernel
-// for its op. Steps read and write value slots, so any graph (skip connections, several
-// inputs per node) runs. fp32 only for now: graph models have no int8 form yet.
+// Conv/Gemm with a following BatchNormalization run on weights with the batchnorm folded in, a
+// following Relu inside the same step (Add + Relu likewise); every other node runs
+// GraphNetwork's inference kernel for its op. Steps read and write value slots, so any graph
+// (skip connections, several inputs per node) runs.
+//
+// An int8 model gets a second plan beside the fp32 one. int8-static: Conv and Gemm steps run
+// oneDNN's quantized ops, Add and Concat requantize to their output's calibrated qparams
+// (quantized::add/add_relu/cat, as ONNX QLinearAdd/QLinearConcat), and pools, Relu, Clip,
+// Flatten, Reshape and the identities run on whatever domain flows in; every other op is an
+// fp32 island with explicit dequantize/quantize steps around it. int8-dynamic: Gemm steps run
+// quantized::linear_dynamic. The policy picks the plan (auto: the int8 plan when it is
+// kMinGain faster at the deployment batch size).
 
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
-#include <functional>
+#include <string>
 #include <vector>
 
 #include "kernels.h"
@@ -19,30 +27,45 @@ namespace mcompress::runtime {
 
 class GraphPlan {
  public:
-  explicit GraphPlan(const Model& model);
+  GraphPlan(const Model& model, const ExecutorOptions& options);
 
-  /// Raw first input -> the graph's output; with a sink, "input" (after the preprocessing) and
-  /// every step's output value by name are reported, in order.
-  at::Tensor run(const at::Tensor& input, const ActivationSink* sink = nullptr) const;
+  /// Raw first input -> the graph's output, on the chosen plan.
+  at::Tensor run(const at::Tensor& input) const { return run(chosen(), input, nullptr); }
+  /// The fp32 plan, reporting "input" (after the preprocessing) and every step's output value
+  /// by name, in order: what calibration observes.
+  at::Tensor run_observed(const at::Tensor& input, const ActivationSink& sink) const {
+    return run(fp32_, input, &sink);
+  }
 
-  const std::vector<PlanStep>& steps() const { return shown_; }
+  const std::vector<PlanStep>& steps() const { return chosen().shown; }
+  /// What the auto policy chose and the timings it chose by ("" otherwise).
+  const std::string& plan_note() const { return note_; }
   /// The first input's shape without its batch dimension, and the number of classes.
   const std::vector<int64_t>& input_shape() const { return input_shape_; }
   int64_t num_classes() const { return num_classes_; }
 
- private:
+  /// One executable step: a kernel reading value slots and writing one.
   struct Step {
-    std::function<at::Tensor(const std::vector<at::Tensor>&)> run;
+    MultiInputKernel run;
     std::vector<int64_t> inputs;   // value slots
     int64_t output = 0;            // value slot
     std::vector<int64_t> release;  // slots whose last reader is this step
     std::string value;             // the output value's name
   };
+  struct Plan {
+    std::vector<Step> steps;
+    std::vector<PlanStep> shown;
+    int64_t input_slot = 0, output_slot = 0, num_slots = 0;
+  };
 
-  std::vector<Step> steps_;
-  std::vector<PlanStep> shown_;
+ private:
+  const Plan& chosen() const { return use_int8_ ? int8_ : fp32_; }
+  at::Tensor run(const Plan& plan, const at::Tensor& input, const ActivationSink* sink) const;
+
+  Plan fp32_, int8_;
+  bool use_int8_ = false;
+  std::string note_;
   at::Tensor mean_, std_;  // broadcastable over the input; undefined without preprocessing
-  int64_t input_slot_ = 0, output_slot_ = 0, num_slots_ = 0;
   std::vector<int64_t> input_shape_;
   int64_t num_classes_ = 0;
 };

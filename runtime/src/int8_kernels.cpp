@@ -155,6 +155,20 @@ KernelPtr make_residual_int8(KernelPtr main1, KernelPtr main2, KernelPtr shortcu
   return std::make_unique<ResidualInt8>(std::move(main1), std::move(main2), std::move(shortcut),
                                         std::move(out));
 }
+MultiInputKernel make_add_int8(bool relu, ActivationQParams out) {
+  auto add = op(relu ? "quantized::add_relu" : "quantized::add", "");
+  return [add, out](const std::vector<at::Tensor>& in) {
+    return call(add, {in.at(0), in.at(1), out.scale, out.zero_point}).toTensor();
+  };
+}
+MultiInputKernel make_concat_int8(int64_t axis, ActivationQParams out) {
+  auto cat = op("quantized::cat", "");
+  return [cat, axis, out](const std::vector<at::Tensor>& in) {
+    return call(cat, {c10::List<at::Tensor>(in), axis, c10::optional<double>(out.scale),
+                      c10::optional<int64_t>(out.zero_point)})
+        .toTensor();
+  };
+}
 KernelPtr make_quantize(ActivationQParams qparams) {
   return std::make_unique<Quantize>(std::move(qparams));
 }

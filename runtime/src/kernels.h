@@ -88,6 +88,14 @@ KernelPtr make_conv2d_static_int8(const at::Tensor& qweight, const at::Tensor& b
 /// quint8 → quint8: quantized::add_relu(main2(main1(x)), shortcut(x)) with the block's qparams.
 KernelPtr make_residual_int8(KernelPtr main1, KernelPtr main2, KernelPtr shortcut,
                              ActivationQParams out);
+/// A kernel of several inputs, as graph plans run them.
+using MultiInputKernel = std::function<at::Tensor(const std::vector<at::Tensor>&)>;
+/// quint8 + quint8 → quint8 with the output's qparams (quantized::add / add_relu, ONNX
+/// QLinearAdd): the inputs' differing scales are requantized inside the op.
+MultiInputKernel make_add_int8(bool relu, ActivationQParams out);
+/// quint8... → quint8 concatenated along `axis` with the output's qparams (quantized::cat,
+/// ONNX QLinearConcat).
+MultiInputKernel make_concat_int8(int64_t axis, ActivationQParams out);
 KernelPtr make_quantize(ActivationQParams qparams);
 KernelPtr make_dequantize();
 

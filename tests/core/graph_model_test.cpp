@@ -195,14 +195,15 @@ std::vector<std::string> ops(const std::vector<LoweredStep>& steps) {
   return out;
 }
 
-TEST(LoweringTest, FusesConvBatchnormReluButNotAcrossAnAdd) {
+TEST(LoweringTest, FusesConvBatchnormReluButNotAcrossAnAddWhichTakesItsOwnRelu) {
   const Graph g = small_residual_graph();
   const auto steps = lower(g);
   EXPECT_EQ(ops(steps),
             (std::vector<std::string>{"Conv+BatchNormalization+Relu", "Conv+BatchNormalization",
-                                      "Add", "Relu", "MaxPool", "Flatten", "Gemm"}));
+                                      "Add+Relu", "MaxPool", "Flatten", "Gemm"}));
   EXPECT_EQ(steps[0].output, "r1");
   EXPECT_EQ(steps[1].output, "b2");
+  EXPECT_EQ(steps[2].output, "r2");
   EXPECT_EQ(steps[0].find(g, "BatchNormalization"), 1);
   EXPECT_EQ(steps[2].find(g, "BatchNormalization"), -1);
 }

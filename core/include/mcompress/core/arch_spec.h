@@ -58,6 +58,9 @@ struct TensorInfo {
   int64_t layer = 0;  // index of the owning layer in ArchSpec::layers
 };
 
+/// Elements of the weight and bias tensors among `tensors` (running statistics excluded).
+int64_t parameter_count(const std::vector<TensorInfo>& tensors);
+
 /// Example:
 ///   ArchSpec spec = ArchSpec::from_json_text(R"({"input_shape":[1,28,28],"num_classes":10,
 ///     "layers":[{"type":"flatten"},{"type":"linear","out_features":10}]})");

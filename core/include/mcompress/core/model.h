@@ -92,6 +92,14 @@ class Model {
   const Graph& graph() const noexcept { return *graph_; }
   /// The architecture's name ("mlp", "resnet18"); may be empty for a user's architecture.
   const std::string& name() const noexcept { return graph_->name; }
+  /// The first input's shape without the batch dimension ({1, 28, 28}). ModelError naming the
+  /// input when a dimension other than the batch is symbolic.
+  std::vector<int64_t> input_shape() const;
+  /// The task's number of classes.
+  int64_t num_classes() const noexcept { return graph_->task.num_classes; }
+  /// Weights and biases, counted as ArchSpec::parameter_count counts them (no batchnorm
+  /// statistics).
+  int64_t parameter_count() const { return mcompress::parameter_count(infos_); }
   /// fp32 master tensors in architecture order (spec().tensors() or the graph's parameters).
   const std::vector<TensorInfo>& tensor_infos() const noexcept { return infos_; }
   const at::Tensor& tensor(const std::string& name) const;  // ModelError for an unknown name

@@ -5,6 +5,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <set>
 #include <string>
 
 #include "mcompress/core/model.h"
@@ -13,10 +14,10 @@ namespace mcompress::quant {
 
 enum class Granularity { kPerChannel, kPerTensor };
 
-/// Whether int8 modes quantize this tensor: the weights of conv2d and linear layers and the
-/// convolutions inside residual blocks (biases and batchnorm stay fp32). `linear_only` is
-/// int8-dynamic's scope.
-bool is_int8_weight(const ArchSpec& spec, const TensorInfo& info, bool linear_only = false);
+/// The tensors int8 modes quantize, by name: the weights of the graph's Conv and Gemm nodes
+/// (for a sequential model: its conv2d and linear layers and the convolutions inside residual
+/// blocks); biases and batchnorms stay fp32. `linear_only`: Gemm only, int8-dynamic's scope.
+std::set<std::string> int8_weight_names(const Model& model, bool linear_only = false);
 
 /// Symmetric int8: scale[c] = max|W[c,...]| / 127, q = clamp(round_half_even(W / scale), −127,
 /// 127), zero_point 0; an all-zero channel gets scale 1 and codes 0. Per channel along axis 0.

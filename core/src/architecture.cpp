@@ -1,0 +1,74 @@
+#include "mcompress/core/architecture.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "mcompress/core/error.h"
+#include "mcompress/core/json_input.h"
+#include "mcompress/core/zoo.h"
+#include "mcompress/core/zoo_graphs.h"
+
+namespace mcompress {
+namespace {
+
+bool in_entries(const std::vector<ZooEntry>& entries, const std::string& name) {
+  for (const auto& e : entries) {
+    if (e.name == name) return true;
+  }
+  return false;
+}
+
+std::vector<int64_t> known_input_shape(const Graph& graph) {
+  std::vector<int64_t> shape;
+  for (size_t d = 1; d < graph.inputs.at(0).shape.size(); ++d) {
+    shape.push_back(graph.inputs[0].shape[d].value);
+  }
+  return shape;
+}
+
+}  // namespace
+
+std::vector<ArchitectureEntry> architecture_entries() {
+  std::vector<ArchitectureEntry> out;
+  for (const auto& e : zoo_entries()) {
+    const ArchSpec spec = zoo_spec(e.name);
+    out.push_back({e.name, e.summary, "sequential", spec.parameter_count(), spec.input_shape});
+  }
+  for (const auto& e : zoo_graph_entries()) {
+    const Graph graph = zoo_graph(e.name);
+    out.push_back({e.name, e.summary, "graph", parameter_count(graph_tensor_infos(graph)),
+                   known_input_shape(graph)});
+  }
+  return out;
+}
+
+Model initialize_zoo_model(const std::string& name, uint64_t seed) {
+  if (in_entries(zoo_entries(), name)) return Model::initialize(zoo_spec(name), seed);
+  if (in_entries(zoo_graph_entries(), name)) return Model::initialize(zoo_graph(name), seed);
+  std::string names;
+  for (const auto& e : architecture_entries()) names += (names.empty() ? "" : ", ") + e.name;
+  throw ConfigError("unknown zoo model '" + name + "'; accepted: " + names);
+}
+
+Model initialize_model_from_file(const std::string& path, uint64_t seed) {
+  std::ifstream in(path);
+  MCOMPRESS_CHECK(in.good(), IoError, "cannot read architecture file '", path, "'");
+  std::stringstream text;
+  text << in.rdbuf();
+  try {
+    // A graph document is told apart by its "nodes"; anything else, a document that does not
+    // parse included, goes to the spec parser, which names what is wrong with it.
+    bool graph = false;
+    try {
+      const nlohmann::json doc = parse_json_input(text.str());
+      graph = doc.is_object() && doc.contains("nodes");
+    } catch (const FormatError&) {
+    }
+    if (graph) return Model::initialize(Graph::from_json_text(text.str()), seed);
+    return Model::initialize(ArchSpec::from_json_text(text.str()), seed);
+  } catch (const ModelError& e) {
+    throw ModelError(path + ": " + e.what());
+  }
+}
+
+}  // namespace mcompress
