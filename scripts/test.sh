@@ -18,8 +18,12 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build.sh
 start=$SECONDS
+# ctest runs every suite as a few GoogleTest shards (tests/CMakeLists.txt); each writes an XML
+# report under build/test-results/, which scripts/test_summary.py counts test by test.
+rm -rf build/test-results
 (cd build && ctest --output-on-failure -j"$(nproc)" --timeout 600) | tee build/ctest.log
-echo "test: ctest (Release) took $((SECONDS - start))s"
+python3 scripts/test_summary.py build/test-results >build/test-summary.log || true
+echo "test: ctest (Release) took $((SECONDS - start))s: $(cat build/test-summary.log)"
 
 status=0
 start=$SECONDS
@@ -58,7 +62,8 @@ else
 fi
 
 # The summary lines again, last, so none scrolls away under the sanitizer and fuzz output.
-echo "test: Release ctest: $(grep -E 'tests passed|tests failed' build/ctest.log)"
+echo "test: Release ctest: $(grep -E 'tests passed|tests failed' build/ctest.log);" \
+  "$(cat build/test-summary.log)"
 echo "test: examples $examples"
 if [ "$mode" = 1 ]; then
   echo "test: ASan+UBSan ctest: $(grep -E 'tests passed|tests failed' build-asan/ctest.log ||

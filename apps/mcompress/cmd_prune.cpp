@@ -115,7 +115,7 @@ int run_prune(const Args& args) {
   const uint64_t seed = vm["seed"].as<uint64_t>();
 
   Model model = load_model(in);
-  o.validate(model.spec());
+  o.validate(model);
   // A rewind file is read by the stage, after the header line; its problems are found here.
   if (rewind != "none" && rewind != "init") (void)load_model(rewind);
   const Model original = model.clone();
@@ -127,10 +127,10 @@ int run_prune(const Args& args) {
   const auto [train, val] = split_train_val(all, vm["val-fraction"].as<double>(), seed);
   const Dataset test = load_data(vm, Split::kTest);
   // Before the header line, so that unusable data gets the one error line alone.
-  check_dataset(all, model.spec().input_shape, model.spec().num_classes, "fine-tuning");
-  check_dataset(test, model.spec().input_shape, model.spec().num_classes, "evaluation");
+  check_dataset(all, model.input_shape(), model.num_classes(), "fine-tuning");
+  check_dataset(test, model.input_shape(), model.num_classes(), "evaluation");
   if (root) {
-    std::cerr << "pruning " << model.spec().name << " (" << model.spec().parameter_count()
+    std::cerr << "pruning " << model.name() << " (" << model.parameter_count()
               << " parameters): " << describe(o) << "; " << train.size() << " training, "
               << val.size() << " validation examples; " << threads << " threads, seed " << seed
               << (rewind_note.empty() ? "" : "; rewinding to " + rewind_note) << std::endl;

@@ -26,6 +26,13 @@ std::vector<int64_t> known_input_shape(const Graph& graph) {
   return shape;
 }
 
+std::string zoo_names() {
+  std::string names;
+  for (const auto& e : zoo_entries()) names += (names.empty() ? "" : ", ") + e.name;
+  for (const auto& e : zoo_graph_entries()) names += ", " + e.name;
+  return names;
+}
+
 }  // namespace
 
 std::vector<ArchitectureEntry> architecture_entries() {
@@ -45,9 +52,16 @@ std::vector<ArchitectureEntry> architecture_entries() {
 Model initialize_zoo_model(const std::string& name, uint64_t seed) {
   if (in_entries(zoo_entries(), name)) return Model::initialize(zoo_spec(name), seed);
   if (in_entries(zoo_graph_entries(), name)) return Model::initialize(zoo_graph(name), seed);
-  std::string names;
-  for (const auto& e : architecture_entries()) names += (names.empty() ? "" : ", ") + e.name;
-  throw ConfigError("unknown zoo model '" + name + "'; accepted: " + names);
+  throw ConfigError("unknown zoo model '" + name + "'; accepted: " + zoo_names());
+}
+
+Model initialize_architecture(const std::string& name_or_path, uint64_t seed) {
+  if (in_entries(zoo_entries(), name_or_path) || in_entries(zoo_graph_entries(), name_or_path)) {
+    return initialize_zoo_model(name_or_path, seed);
+  }
+  MCOMPRESS_CHECK(std::ifstream(name_or_path).good(), ConfigError, "'", name_or_path,
+                  "' is neither a zoo model (", zoo_names(), ") nor a readable architecture file");
+  return initialize_model_from_file(name_or_path, seed);
 }
 
 Model initialize_model_from_file(const std::string& path, uint64_t seed) {

@@ -133,6 +133,10 @@ const ArchSpec& Model::spec() const {
   return *spec_;
 }
 
+std::string Model::architecture_json() const {
+  return spec_ ? spec_->to_json_text() : graph_->to_json_text();
+}
+
 std::vector<int64_t> Model::input_shape() const {
   if (spec_) return spec_->input_shape;
   MCOMPRESS_CHECK(!graph_->inputs.empty(), ModelError, "'", name(), "' has no input");

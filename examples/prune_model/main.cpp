@@ -30,7 +30,7 @@ int main(int argc, char** argv) {
     options.schedule = mc::prune::PruneSchedule::kIterative;
     options.rounds = 2;
     options.finetune_epochs = 1;
-    options.validate(model.spec());  // ConfigError naming the option, e.g. a target of 1.5
+    options.validate(model);  // ConfigError naming the option, e.g. a target of 1.5
 
     mc::prune::PruneReport report = mc::prune::prune_model(model, options, train, val);
     model.history.push_back(report.to_json());

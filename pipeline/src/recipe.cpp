@@ -117,7 +117,7 @@ ModelSource parse_model(const YAML::Node& n) {
   }
   const StageOptions o(
       n, "model",
-      {{"arch", "", "zoo name or spec file to train from scratch"},
+      {{"arch", "", "zoo name (either zoo) or architecture file to train from scratch"},
        {"train", "{}", "training options: epochs, lr, batch_size, ..."},
        {"cache", "\"\"", "model file keeping the trained start model between runs"}});
   m.arch = o.text("arch");

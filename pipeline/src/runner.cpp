@@ -19,13 +19,13 @@
 #include <unistd.h>
 
 #include "checkpoints.h"
+#include "mcompress/core/architecture.h"
 #include "mcompress/core/atomic_file.h"
 #include "mcompress/core/dataset.h"
 #include "mcompress/core/distributed.h"
 #include "mcompress/core/error.h"
 #include "mcompress/core/model_file.h"
 #include "mcompress/core/version.h"
-#include "mcompress/core/zoo.h"
 #include "measurement.h"
 #include "reports.h"
 
@@ -136,13 +136,13 @@ Model start_model(const Recipe& recipe, const RunData& data, const RunOptions& o
     seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return model;
   }
-  const ArchSpec spec = arch_by_name_or_file(recipe.model.arch);
+  Model model = initialize_architecture(recipe.model.arch, recipe.seed);
   TrainOptions t = recipe.model.train;
   t.seed = recipe.seed;
   t.progress = o.progress;
   // What identifies a trained start model: the architecture, the data and how it was trained.
   const nlohmann::json identity = {
-      {"arch", nlohmann::json::parse(spec.to_json_text())},
+      {"arch", nlohmann::json::parse(model.architecture_json())},
       {"data", recipe.data.path},
       {"limit", recipe.data.limit},
       {"val_fraction", recipe.data.val_fraction},
@@ -160,12 +160,11 @@ Model start_model(const Recipe& recipe, const RunData& data, const RunOptions& o
   }
   if (text_from_rank0(cached ? "cached" : "", "the start-model cache decision") == "cached") {
     report.metrics = {{"cached", cache}};
-    Model model = model_from_rank0(std::move(cached), "cached start model");
+    Model from_cache = model_from_rank0(std::move(cached), "cached start model");
     seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    return model;
+    return from_cache;
   }
-  Model model = Model::initialize(spec, recipe.seed);
-  check_dataset(data.train, spec.input_shape, spec.num_classes, "data");
+  check_dataset(data.train, model.input_shape(), model.num_classes(), "data");
   const auto result = train_model(model, data.train, data.val, t);
   model.history.push_back(result.to_json(t));
   report.metrics = {{"best_epoch", result.best_epoch}};
@@ -239,8 +238,7 @@ RunResult run_recipe(const Recipe& recipe, const RunOptions& o) {
     dist.barrier("rank 0's measurement of the start model", kRootWorkWait);
   }
   Model& model = *current;
-  const ArchSpec& spec = model.spec();
-  check_dataset(data.train, spec.input_shape, spec.num_classes, "data");
+  check_dataset(data.train, model.input_shape(), model.num_classes(), "data");
   ModelTraits traits;
   traits.quant_mode = model.quant.mode;
   traits.pruned = !model.masks.empty();

@@ -26,6 +26,15 @@ std::vector<std::string> prunable_tensors(const ArchSpec& spec) {
   return out;
 }
 
+std::vector<std::string> prunable_tensors(const Model& model) {
+  if (model.is_sequential()) return prunable_tensors(model.spec());
+  std::vector<std::string> out;
+  for (const GraphParam& p : model.graph().parameters()) {
+    if (p.spec.compressible) out.push_back(p.name);
+  }
+  return out;
+}
+
 std::vector<at::Tensor> global_magnitude_masks(const std::vector<at::Tensor>& weights,
                                                double sparsity,
                                                const std::vector<at::Tensor>& previous) {

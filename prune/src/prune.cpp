@@ -30,14 +30,12 @@ std::string join(const std::vector<std::string>& items, const std::string& separ
 }
 
 // "first" / "last" → the first / last prunable tensor; anything else must be prunable.
-std::string resolve_name(const ArchSpec& spec, const std::vector<std::string>& prunable,
+std::string resolve_name(const Model& model, const std::vector<std::string>& prunable,
                          const std::string& name, const char* option) {
   if (name == "first") return prunable.front();
   if (name == "last") return prunable.back();
   if (std::find(prunable.begin(), prunable.end(), name) != prunable.end()) return name;
-  bool exists = false;
-  for (const auto& info : spec.tensors()) exists = exists || info.name == name;
-  MCOMPRESS_CHECK(!exists, ConfigError, option, ": tensor '", name,
+  MCOMPRESS_CHECK(!model.has_tensor(name), ConfigError, option, ": tensor '", name,
                   "' is not prunable (only conv and linear weights are); prunable: ",
                   join(prunable), ", first, last");
   throw ConfigError(std::string(option) + ": unknown tensor '" + name +
@@ -46,22 +44,22 @@ std::string resolve_name(const ArchSpec& spec, const std::vector<std::string>& p
 
 // Which tensors are pruned, how.
 struct Plan {
-  std::vector<std::string> prunable;                // every prunable tensor, spec order
+  std::vector<std::string> prunable;                // every prunable tensor, model order
   std::vector<std::string> pool;                    // global scope: one shared threshold
   std::vector<std::pair<std::string, double>> own;  // each to its own final target
   std::set<std::string> excluded;
   std::map<std::string, double> overrides;  // resolved names
 };
 
-Plan make_plan(const ArchSpec& spec, const PruneOptions& o) {
+Plan make_plan(const Model& model, const PruneOptions& o) {
   Plan plan;
-  plan.prunable = prunable_tensors(spec);
-  MCOMPRESS_CHECK(!plan.prunable.empty(), ConfigError, "model '", spec.name,
+  plan.prunable = prunable_tensors(model);
+  MCOMPRESS_CHECK(!plan.prunable.empty(), ConfigError, "model '", model.name(),
                   "' has no conv or linear weight to prune");
   for (const auto& name : o.exclude)
-    plan.excluded.insert(resolve_name(spec, plan.prunable, name, "exclude"));
+    plan.excluded.insert(resolve_name(model, plan.prunable, name, "exclude"));
   for (const auto& [name, target] : o.overrides) {
-    const auto resolved = resolve_name(spec, plan.prunable, name, "overrides");
+    const auto resolved = resolve_name(model, plan.prunable, name, "overrides");
     MCOMPRESS_CHECK(plan.excluded.count(resolved) == 0, ConfigError, "overrides: tensor '", name,
                     "' is also excluded; give it a target or exclude it, not both");
     plan.overrides[resolved] = target;
@@ -137,9 +135,9 @@ Density prunable_density(const Plan& plan, const TensorMap& weights, const Tenso
   return d;
 }
 
-int64_t nonzero_parameters(const ArchSpec& spec, const TensorMap& weights) {
+int64_t nonzero_parameters(const Model& model, const TensorMap& weights) {
   int64_t n = 0;
-  for (const auto& info : spec.tensors()) {
+  for (const auto& info : model.tensor_infos()) {
     if (info.role == TensorRole::kWeight || info.role == TensorRole::kBias) {
       n += nonzero_density(weights.at(info.name)).kept;
     }
@@ -195,7 +193,7 @@ RoundReport round_report(const Model& model, const Plan& plan, int64_t round, do
   r.round = round;
   r.target = target;
   r.sparsity = prunable_density(plan, model.tensors(), model.masks).sparsity();
-  r.nonzero = nonzero_parameters(model.spec(), model.tensors());
+  r.nonzero = nonzero_parameters(model, model.tensors());
   r.val_accuracy = val_accuracy(model, val);
   return r;
 }
@@ -256,8 +254,6 @@ void run_gradual(Model& model, const Plan& plan, const PruneOptions& o, const Da
       model.set_mask(name, mask);
     }
   }
-  Network net(model.spec());
-  net->load(model);
   TrainHooks hooks;
   hooks.after_step = [&](TrainableNetwork& n, int64_t step) {
     if (!g.prunes_at(step)) return;
@@ -267,6 +263,7 @@ void run_gradual(Model& model, const Plan& plan, const PruneOptions& o, const Da
     }
   };
   std::vector<RoundReport> epochs;
+  TensorMap final_masks;
   hooks.after_epoch = [&](TrainableNetwork& n, int64_t epoch) {
     const auto state = n.state();
     RoundReport r;
@@ -275,13 +272,14 @@ void run_gradual(Model& model, const Plan& plan, const PruneOptions& o, const Da
     const int64_t last = g.last_update(epoch * steps_per_epoch);
     r.target = last < 0 ? 0.0 : g.sparsity_at(last);
     r.sparsity = prunable_density(plan, state, n.masks()).sparsity();
-    r.nonzero = nonzero_parameters(model.spec(), state);
+    r.nonzero = nonzero_parameters(model, state);
     epochs.push_back(r);
+    // The masks as training leaves them (restore_best is off, so the last epoch's are final).
+    final_masks.clear();
+    for (const auto& [name, mask] : n.masks()) final_masks[name] = mask.clone();
   };
-  const auto result = mcompress::train(*net, train, val, t, hooks);
-  net->store(model);
-  model.masks.clear();
-  for (const auto& [name, mask] : net->masks()) model.masks[name] = mask.clone();
+  const auto result = train_model(model, train, val, t, hooks);
+  model.masks = std::move(final_masks);
   for (size_t e = 0; e < epochs.size(); ++e) {
     if (val.size() > 0) epochs[e].val_accuracy = result.epochs.at(e).val_accuracy;
     report.rounds.push_back(epochs[e]);
@@ -469,11 +467,15 @@ void PruneOptions::validate() const {
   }
 }
 
-void PruneOptions::validate(const ArchSpec& spec) const {
+void PruneOptions::validate(const Model& model) const {
   validate();
-  const Plan plan = make_plan(spec, *this);
+  const Plan plan = make_plan(model, *this);
+  if (method != PruneMethod::kStructured) return;
+  MCOMPRESS_CHECK(model.is_sequential(), ConfigError, "method structured: '", model.name(),
+                  "' is a graph model, and structured pruning follows layer chains only so far; "
+                  "use method magnitude");
   std::vector<std::string> skipped;
-  if (method == PruneMethod::kStructured) structured_targets(spec, plan, *this, skipped);
+  structured_targets(model.spec(), plan, *this, skipped);
 }
 
 double TensorReport::density() const {
@@ -487,13 +489,12 @@ double PruneReport::sparsity() const {
 PruneReport prune_model(Model& model, const PruneOptions& o, const Dataset& train,
                         const Dataset& val, const Model* rewind_to) {
   const auto t0 = std::chrono::steady_clock::now();
-  o.validate(model.spec());
+  o.validate(model);
   MCOMPRESS_CHECK(model.quant.empty(), ConfigError, "the model is quantized (", model.quant.mode,
                   "); prune its fp32 original, then quantize");
-  const ArchSpec& spec = model.spec();
   if (o.finetune_epochs > 0)
-    check_dataset(train, spec.input_shape, spec.num_classes, "fine-tuning");
-  if (val.size() > 0) check_dataset(val, spec.input_shape, spec.num_classes, "validation");
+    check_dataset(train, model.input_shape(), model.num_classes(), "fine-tuning");
+  if (val.size() > 0) check_dataset(val, model.input_shape(), model.num_classes(), "validation");
   if (rewind_to != nullptr) {
     MCOMPRESS_CHECK(o.method == PruneMethod::kMagnitude && o.schedule != PruneSchedule::kGradual,
                     ConfigError, "rewind applies to one-shot and iterative magnitude pruning, not ",
@@ -501,16 +502,18 @@ PruneReport prune_model(Model& model, const PruneOptions& o, const Dataset& trai
     check_rewind_model(model, *rewind_to);
   }
 
-  const Plan plan = make_plan(spec, o);
+  const Plan plan = make_plan(model, o);
   PruneReport report;
   report.options = o;
   report.rewound = rewind_to != nullptr;
-  report.spec_before = spec.to_json_text();
-  report.parameters_before = spec.parameter_count();
-  report.nonzero_before = nonzero_parameters(spec, model.tensors());
+  report.spec_before = model.architecture_json();
+  report.parameters_before = model.parameter_count();
+  report.nonzero_before = nonzero_parameters(model, model.tensors());
   report.val_accuracy_before = val_accuracy(model, val);
   std::map<std::string, int64_t> numel_before;
-  for (const auto& info : spec.tensors()) numel_before[info.name] = model.tensor(info.name).numel();
+  for (const auto& info : model.tensor_infos()) {
+    numel_before[info.name] = model.tensor(info.name).numel();
+  }
 
   if (o.method == PruneMethod::kStructured) {
     run_structured(model, plan, o, train, val, numel_before, report);
@@ -521,8 +524,10 @@ PruneReport prune_model(Model& model, const PruneOptions& o, const Dataset& trai
   }
 
   std::set<std::string> structured_producers;
-  for (const auto& c : channel_chains(model.spec()))
-    structured_producers.insert(std::to_string(c.producer) + ".weight");
+  if (o.method == PruneMethod::kStructured) {
+    for (const auto& c : channel_chains(model.spec()))
+      structured_producers.insert(std::to_string(c.producer) + ".weight");
+  }
   for (const auto& name : plan.prunable) {
     TensorReport t;
     t.name = name;
@@ -545,9 +550,9 @@ PruneReport prune_model(Model& model, const PruneOptions& o, const Dataset& trai
     report.total += t.total;
     report.tensors.push_back(std::move(t));
   }
-  report.spec_after = model.spec().to_json_text();
-  report.parameters_after = model.spec().parameter_count();
-  report.nonzero_after = nonzero_parameters(model.spec(), model.tensors());
+  report.spec_after = model.architecture_json();
+  report.parameters_after = model.parameter_count();
+  report.nonzero_after = nonzero_parameters(model, model.tensors());
   report.val_accuracy_after =
       report.rounds.empty() ? val_accuracy(model, val) : report.rounds.back().val_accuracy;
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

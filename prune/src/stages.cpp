@@ -61,10 +61,11 @@ class PruneStage : public Stage {
     PruneOptions o = options_;
     o.finetune.seed = ctx.seed;
     o.finetune.progress = ctx.progress;
-    o.validate(model.spec());
+    o.validate(model);
     std::optional<Model> init;
     if (rewind_ == kRewindInit) {
-      init.emplace(Model::initialize(model.spec(), model.seed));
+      init.emplace(model.is_sequential() ? Model::initialize(model.spec(), model.seed)
+                                         : Model::initialize(model.graph(), model.seed));
     } else if (rewind_ != kNoRewind) {
       init.emplace(load_model(rewind_));
     }

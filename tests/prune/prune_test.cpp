@@ -358,12 +358,12 @@ TEST_F(PruneStageTest, WithoutValidationDataAccuraciesAreMinusOne) {
 // Bad options: ConfigError naming the option
 
 TEST(PruneOptionsTest, EveryBadValueNamesItsOption) {
-  const ArchSpec spec = zoo_spec("mlp-small");
-  auto expect_bad = [&spec](const std::function<void(PruneOptions&)>& edit,
-                            const std::string& text) {
+  const Model model = Model::initialize(zoo_spec("mlp-small"), 0);
+  auto expect_bad = [&model](const std::function<void(PruneOptions&)>& edit,
+                             const std::string& text) {
     PruneOptions o;
     edit(o);
-    ASSERT_THROWS_WITH(o.validate(spec), ConfigError, text);
+    ASSERT_THROWS_WITH(o.validate(model), ConfigError, text);
   };
   expect_bad([](PruneOptions& o) { o.target = 1.5; }, "target must be in [0, 1), got 1.5");
   expect_bad([](PruneOptions& o) { o.target = 1.0; }, "target must be in [0, 1)");
@@ -441,7 +441,7 @@ TEST(PruneOptionsTest, EveryBadValueNamesItsOption) {
       },
       "schedule gradual applies to magnitude pruning");
   PruneOptions fine;
-  EXPECT_NO_THROW(fine.validate(spec));
+  EXPECT_NO_THROW(fine.validate(model));
 }
 
 TEST(PruneOptionsTest, NamesParseAndPrintBothWays) {

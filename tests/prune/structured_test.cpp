@@ -255,7 +255,7 @@ TEST(StructuredStageTest, Resnet8IsRejectedWithTheReason) {
                      "structured pruning has no layer to prune in 'resnet8'");
   ASSERT_THROWS_WITH(prune_model(m, o, Dataset{}, Dataset{}), ConfigError, "residual block");
   // validate() knows it from the spec alone, before any data is loaded.
-  ASSERT_THROWS_WITH(o.validate(m.spec()), ConfigError, "feeds residual block 3");
+  ASSERT_THROWS_WITH(o.validate(m), ConfigError, "feeds residual block 3");
 }
 
 TEST(StructuredStageTest, OverrideOfAnUnprunableLayerSaysWhy) {

@@ -31,4 +31,9 @@ Model initialize_zoo_model(const std::string& name, uint64_t seed);
 /// file; ModelError naming the file for an invalid architecture.
 Model initialize_model_from_file(const std::string& path, uint64_t seed);
 
+/// A zoo name of either kind, else the path of an architecture file, as a freshly initialised
+/// model (what a recipe's `model: {arch: ...}` names). ConfigError listing the zoo names when
+/// it is neither a zoo name nor a readable file.
+Model initialize_architecture(const std::string& name_or_path, uint64_t seed);
+
 }  // namespace mcompress

@@ -97,6 +97,9 @@ class Model {
   std::vector<int64_t> input_shape() const;
   /// The task's number of classes.
   int64_t num_classes() const noexcept { return graph_->task.num_classes; }
+  /// The architecture as text: the spec JSON of a sequential model, the graph document of a
+  /// graph model (what the model file's `arch` attribute holds).
+  std::string architecture_json() const;
   /// Weights and biases, counted as ArchSpec::parameter_count counts them (no batchnorm
   /// statistics).
   int64_t parameter_count() const { return mcompress::parameter_count(infos_); }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "mcompress/core/arch_spec.h"
+#include "mcompress/core/model.h"
 
 namespace mcompress::prune {
 
@@ -17,6 +18,9 @@ namespace mcompress::prune {
 bool is_prunable(const ArchSpec& spec, const TensorInfo& info);
 /// The prunable tensors of `spec`, in spec order.
 std::vector<std::string> prunable_tensors(const ArchSpec& spec);
+/// The prunable tensors of `model`, in its order: those of its spec for a sequential model, the
+/// compressible parameters of the op table (Conv and Gemm weights) for a graph model.
+std::vector<std::string> prunable_tensors(const Model& model);
 
 /// Keep-masks (bool, true = kept) that remove the round(sparsity · N) entries of smallest
 /// magnitude across all `weights` together (N: their total size): one threshold shared by

@@ -79,8 +79,9 @@ struct PruneOptions {
 
   /// ConfigError naming the option for a value outside its range.
   void validate() const;
-  /// validate(), and every name in exclude/overrides must be a prunable tensor of `spec`.
-  void validate(const ArchSpec& spec) const;
+  /// validate(), and every name in exclude/overrides must be a prunable tensor of `model`;
+  /// structured pruning needs a sequential model.
+  void validate(const Model& model) const;
 };
 
 /// One prunable tensor after pruning.
