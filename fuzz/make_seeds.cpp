@@ -15,6 +15,7 @@
 #include <ATen/ATen.h>
 
 #include "mcompress/core/arch_spec.h"
+#include "mcompress/core/graph.h"
 #include "mcompress/core/model.h"
 #include "mcompress/core/model_file.h"
 
@@ -90,6 +91,25 @@ constexpr const char* kMlpSpec = R"({"name":"mlp","input_shape":[4],"num_classes
   "layers":[{"type":"linear","out_features":3},{"type":"relu"},
     {"type":"linear","out_features":2}]})";
 
+// A 3-class residual graph on 1x4x4 inputs (format v4): a skip connection, a renamed
+// parameter and the preprocessing, ~100 parameters.
+constexpr const char* kTinyGraph = R"({"format":"mcompress-graph","version":1,"name":"tiny-graph",
+  "inputs":[{"name":"x","dtype":"float32","shape":["batch",1,4,4]}],
+  "nodes":[
+    {"name":"conv1","op":"Conv","inputs":["x"],"outputs":["c1"],
+     "attrs":{"out_channels":2,"kernel_shape":[3,3],"pads":[1,1,1,1],"bias":0}},
+    {"name":"bn1","op":"BatchNormalization","inputs":["c1"],"outputs":["b1"]},
+    {"name":"relu1","op":"Relu","inputs":["b1"],"outputs":["r1"]},
+    {"name":"conv2","op":"Conv","inputs":["r1"],"outputs":["c2"],
+     "attrs":{"out_channels":2,"kernel_shape":[3,3],"pads":[1,1,1,1],"group":2},
+     "params":{"weight":"block.conv.weight"}},
+    {"name":"add","op":"Add","inputs":["r1","c2"],"outputs":["s"]},
+    {"name":"pool","op":"GlobalAveragePool","inputs":["s"],"outputs":["p"]},
+    {"name":"flat","op":"Flatten","inputs":["p"],"outputs":["f"]},
+    {"name":"fc","op":"Gemm","inputs":["f"],"outputs":["logits"],"attrs":{"out_features":3}}],
+  "outputs":["logits"],"preprocess":{"kind":"normalize","mean":[0.5],"std":[0.25]},
+  "task":{"kind":"classification","num_classes":3}})";
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -152,6 +172,19 @@ int main(int argc, char** argv) {
   fs::copy_file(root / "fuzz_model_file" / "mlp_codebook.h5", plain,
                 fs::copy_options::overwrite_existing);
   unfilter_packed(plain);
+
+  // A graph model (format v4: its arch is the graph document), packed, and unfiltered so that
+  // mutations reach the graph document's JSON. The groups container refuses graph models.
+  mcompress::Model graph =
+      mcompress::Model::initialize(mcompress::Graph::from_json_text(kTinyGraph), 7);
+  graph.history = {R"({"stage":"train","metrics":{"accuracy":0.5}})"};
+  mcompress::SaveOptions graph_options;
+  graph_options.overwrite = true;
+  const fs::path graph_file = root / "fuzz_model_file" / "tiny_graph.h5";
+  mcompress::save_model(graph, graph_file.string(), graph_options);
+  const fs::path graph_plain = root / "fuzz_model_file" / "tiny_graph_plain.h5";
+  fs::copy_file(graph_file, graph_plain, fs::copy_options::overwrite_existing);
+  unfilter_packed(graph_plain);
 
   // IDX: two 3x3 images with their labels, plain and gzipped.
   Bytes images, labels;

@@ -7,6 +7,7 @@
 #   scripts/asan.sh -R RecipeTest                     # extra arguments go to ctest
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/cmake_env.sh
 jobs=${MCOMPRESS_JOBS:-$(nproc)}
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g1" -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \

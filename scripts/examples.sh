@@ -4,6 +4,7 @@
 # of Fashion-MNIST. Run after scripts/build.sh; scripts/test.sh runs it. ~2 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/cmake_env.sh
 root=$PWD
 prefix=$root/build/install
 work=$root/build/examples-run

@@ -9,6 +9,7 @@
 #   FUZZ_BUILD_DIR=build-reliab scripts/fuzz.sh fuzz_idx   # a folder configured already (CI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/cmake_env.sh
 jobs=${MCOMPRESS_JOBS:-$(nproc)}
 seconds=${FUZZ_SECONDS:-60}
 build=${FUZZ_BUILD_DIR:-build-fuzz}

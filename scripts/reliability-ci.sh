@@ -15,6 +15,7 @@
 # find something outside libhdf5. The full checks: MCOMPRESS_RELIABILITY=1 scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/cmake_env.sh
 jobs=${MCOMPRESS_JOBS:-$(nproc)}
 suites=${MCOMPRESS_RELIAB_SUITES-core runtime}
 fuzzers=${MCOMPRESS_RELIAB_FUZZ-fuzz_model_file fuzz_idx fuzz_recipe}

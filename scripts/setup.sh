@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  g++ cmake make pkg-config
+  g++ cmake make ninja-build pkg-config
   libtorch-dev libhdf5-dev hdf5-tools libboost-program-options-dev libeigen3-dev
   libgtest-dev libgmock-dev libbenchmark-dev libyaml-cpp-dev nlohmann-json3-dev zlib1g-dev
   libopenblas0-pthread libopenblas-pthread-dev

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include "mcompress/core/enum_names.h"
 #include "mcompress/core/error.h"
 #include "mcompress/core/graph_network.h"
 #include "mcompress/core/network.h"
@@ -18,28 +19,15 @@ const ActivationQParams* QuantState::find_activation(const std::string& key) con
   return it == activations.end() ? nullptr : &it->second;
 }
 
-std::string to_string(Encoding e) {
-  switch (e) {
-    case Encoding::kFp32:
-      return "fp32";
-    case Encoding::kFp16:
-      return "fp16";
-    case Encoding::kBf16:
-      return "bf16";
-    case Encoding::kInt8:
-      return "int8";
-    case Encoding::kCodebook:
-      return "codebook";
-  }
-  return "?";
-}
+constexpr std::array<EnumName<Encoding>, 5> kEncodings = {{{Encoding::kFp32, "fp32"},
+                                                           {Encoding::kFp16, "fp16"},
+                                                           {Encoding::kBf16, "bf16"},
+                                                           {Encoding::kInt8, "int8"},
+                                                           {Encoding::kCodebook, "codebook"}}};
 
+std::string to_string(Encoding e) { return enum_to_string(kEncodings, e); }
 Encoding parse_encoding(const std::string& name) {
-  for (auto e :
-       {Encoding::kFp32, Encoding::kFp16, Encoding::kBf16, Encoding::kInt8, Encoding::kCodebook}) {
-    if (to_string(e) == name) return e;
-  }
-  throw FormatError("unknown encoding '" + name + "'; accepted: fp32, fp16, bf16, int8, codebook");
+  return parse_enum<FormatError>(kEncodings, name, "encoding");
 }
 
 at::Tensor QuantizedTensor::dequantize() const {

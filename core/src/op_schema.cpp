@@ -6,6 +6,7 @@
 #include <set>
 #include <sstream>
 
+#include "mcompress/core/enum_names.h"
 #include "mcompress/core/error.h"
 
 namespace mcompress {
@@ -625,12 +626,12 @@ std::string to_string(const SymShape& shape) {
   return out + "]";
 }
 
-std::string to_string(DType dtype) { return dtype == DType::kFloat32 ? "float32" : "int64"; }
+constexpr std::array<EnumName<DType>, 2> kDTypes = {
+    {{DType::kFloat32, "float32"}, {DType::kInt64, "int64"}}};
 
+std::string to_string(DType dtype) { return enum_to_string(kDTypes, dtype); }
 DType parse_dtype(const std::string& name) {
-  if (name == "float32") return DType::kFloat32;
-  if (name == "int64") return DType::kInt64;
-  throw ModelError("unknown dtype '" + name + "'; accepted: float32, int64");
+  return parse_enum<ModelError>(kDTypes, name, "dtype");
 }
 
 // ---- OpContext -------------------------------------------------------------------------------

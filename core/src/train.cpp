@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "mcompress/core/distributed.h"
+#include "mcompress/core/enum_names.h"
 #include "mcompress/core/error.h"
 #include "mcompress/core/graph_network.h"
 #include "mcompress/core/network.h"
@@ -113,31 +114,19 @@ Metrics evaluate_sharded(TrainableNetwork& net, const Dataset& data, int64_t bat
   return m;
 }
 
-std::string to_string(OptimizerKind kind) { return kind == OptimizerKind::kSgd ? "sgd" : "adam"; }
+constexpr std::array<EnumName<OptimizerKind>, 2> kOptimizers = {
+    {{OptimizerKind::kSgd, "sgd"}, {OptimizerKind::kAdam, "adam"}}};
+constexpr std::array<EnumName<LrSchedule>, 3> kLrSchedules = {{{LrSchedule::kConstant, "constant"},
+                                                               {LrSchedule::kStep, "step"},
+                                                               {LrSchedule::kCosine, "cosine"}}};
 
+std::string to_string(OptimizerKind kind) { return enum_to_string(kOptimizers, kind); }
 OptimizerKind parse_optimizer(const std::string& name) {
-  if (name == "sgd") return OptimizerKind::kSgd;
-  if (name == "adam") return OptimizerKind::kAdam;
-  throw ConfigError("unknown optimizer '" + name + "'; accepted: sgd, adam");
+  return parse_enum<ConfigError>(kOptimizers, name, "optimizer");
 }
-
-std::string to_string(LrSchedule s) {
-  switch (s) {
-    case LrSchedule::kConstant:
-      return "constant";
-    case LrSchedule::kStep:
-      return "step";
-    case LrSchedule::kCosine:
-      return "cosine";
-  }
-  return "?";
-}
-
+std::string to_string(LrSchedule s) { return enum_to_string(kLrSchedules, s); }
 LrSchedule parse_lr_schedule(const std::string& name) {
-  if (name == "constant") return LrSchedule::kConstant;
-  if (name == "step") return LrSchedule::kStep;
-  if (name == "cosine") return LrSchedule::kCosine;
-  throw ConfigError("unknown lr schedule '" + name + "'; accepted: constant, step, cosine");
+  return parse_enum<ConfigError>(kLrSchedules, name, "lr schedule");
 }
 
 void TrainOptions::validate() const {

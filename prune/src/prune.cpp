@@ -11,6 +11,7 @@
 #include <set>
 
 #include "mcompress/core/distributed.h"
+#include "mcompress/core/enum_names.h"
 #include "mcompress/core/error.h"
 #include "mcompress/core/network.h"
 #include "mcompress/prune/magnitude.h"
@@ -384,44 +385,26 @@ std::string rule_of(const std::string& name, const Plan& plan, const PruneOption
 
 }  // namespace
 
-std::string to_string(PruneMethod m) {
-  return m == PruneMethod::kMagnitude ? "magnitude" : "structured";
-}
+constexpr std::array<EnumName<PruneMethod>, 2> kPruneMethods = {
+    {{PruneMethod::kMagnitude, "magnitude"}, {PruneMethod::kStructured, "structured"}}};
+constexpr std::array<EnumName<PruneScope>, 2> kPruneScopes = {
+    {{PruneScope::kLayer, "layer"}, {PruneScope::kGlobal, "global"}}};
+constexpr std::array<EnumName<PruneSchedule>, 3> kPruneSchedules = {
+    {{PruneSchedule::kOneShot, "one-shot"},
+     {PruneSchedule::kIterative, "iterative"},
+     {PruneSchedule::kGradual, "gradual"}}};
 
+std::string to_string(PruneMethod m) { return enum_to_string(kPruneMethods, m); }
 PruneMethod parse_prune_method(const std::string& name) {
-  for (auto m : {PruneMethod::kMagnitude, PruneMethod::kStructured}) {
-    if (to_string(m) == name) return m;
-  }
-  throw ConfigError("unknown pruning method '" + name + "'; accepted: magnitude, structured");
+  return parse_enum<ConfigError>(kPruneMethods, name, "pruning method");
 }
-
-std::string to_string(PruneScope s) { return s == PruneScope::kLayer ? "layer" : "global"; }
-
+std::string to_string(PruneScope s) { return enum_to_string(kPruneScopes, s); }
 PruneScope parse_prune_scope(const std::string& name) {
-  for (auto s : {PruneScope::kLayer, PruneScope::kGlobal}) {
-    if (to_string(s) == name) return s;
-  }
-  throw ConfigError("unknown pruning scope '" + name + "'; accepted: layer, global");
+  return parse_enum<ConfigError>(kPruneScopes, name, "pruning scope");
 }
-
-std::string to_string(PruneSchedule s) {
-  switch (s) {
-    case PruneSchedule::kOneShot:
-      return "one-shot";
-    case PruneSchedule::kIterative:
-      return "iterative";
-    case PruneSchedule::kGradual:
-      return "gradual";
-  }
-  return "?";
-}
-
+std::string to_string(PruneSchedule s) { return enum_to_string(kPruneSchedules, s); }
 PruneSchedule parse_prune_schedule(const std::string& name) {
-  for (auto s : {PruneSchedule::kOneShot, PruneSchedule::kIterative, PruneSchedule::kGradual}) {
-    if (to_string(s) == name) return s;
-  }
-  throw ConfigError("unknown pruning schedule '" + name +
-                    "'; accepted: one-shot, iterative, gradual");
+  return parse_enum<ConfigError>(kPruneSchedules, name, "pruning schedule");
 }
 
 void PruneOptions::validate() const {

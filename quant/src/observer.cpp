@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "mcompress/core/distributed.h"
+#include "mcompress/core/enum_names.h"
 #include "mcompress/core/error.h"
 
 namespace mcompress::quant {
@@ -338,29 +339,16 @@ ActivationQParams affine_qparams(double lo, double hi) {
   return q;
 }
 
-std::string to_string(ObserverKind kind) {
-  switch (kind) {
-    case ObserverKind::kMinMax:
-      return "minmax";
-    case ObserverKind::kMovingAverageMinMax:
-      return "moving-average-minmax";
-    case ObserverKind::kPercentile:
-      return "percentile";
-    case ObserverKind::kEntropy:
-      return "entropy";
-    case ObserverKind::kMse:
-      return "mse";
-  }
-  return "?";
-}
+constexpr std::array<EnumName<ObserverKind>, 5> kObserverNames = {
+    {{ObserverKind::kMinMax, "minmax"},
+     {ObserverKind::kMovingAverageMinMax, "moving-average-minmax"},
+     {ObserverKind::kPercentile, "percentile"},
+     {ObserverKind::kEntropy, "entropy"},
+     {ObserverKind::kMse, "mse"}}};
 
+std::string to_string(ObserverKind kind) { return enum_to_string(kObserverNames, kind); }
 ObserverKind parse_observer(const std::string& name) {
-  for (auto kind : {ObserverKind::kMinMax, ObserverKind::kMovingAverageMinMax,
-                    ObserverKind::kPercentile, ObserverKind::kEntropy, ObserverKind::kMse}) {
-    if (to_string(kind) == name) return kind;
-  }
-  throw ConfigError("unknown observer '" + name +
-                    "'; accepted: minmax, moving-average-minmax, percentile, entropy, mse");
+  return parse_enum<ConfigError>(kObserverNames, name, "observer");
 }
 
 void ObserverOptions::validate() const {

@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "mcompress/core/distributed.h"
+#include "mcompress/core/enum_names.h"
 #include "mcompress/core/error.h"
 #include "mcompress/runtime/executor.h"
 
@@ -90,27 +91,15 @@ void apply_guard(Model& model, const Model& fp32_original, const Dataset& val, d
 
 }  // namespace
 
-std::string to_string(QuantMode mode) {
-  switch (mode) {
-    case QuantMode::kFp16:
-      return "fp16";
-    case QuantMode::kBf16:
-      return "bf16";
-    case QuantMode::kInt8Dynamic:
-      return "int8-dynamic";
-    case QuantMode::kInt8Static:
-      return "int8-static";
-  }
-  return "?";
-}
+constexpr std::array<EnumName<QuantMode>, 4> kQuantModes = {
+    {{QuantMode::kFp16, "fp16"},
+     {QuantMode::kBf16, "bf16"},
+     {QuantMode::kInt8Dynamic, "int8-dynamic"},
+     {QuantMode::kInt8Static, "int8-static"}}};
 
+std::string to_string(QuantMode mode) { return enum_to_string(kQuantModes, mode); }
 QuantMode parse_quant_mode(const std::string& name) {
-  for (auto m :
-       {QuantMode::kFp16, QuantMode::kBf16, QuantMode::kInt8Dynamic, QuantMode::kInt8Static}) {
-    if (to_string(m) == name) return m;
-  }
-  throw ConfigError("unknown quantization mode '" + name +
-                    "'; accepted: fp16, bf16, int8-dynamic, int8-static");
+  return parse_enum<ConfigError>(kQuantModes, name, "quantization mode");
 }
 
 void QuantizeOptions::validate() const {

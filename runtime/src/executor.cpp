@@ -9,6 +9,7 @@
 
 #include "graph_plan.h"
 #include "kernels.h"
+#include "mcompress/core/enum_names.h"
 #include "mcompress/core/error.h"
 #include "timing.h"
 
@@ -80,26 +81,15 @@ struct Materialized {
 
 }  // namespace
 
-std::string to_string(KernelPolicy p) {
-  switch (p) {
-    case KernelPolicy::kAuto:
-      return "auto";
-    case KernelPolicy::kInt8:
-      return "int8";
-    case KernelPolicy::kFp32:
-      return "fp32";
-    case KernelPolicy::kSparse:
-      return "sparse";
-  }
-  return "?";
-}
+constexpr std::array<EnumName<KernelPolicy>, 4> kKernelPolicies = {
+    {{KernelPolicy::kAuto, "auto"},
+     {KernelPolicy::kInt8, "int8"},
+     {KernelPolicy::kFp32, "fp32"},
+     {KernelPolicy::kSparse, "sparse"}}};
 
+std::string to_string(KernelPolicy p) { return enum_to_string(kKernelPolicies, p); }
 KernelPolicy parse_kernel_policy(const std::string& name) {
-  for (auto p :
-       {KernelPolicy::kAuto, KernelPolicy::kInt8, KernelPolicy::kFp32, KernelPolicy::kSparse}) {
-    if (to_string(p) == name) return p;
-  }
-  throw ConfigError("unknown kernel policy '" + name + "'; accepted: auto, int8, fp32, sparse");
+  return parse_enum<ConfigError>(kKernelPolicies, name, "kernel policy");
 }
 
 struct Executor::Impl {

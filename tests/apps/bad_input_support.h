@@ -283,6 +283,15 @@ inline std::string train_spec(Workspace& ws, const std::string& spec) {
          " --epochs 1 --quiet --out " + ws.out;
 }
 
+// A graph document (docs/format.md §5) for 1x28x28 images and 10 classes whose nodes are
+// `nodes` (the JSON list's content), ending in the value "logits".
+inline std::string train_graph(Workspace& ws, const std::string& nodes) {
+  return train_spec(ws, R"({"format":"mcompress-graph","version":1,
+    "inputs":[{"name":"x","dtype":"float32","shape":["batch",1,28,28]}],"nodes":[)" +
+                            nodes + R"(],"outputs":["logits"],
+    "task":{"kind":"classification","num_classes":10}})");
+}
+
 // A recipe whose line 4 is the first stage.
 inline std::string compress(Workspace& ws, const std::string& data, const std::string& stages) {
   write_bytes(ws.file("r.yaml"), "model: " + ws.model + "\ndata: {path: " + ws.data + data +

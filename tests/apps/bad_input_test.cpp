@@ -179,6 +179,47 @@ const std::vector<BadInput>& bad_input_corpus() {
            {"type":"conv2d","out_channels":4,"kernel_size":3},{"type":"linear","out_features":10}]})");
        }},
 
+      // Graph documents (docs/format.md §5): every error names the node.
+      {"graph_unknown_op",
+       1,
+       {"$/spec.json: ", "node 'flat'", "got 'Frob'", "expected one of: Conv, Gemm"},
+       [](Workspace& ws) {
+         return train_graph(ws, R"({"name":"flat","op":"Frob","inputs":["x"],"outputs":["f"]},
+           {"name":"fc","op":"Gemm","inputs":["f"],"outputs":["logits"],"attrs":{"out_features":10}})");
+       }},
+      {"graph_cycle",
+       1,
+       {"$/spec.json: ", "node 'flat' (Flatten)", "value 'y' is produced by node 'back'",
+        "a cycle cannot be"},
+       [](Workspace& ws) {
+         return train_graph(ws, R"({"name":"flat","op":"Flatten","inputs":["y"],"outputs":["f"]},
+           {"name":"fc","op":"Gemm","inputs":["f"],"outputs":["logits"],"attrs":{"out_features":10}},
+           {"name":"back","op":"Relu","inputs":["logits"],"outputs":["y"]})");
+       }},
+      {"graph_dangling_value",
+       1,
+       {"$/spec.json: ", "node 'flat' (Flatten)", "value 'nope' is not defined"},
+       [](Workspace& ws) {
+         return train_graph(ws, R"({"name":"flat","op":"Flatten","inputs":["nope"],"outputs":["f"]},
+           {"name":"fc","op":"Gemm","inputs":["f"],"outputs":["logits"],"attrs":{"out_features":10}})");
+       }},
+      {"graph_shapes_disagree",
+       1,
+       {"$/spec.json: ", "node 'sum' (Add)", "[batch, 784] and [batch, 10] do not broadcast"},
+       [](Workspace& ws) {
+         return train_graph(ws, R"({"name":"flat","op":"Flatten","inputs":["x"],"outputs":["f"]},
+           {"name":"fc","op":"Gemm","inputs":["f"],"outputs":["h"],"attrs":{"out_features":10}},
+           {"name":"sum","op":"Add","inputs":["f","h"],"outputs":["logits"]})");
+       }},
+      {"graph_unknown_attribute",
+       1,
+       {"$/spec.json: ", "node 'fc' (Gemm)", "attribute 'kernel': unknown"},
+       [](Workspace& ws) {
+         return train_graph(ws, R"({"name":"flat","op":"Flatten","inputs":["x"],"outputs":["f"]},
+           {"name":"fc","op":"Gemm","inputs":["f"],"outputs":["logits"],
+            "attrs":{"out_features":10,"kernel":3}})");
+       }},
+
       // Recipes: the YAML path and line of the bad value.
       {"recipe_sparsity_above_one",
        2,

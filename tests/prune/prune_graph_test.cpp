@@ -75,8 +75,7 @@ TEST(PruneGraphTest, GradualPruningFineTunesAResnetAndTheMasksSurviveTheFile) {
   for (const auto& [name, mask] : m.masks) {
     EXPECT_TRUE(torch::equal(loaded.masks.at(name), mask)) << name;
     // What the masks remove is exactly zero after fine-tuning.
-    EXPECT_EQ(loaded.tensor(name).masked_select(mask.logical_not()).abs().sum().item<double>(),
-              0.0)
+    EXPECT_EQ(loaded.tensor(name).masked_select(mask.logical_not()).abs().sum().item<double>(), 0.0)
         << name;
   }
 }
