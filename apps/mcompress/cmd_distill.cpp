@@ -93,7 +93,7 @@ int run_distill(const Args& args) {
   check_dataset(all, spec.input_shape, spec.num_classes, "distillation training");
   check_dataset(test, spec.input_shape, spec.num_classes, "evaluation");
   if (root && progress) {  // --quiet: a failed run prints its error line alone
-    std::cerr << "distilling " << teacher.spec().name << " (" << teacher.spec().parameter_count()
+    std::cerr << "distilling " << teacher.name() << " (" << teacher.parameter_count()
               << " parameters) into " << spec.name << " (" << spec.parameter_count() << ") on "
               << train_data.size() << " examples, validating on " << val.size() << "; T "
               << d.temperature << ", alpha " << d.alpha << "; " << threads << " threads, seed "
@@ -125,13 +125,13 @@ int run_distill(const Args& args) {
   save_model(student, out, save);
 
   Table table({"model", "role", "params", "val_acc", "test_acc"});
-  table.add_row({teacher.spec().name, "teacher", std::to_string(report.teacher_parameters),
+  table.add_row({teacher.name(), "teacher", std::to_string(report.teacher_parameters),
                  percent(report.teacher_val_accuracy), percent(teacher_test)});
   if (student_before >= 0) {
-    table.add_row({student.spec().name, "student before", std::to_string(report.student_parameters),
+    table.add_row({student.name(), "student before", std::to_string(report.student_parameters),
                    percent(report.student_val_accuracy_before), percent(student_before)});
   }
-  table.add_row({student.spec().name, "student", std::to_string(report.student_parameters),
+  table.add_row({student.name(), "student", std::to_string(report.student_parameters),
                  percent(report.student_val_accuracy), percent(student_test)});
   std::cout << table.to_text() << "epochs " << report.train.epochs.size() << " (best "
             << report.train.best_epoch << "), teacher outputs "

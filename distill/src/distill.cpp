@@ -57,14 +57,14 @@ void DistillOptions::validate() const {
 }
 
 void check_compatible(const Model& teacher, const Model& student) {
-  const ArchSpec& t = teacher.spec();
-  const ArchSpec& s = student.spec();
-  MCOMPRESS_CHECK(t.num_classes == s.num_classes, ModelError, "teacher '", t.name, "' has ",
-                  t.num_classes, " classes but student '", s.name, "' has ", s.num_classes,
+  MCOMPRESS_CHECK(teacher.num_classes() == student.num_classes(), ModelError, "teacher '",
+                  teacher.name(), "' has ", teacher.num_classes(), " classes but student '",
+                  student.name(), "' has ", student.num_classes(),
                   "; distillation needs the same classes");
-  MCOMPRESS_CHECK(t.input_shape == s.input_shape, ModelError, "teacher '", t.name, "' takes input ",
-                  shape_to_string(t.input_shape), " but student '", s.name, "' takes ",
-                  shape_to_string(s.input_shape), "; distillation needs the same input");
+  MCOMPRESS_CHECK(teacher.input_shape() == student.input_shape(), ModelError, "teacher '",
+                  teacher.name(), "' takes input ", shape_to_string(teacher.input_shape()),
+                  " but student '", student.name(), "' takes ",
+                  shape_to_string(student.input_shape()), "; distillation needs the same input");
 }
 
 DistillReport distill_model(Model& student, const Model& teacher, const DistillOptions& o,
@@ -73,10 +73,16 @@ DistillReport distill_model(Model& student, const Model& teacher, const DistillO
   check_compatible(teacher, student);
   MCOMPRESS_CHECK(student.quant.empty(), ConfigError, "the student is quantized (",
                   student.quant.mode, "); distill into its fp32 original, then quantize");
-  const ArchSpec& spec = student.spec();
-  check_dataset(train_data, spec.input_shape, spec.num_classes, "distillation training");
-  if (val.size() > 0)
-    check_dataset(val, spec.input_shape, spec.num_classes, "distillation validation");
+  check_dataset(train_data, student.input_shape(), student.num_classes(), "distillation training");
+  if (val.size() > 0) {
+    check_dataset(val, student.input_shape(), student.num_classes(), "distillation validation");
+  }
+  // A hint reads a student activation through Network's forward hooks, which GraphNetwork
+  // does not have yet.
+  MCOMPRESS_CHECK(!o.has_hint() || student.is_sequential(), ConfigError, "hint_student: student '",
+                  student.name(),
+                  "' is a graph model, and hints need a sequential student so far; "
+                  "distill logits only (no hint_teacher, hint_student)");
 
   // Hint keys are checked before anything runs (the teacher's again by TeacherOutputs).
   std::vector<int64_t> student_shape;
@@ -87,10 +93,10 @@ DistillReport distill_model(Model& student, const Model& teacher, const DistillO
 
   DistillReport report;
   report.options = o;
-  report.teacher_arch = teacher.spec().name;
-  report.student_arch = spec.name;
-  report.teacher_parameters = teacher.spec().parameter_count();
-  report.student_parameters = spec.parameter_count();
+  report.teacher_arch = teacher.name();
+  report.student_arch = student.name();
+  report.teacher_parameters = teacher.parameter_count();
+  report.student_parameters = student.parameter_count();
   report.teacher_quant_mode = teacher.quant.mode;
   report.teacher_val_accuracy = runtime_accuracy(teacher, val);
   report.student_val_accuracy_before = runtime_accuracy(student, val);
@@ -102,9 +108,22 @@ DistillReport distill_model(Model& student, const Model& teacher, const DistillO
   to.batch_size = o.teacher_batch_size;
   const TeacherOutputs teacher_out(teacher, train_data, to);
 
-  Network net(spec);
-  net->load(student);
-  if (o.has_hint()) {
+  at::Tensor rows;  // training-set rows of the current batch
+  TrainHooks hooks;
+  hooks.before_batch = [&rows](const at::Tensor& indices) { rows = indices; };
+  hooks.loss = [&](const at::Tensor& logits, const at::Tensor&, const at::Tensor& y) {
+    auto loss = kd_loss(logits, teacher_out.logits(rows), y, o.temperature, o.alpha);
+    if (o.has_hint()) {
+      loss = loss + o.beta * hint_loss(hint.adapter->forward(hint.student_features),
+                                       teacher_out.features(rows));
+    }
+    return loss;
+  };
+  if (!o.has_hint()) {
+    report.train = train_model(student, train_data, val, o.train, hooks);
+  } else {
+    Network net(student.spec());
+    net->load(student);
     hint.student_key = o.hint_student;
     torch::manual_seed(o.train.seed);  // the adapter's initial weights
     hint.adapter = HintAdapter(student_shape, teacher_out.feature_shape());
@@ -118,32 +137,18 @@ DistillReport distill_model(Model& student, const Model& teacher, const DistillO
       return x;
     };
     net->set_hooks(fh);
-  }
-  struct ClearHooks {
-    NetworkImpl& net;
-    ~ClearHooks() { net.clear_hooks(); }
-  } clear_hooks{*net};
-
-  at::Tensor rows;  // training-set rows of the current batch
-  TrainHooks hooks;
-  hooks.before_batch = [&rows](const at::Tensor& indices) { rows = indices; };
-  hooks.loss = [&](const at::Tensor& logits, const at::Tensor&, const at::Tensor& y) {
-    auto loss = kd_loss(logits, teacher_out.logits(rows), y, o.temperature, o.alpha);
-    if (o.has_hint()) {
-      loss = loss + o.beta * hint_loss(hint.adapter->forward(hint.student_features),
-                                       teacher_out.features(rows));
-    }
-    return loss;
-  };
-  if (o.has_hint()) {
+    struct ClearHooks {
+      NetworkImpl& net;
+      ~ClearHooks() { net.clear_hooks(); }
+    } clear_hooks{*net};
     hooks.after_step = [&hint](TrainableNetwork&, int64_t) {
       hint.optimizer->step();
       hint.optimizer->zero_grad();
     };
+    report.train = train(*net, train_data, val, o.train, hooks);
+    net->clear_hooks();
+    net->store(student);
   }
-  report.train = train(*net, train_data, val, o.train, hooks);
-  net->clear_hooks();
-  net->store(student);
 
   report.student_val_accuracy = runtime_accuracy(student, val);
   report.logits_cached = teacher_out.logits_cached();

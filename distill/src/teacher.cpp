@@ -30,7 +30,7 @@ std::vector<ActivationInfo> activations(const Model& model) {
   eo.policy = runtime::KernelPolicy::kFp32;
   runtime::Executor exec(model, eo);
   std::vector<int64_t> shape{1};
-  for (auto d : model.spec().input_shape) shape.push_back(d);
+  for (auto d : model.input_shape()) shape.push_back(d);
   std::vector<ActivationInfo> out;
   exec.run_observed(at::zeros(shape), [&](const std::string& key, const at::Tensor& t) {
     out.push_back({key, t.sizes().slice(1).vec()});
@@ -45,8 +45,8 @@ std::vector<int64_t> activation_shape(const Model& model, const std::string& key
     if (a.key == key) return a.shape;
     accepted += (accepted.empty() ? "" : ", ") + a.key;
   }
-  throw ConfigError("hint_" + role + ": " + role + " '" + model.spec().name +
-                    "' has no activation '" + key + "'; accepted: " + accepted);
+  throw ConfigError("hint_" + role + ": " + role + " '" + model.name() + "' has no activation '" +
+                    key + "'; accepted: " + accepted);
 }
 
 TeacherOutputs::TeacherOutputs(const Model& teacher, const Dataset& data,
@@ -56,13 +56,13 @@ TeacherOutputs::TeacherOutputs(const Model& teacher, const Dataset& data,
                   options.batch_size);
   MCOMPRESS_CHECK(options.cache_limit_bytes >= 0, ConfigError,
                   "teacher cache limit must be >= 0, got ", options.cache_limit_bytes);
-  check_dataset(data, teacher.spec().input_shape, teacher.spec().num_classes, "teacher input");
+  check_dataset(data, teacher.input_shape(), teacher.num_classes(), "teacher input");
   if (!options.hint_key.empty()) {
     feature_shape_ = activation_shape(teacher, options.hint_key, "teacher");
   }
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t n = data.size();
-  const int64_t logit_bytes = bytes_of(n, {teacher.spec().num_classes});
+  const int64_t logit_bytes = bytes_of(n, {teacher.num_classes()});
   if (logit_bytes <= options.cache_limit_bytes) {
     cached_logits_ = over_data([this](const at::Tensor& x) { return run_logits(x); });
     if (!options.hint_key.empty() &&
