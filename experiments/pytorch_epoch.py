@@ -1,18 +1,25 @@
 #!/usr/bin/env python3
 """Times one training epoch of a zoo model in PyTorch's Python front end, for comparison with
 `mcompress train` (docs/results.md). Same architecture, optimizer (Adam, lr 1e-3), batch size
-(128), data (54000 Fashion-MNIST training images) and thread count.
+(128), data (54000 Fashion-MNIST training images, or the training part of the first LIMIT, as
+`mcompress train --limit LIMIT` with its 10% validation split) and thread count. The graph zoo
+(resnet18, mobilenetv2) is torchvision's models, edited as tests/core/python/
+torchvision_reference.py builds them (the same edit core/src/zoo_graphs.cpp makes).
 
-usage: experiments/pytorch_epoch.py ARCH THREADS
+usage: experiments/pytorch_epoch.py ARCH THREADS [LIMIT]
 """
 import gzip
 import struct
 import sys
 import time
 
+import os
+
 import numpy as np
 import torch
 import torch.nn as nn
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "core", "python"))
 
 DATA = "/usr/share/datasets/fashion-mnist"
 
@@ -66,16 +73,21 @@ def zoo(name):
         return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
                              Residual(16, 16, 1), Residual(16, 32, 2), Residual(32, 64, 2),
                              nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+    if name in ("resnet18", "mobilenetv2"):
+        from torchvision_reference import build  # torchvision, edited for 1x28x28 inputs
+        return build(name)
     raise SystemExit(f"unknown arch {name}")
 
 
 def main():
     arch, threads = sys.argv[1], int(sys.argv[2])
+    limit = int(sys.argv[3]) if len(sys.argv) > 3 else 60000
+    n_train = limit - round(limit * 0.1)
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     x = torch.from_numpy(load_images(f"{DATA}/train-images-idx3-ubyte.gz").astype(np.float32) / 255)
     y = torch.from_numpy(load_labels(f"{DATA}/train-labels-idx1-ubyte.gz").astype(np.int64))
-    x, y = x[:54000], y[:54000]
+    x, y = x[:n_train], y[:n_train]
     model = zoo(arch)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     mean, std = 0.2860, 0.3530
