@@ -258,13 +258,9 @@ class Reader {
   // A string attribute (variable- or fixed-length, scalar or one element); nullopt if absent.
   std::optional<std::string> string_attr(hid_t loc, const std::string& name,
                                          const std::string& where) {
-    Handle attr;
-    if (!open_attr(loc, name, where, attr)) return std::nullopt;
-    const std::string what = "attribute '" + name + "' of " + where;
-    Handle file_type =
-        checked<FormatError>(H5Aget_type(attr), H5Tclose, path_, "cannot read " + what);
-    MCOMPRESS_CHECK(H5Tget_class(file_type) == H5T_STRING, FormatError, path_, ": ", what,
-                    " is not a string");
+    const auto typed = typed_attr(loc, name, where, H5T_STRING, "a string");
+    if (!typed) return std::nullopt;
+    const auto& [attr, file_type, what] = *typed;
     require_single_value(attr, what);
     htri_t variable = H5Tis_variable_str(file_type);
     if (variable < 0) h5_fail<FormatError>(path_, "cannot read " + what);
@@ -293,13 +289,10 @@ class Reader {
   template <typename T>
   std::optional<T> integer_attr(hid_t loc, const std::string& name, const std::string& where,
                                 hid_t mem_type) {
-    Handle attr;
-    if (!open_attr(loc, name, where, attr)) return std::nullopt;
-    const std::string what = "attribute '" + name + "' of " + where;
-    Handle file_type =
-        checked<FormatError>(H5Aget_type(attr), H5Tclose, path_, "cannot read " + what);
-    MCOMPRESS_CHECK(H5Tget_class(file_type) == H5T_INTEGER, FormatError, path_, ": ", what,
-                    " is not an integer");
+    const auto typed = typed_attr(loc, name, where, H5T_INTEGER, "an integer");
+    if (!typed) return std::nullopt;
+    const Handle& attr = typed->attr;
+    const std::string& what = typed->what;
     require_single_value(attr, what);
     T value{};
     h5_check<FormatError>(H5Aread(attr, mem_type, &value), path_, "cannot read " + what);
@@ -309,13 +302,10 @@ class Reader {
   // A one-dimensional integer attribute (e.g. shape); nullopt if absent.
   std::optional<std::vector<int64_t>> integer_array_attr(hid_t loc, const std::string& name,
                                                          const std::string& where) {
-    Handle attr;
-    if (!open_attr(loc, name, where, attr)) return std::nullopt;
-    const std::string what = "attribute '" + name + "' of " + where;
-    Handle file_type =
-        checked<FormatError>(H5Aget_type(attr), H5Tclose, path_, "cannot read " + what);
-    MCOMPRESS_CHECK(H5Tget_class(file_type) == H5T_INTEGER, FormatError, path_, ": ", what,
-                    " is not an integer array");
+    const auto typed = typed_attr(loc, name, where, H5T_INTEGER, "an integer array");
+    if (!typed) return std::nullopt;
+    const Handle& attr = typed->attr;
+    const std::string& what = typed->what;
     Handle space = checked<FormatError>(H5Aget_space(attr), H5Sclose, path_, "cannot read " + what);
     MCOMPRESS_CHECK(H5Sget_simple_extent_ndims(space) <= 1, FormatError, path_, ": ", what,
                     " must be one-dimensional");
@@ -352,13 +342,10 @@ class Reader {
 
   // A scalar float attribute converted to double; nullopt if absent.
   std::optional<double> float_attr(hid_t loc, const std::string& name, const std::string& where) {
-    Handle attr;
-    if (!open_attr(loc, name, where, attr)) return std::nullopt;
-    const std::string what = "attribute '" + name + "' of " + where;
-    Handle file_type =
-        checked<FormatError>(H5Aget_type(attr), H5Tclose, path_, "cannot read " + what);
-    MCOMPRESS_CHECK(H5Tget_class(file_type) == H5T_FLOAT, FormatError, path_, ": ", what,
-                    " is not a float");
+    const auto typed = typed_attr(loc, name, where, H5T_FLOAT, "a float");
+    if (!typed) return std::nullopt;
+    const Handle& attr = typed->attr;
+    const std::string& what = typed->what;
     require_single_value(attr, what);
     double value = 0.0;
     h5_check<FormatError>(H5Aread(attr, H5T_NATIVE_DOUBLE, &value), path_, "cannot read " + what);
@@ -507,6 +494,23 @@ class Reader {
     }
     throw FormatError(path_ +
                       ": not an HDF5 file (no HDF5 signature), so not an mcompress model file");
+  }
+
+  // An open attribute with its file type, checked to be of HDF5 class `type_class` (`kind`
+  // says which in the error); nullopt if absent.
+  struct TypedAttr {
+    Handle attr, type;
+    std::string what;  // "attribute 'x' of y", for messages
+  };
+  std::optional<TypedAttr> typed_attr(hid_t loc, const std::string& name, const std::string& where,
+                                      H5T_class_t type_class, const char* kind) {
+    TypedAttr a;
+    if (!open_attr(loc, name, where, a.attr)) return std::nullopt;
+    a.what = "attribute '" + name + "' of " + where;
+    a.type = checked<FormatError>(H5Aget_type(a.attr), H5Tclose, path_, "cannot read " + a.what);
+    MCOMPRESS_CHECK(H5Tget_class(a.type) == type_class, FormatError, path_, ": ", a.what,
+                    " is not ", kind);
+    return a;
   }
 
   bool open_attr(hid_t loc, const std::string& name, const std::string& where, Handle& attr) {

@@ -13,45 +13,15 @@
 namespace mcompress::pipeline {
 namespace fs = std::filesystem;
 
-nlohmann::json StageRow::to_json() const {
-  return {{"stage", stage},
-          {"path", path},
-          {"status", status},
-          {"test_accuracy", test_accuracy},
-          {"test_loss", test_loss},
-          {"val_accuracy", val_accuracy},
-          {"file_bytes", file_bytes},
-          {"parameters", parameters},
-          {"nonzeros", nonzeros},
-          {"latency_b1_ms", latency_b1_ms},
-          {"latency_b64_ms", latency_b64_ms},
-          {"seconds", seconds},
-          {"flags", flags},
-          {"warnings", warnings},
-          {"options", options},
-          {"metrics", metrics}};
-}
+// One field list for both directions (checkpoint state and the JSON report): the keys are the
+// member names.
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(StageRow, stage, path, status, test_accuracy, test_loss,
+                                   val_accuracy, file_bytes, parameters, nonzeros, latency_b1_ms,
+                                   latency_b64_ms, seconds, flags, warnings, options, metrics)
 
-StageRow StageRow::from_json(const nlohmann::json& d) {
-  StageRow r;
-  r.stage = d.at("stage");
-  r.path = d.at("path");
-  r.status = d.at("status");
-  r.test_accuracy = d.at("test_accuracy");
-  r.test_loss = d.at("test_loss");
-  r.val_accuracy = d.at("val_accuracy");
-  r.file_bytes = d.at("file_bytes");
-  r.parameters = d.at("parameters");
-  r.nonzeros = d.at("nonzeros");
-  r.latency_b1_ms = d.at("latency_b1_ms");
-  r.latency_b64_ms = d.at("latency_b64_ms");
-  r.seconds = d.at("seconds");
-  r.flags = d.at("flags").get<std::vector<std::string>>();
-  r.warnings = d.at("warnings").get<std::vector<std::string>>();
-  r.options = d.at("options");
-  r.metrics = d.at("metrics");
-  return r;
-}
+nlohmann::json StageRow::to_json() const { return *this; }
+
+StageRow StageRow::from_json(const nlohmann::json& d) { return d.get<StageRow>(); }
 
 std::vector<std::string> report_paths(const std::string& output) {
   const fs::path out(output);
