@@ -77,11 +77,7 @@ class DistillStage : public Stage {
       fresh->seed = model.seed;
       model = std::move(*fresh);
     }
-    StageReport out;
-    out.metrics =
-        nlohmann::json::parse(report.to_json()).value("metrics", nlohmann::json::object());
-    out.detail = std::move(report);
-    return out;
+    return report_with_metrics(std::move(report));
   }
 
  private:

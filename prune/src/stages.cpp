@@ -70,11 +70,7 @@ class PruneStage : public Stage {
       init.emplace(load_model(rewind_));
     }
     PruneReport report = prune_model(model, o, ctx.train, ctx.val, init ? &*init : nullptr);
-    StageReport out;
-    out.metrics =
-        nlohmann::json::parse(report.to_json()).value("metrics", nlohmann::json::object());
-    out.detail = std::move(report);
-    return out;
+    return report_with_metrics(std::move(report));
   }
 
  private:

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "mcompress/core/dataset.h"
@@ -45,6 +46,16 @@ struct StageReport {
   /// distill::DistillReport), for a caller that prints its tables or records it whole.
   std::any detail;
 };
+
+/// A StageReport of a typed report whose to_json() has a "metrics" object: those metrics, and
+/// the typed report itself as the detail.
+template <typename Report>
+StageReport report_with_metrics(Report report) {
+  StageReport out;
+  out.metrics = nlohmann::json::parse(report.to_json()).value("metrics", nlohmann::json::object());
+  out.detail = std::move(report);
+  return out;
+}
 
 /// What earlier stages leave behind, as far as a later stage's legality depends on it. The
 /// pipeline tracks it through the recipe before anything runs.
