@@ -2,12 +2,13 @@
 
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "cli.h"
+#include "mcompress/core/architecture.h"
 #include "mcompress/core/error.h"
 #include "mcompress/core/model_file.h"
 #include "mcompress/core/table.h"
-#include "mcompress/core/zoo.h"
 #include "mcompress/distill/distill.h"
 #include "mcompress/distill/stages.h"
 #include "mcompress/pipeline/registry.h"
@@ -39,8 +40,8 @@ int run_distill(const Args& args) {
   options.add_options()("teacher", po::value<std::string>()->required(),
                         "teacher model file (.h5); fp32, quantized or pruned, run by the runtime")(
       "student", po::value<std::string>()->required(),
-      "zoo name or spec file (.json): a fresh student; model file (.h5): fine-tune it")(
-      "out,o", po::value<std::string>()->required(), "output model file (.h5)")(
+      "zoo name (either zoo) or architecture file (.json): a fresh student; model file (.h5): "
+      "fine-tune it")("out,o", po::value<std::string>()->required(), "output model file (.h5)")(
       "force", po::bool_switch(), "overwrite an existing output file");
   // --teacher and --student stand for the stage's teacher and student (below).
   add_stage_flags(options, stage, {"teacher", "student"});
@@ -80,9 +81,13 @@ int run_distill(const Args& args) {
 
   const Model teacher = load_model(teacher_path);
   Model model = student_file ? load_model(student_arg) : teacher.clone();
-  const ArchSpec spec = student_file ? model.spec() : arch_by_name_or_file(student_arg);
+  // The student as far as the checks and the header need it: the file's model, or a fresh one
+  // of the named architecture (either zoo, or an architecture file).
+  std::optional<Model> named;
+  if (!student_file) named.emplace(initialize_architecture(student_arg, seed));
+  const Model& student_arch = student_file ? model : *named;
   try {
-    distill::check_compatible(teacher, student_file ? model : Model::initialize(spec, seed));
+    distill::check_compatible(teacher, student_arch);
   } catch (const ModelError& e) {
     throw ModelError("--teacher " + teacher_path + ": " + e.what());
   }
@@ -90,14 +95,15 @@ int run_distill(const Args& args) {
   const auto [train_data, val] = split_train_val(all, vm["val-fraction"].as<double>(), seed);
   const Dataset test = load_data(vm, Split::kTest);
   // Before the header line, so that unusable data gets the one error line alone.
-  check_dataset(all, spec.input_shape, spec.num_classes, "distillation training");
-  check_dataset(test, spec.input_shape, spec.num_classes, "evaluation");
+  check_dataset(all, student_arch.input_shape(), student_arch.num_classes(),
+                "distillation training");
+  check_dataset(test, student_arch.input_shape(), student_arch.num_classes(), "evaluation");
   if (root && progress) {  // --quiet: a failed run prints its error line alone
     std::cerr << "distilling " << teacher.name() << " (" << teacher.parameter_count()
-              << " parameters) into " << spec.name << " (" << spec.parameter_count() << ") on "
-              << train_data.size() << " examples, validating on " << val.size() << "; T "
-              << d.temperature << ", alpha " << d.alpha << "; " << threads << " threads, seed "
-              << seed << std::endl;
+              << " parameters) into " << student_arch.name() << " ("
+              << student_arch.parameter_count() << ") on " << train_data.size()
+              << " examples, validating on " << val.size() << "; T " << d.temperature << ", alpha "
+              << d.alpha << "; " << threads << " threads, seed " << seed << std::endl;
   }
 
   const double student_before = root && student_file ? test_accuracy(model, test) : -1;

@@ -1,8 +1,5 @@
 #include "mcompress/core/zoo.h"
 
-#include <fstream>
-#include <sstream>
-
 #include <functional>
 
 #include "mcompress/core/error.h"
@@ -128,26 +125,6 @@ ArchSpec zoo_spec(const std::string& name) {
     accepted += (accepted.empty() ? "" : ", ") + m.entry.name;
   }
   throw ConfigError("unknown zoo model '" + name + "'; accepted: " + accepted);
-}
-
-ArchSpec arch_by_name_or_file(const std::string& name_or_path) {
-  for (const auto& m : zoo()) {
-    if (m.entry.name == name_or_path) return m.make();
-  }
-  std::ifstream in(name_or_path);
-  if (!in.good()) {
-    std::string names;
-    for (const auto& m : zoo()) names += (names.empty() ? "" : ", ") + m.entry.name;
-    throw ConfigError("'" + name_or_path + "' is neither a zoo model (" + names +
-                      ") nor a readable spec file");
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  try {
-    return ArchSpec::from_json_text(text.str());
-  } catch (const ModelError& e) {
-    throw ModelError(name_or_path + ": " + e.what());
-  }
 }
 
 }  // namespace mcompress

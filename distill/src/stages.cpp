@@ -4,10 +4,10 @@
 
 #include <optional>
 
+#include "mcompress/core/architecture.h"
 #include "mcompress/core/error.h"
 #include "mcompress/core/model_file.h"
 #include "mcompress/core/stage_training.h"
-#include "mcompress/core/zoo.h"
 #include "mcompress/distill/distill.h"
 
 namespace mcompress::distill {
@@ -40,7 +40,8 @@ class DistillStage : public Stage {
     student_ = o.text("student");
     if (student_ != kCurrent) {
       try {
-        arch_by_name_or_file(student_);  // a bad name fails with the recipe, not hours later
+        (void)initialize_architecture(student_,
+                                      0);  // a bad name fails with the recipe, not hours later
       } catch (const Error& e) {
         o.fail("student", e.what());
       }
@@ -63,8 +64,7 @@ class DistillStage : public Stage {
   StageReport apply(Model& model, const StageContext& ctx) override {
     const Model teacher = teacher_ == kCurrent ? model.clone() : load_model(teacher_);
     std::optional<Model> fresh;
-    if (student_ != kCurrent)
-      fresh.emplace(Model::initialize(arch_by_name_or_file(student_), ctx.seed));
+    if (student_ != kCurrent) fresh.emplace(initialize_architecture(student_, ctx.seed));
     Model& student = fresh ? *fresh : model;
     DistillOptions o = options_;
     o.train.seed = ctx.seed;

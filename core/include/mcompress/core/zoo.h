@@ -22,8 +22,5 @@ struct ZooEntry {
 std::vector<ZooEntry> zoo_entries();
 /// The spec of a zoo model; ConfigError listing the names for an unknown one.
 ArchSpec zoo_spec(const std::string& name);
-/// A zoo name, or else the path of an architecture JSON file (ArchSpec::from_json_text).
-/// ConfigError listing the zoo names when it is neither; ModelError naming the file for a bad spec.
-ArchSpec arch_by_name_or_file(const std::string& name_or_path);
 
 }  // namespace mcompress
