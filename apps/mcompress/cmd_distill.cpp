@@ -84,7 +84,7 @@ int run_distill(const Args& args) {
   // The student as far as the checks and the header need it: the file's model, or a fresh one
   // of the named architecture (either zoo, or an architecture file).
   std::optional<Model> named;
-  if (!student_file) named.emplace(initialize_architecture(student_arg, seed));
+  if (!student_file) named.emplace(initialize_model(resolve_architecture(student_arg), seed));
   const Model& student_arch = student_file ? model : *named;
   try {
     distill::check_compatible(teacher, student_arch);

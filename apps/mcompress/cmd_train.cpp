@@ -18,8 +18,9 @@ namespace {
 Model model_from_options(const po::variables_map& vm, uint64_t seed) {
   const bool has_arch = vm.count("arch") != 0, has_spec = vm.count("spec") != 0;
   MCOMPRESS_CHECK(has_arch != has_spec, ConfigError, "give exactly one of --arch and --spec");
-  if (has_arch) return initialize_zoo_model(vm["arch"].as<std::string>(), seed);
-  return initialize_model_from_file(vm["spec"].as<std::string>(), seed);
+  return initialize_model(has_arch ? zoo_architecture(vm["arch"].as<std::string>())
+                                   : read_architecture_file(vm["spec"].as<std::string>()),
+                          seed);
 }
 
 }  // namespace

@@ -49,40 +49,49 @@ std::vector<ArchitectureEntry> architecture_entries() {
   return out;
 }
 
-Model initialize_zoo_model(const std::string& name, uint64_t seed) {
-  if (in_entries(zoo_entries(), name)) return Model::initialize(zoo_spec(name), seed);
-  if (in_entries(zoo_graph_entries(), name)) return Model::initialize(zoo_graph(name), seed);
+AnyArchitecture zoo_architecture(const std::string& name) {
+  if (in_entries(zoo_entries(), name)) return zoo_spec(name);
+  if (in_entries(zoo_graph_entries(), name)) return zoo_graph(name);
   throw ConfigError("unknown zoo model '" + name + "'; accepted: " + zoo_names());
 }
 
-Model initialize_architecture(const std::string& name_or_path, uint64_t seed) {
-  if (in_entries(zoo_entries(), name_or_path) || in_entries(zoo_graph_entries(), name_or_path)) {
-    return initialize_zoo_model(name_or_path, seed);
-  }
-  MCOMPRESS_CHECK(std::ifstream(name_or_path).good(), ConfigError, "'", name_or_path,
-                  "' is neither a zoo model (", zoo_names(), ") nor a readable architecture file");
-  return initialize_model_from_file(name_or_path, seed);
-}
-
-Model initialize_model_from_file(const std::string& path, uint64_t seed) {
+AnyArchitecture read_architecture_file(const std::string& path) {
   std::ifstream in(path);
   MCOMPRESS_CHECK(in.good(), IoError, "cannot read architecture file '", path, "'");
   std::stringstream text;
   text << in.rdbuf();
   try {
     // A graph document is told apart by its "nodes"; anything else, a document that does not
-    // parse included, goes to the spec parser, which names what is wrong with it.
+    // parse included, goes to the spec parser, which names what is wrong with it. Both parsers
+    // validate what they read.
     bool graph = false;
     try {
       const nlohmann::json doc = parse_json_input(text.str());
       graph = doc.is_object() && doc.contains("nodes");
     } catch (const FormatError&) {
     }
-    if (graph) return Model::initialize(Graph::from_json_text(text.str()), seed);
-    return Model::initialize(ArchSpec::from_json_text(text.str()), seed);
+    if (graph) return Graph::from_json_text(text.str());
+    return ArchSpec::from_json_text(text.str());
   } catch (const ModelError& e) {
     throw ModelError(path + ": " + e.what());
   }
+}
+
+AnyArchitecture resolve_architecture(const std::string& name_or_path) {
+  if (in_entries(zoo_entries(), name_or_path) || in_entries(zoo_graph_entries(), name_or_path)) {
+    return zoo_architecture(name_or_path);
+  }
+  MCOMPRESS_CHECK(std::ifstream(name_or_path).good(), ConfigError, "'", name_or_path,
+                  "' is neither a zoo model (", zoo_names(), ") nor a readable architecture file");
+  return read_architecture_file(name_or_path);
+}
+
+Model initialize_model(const AnyArchitecture& arch, uint64_t seed) {
+  return std::visit([seed](const auto& a) { return Model::initialize(a, seed); }, arch);
+}
+
+std::string architecture_json(const AnyArchitecture& arch) {
+  return std::visit([](const auto& a) { return a.to_json_text(); }, arch);
 }
 
 }  // namespace mcompress

@@ -40,8 +40,7 @@ class DistillStage : public Stage {
     student_ = o.text("student");
     if (student_ != kCurrent) {
       try {
-        (void)initialize_architecture(student_,
-                                      0);  // a bad name fails with the recipe, not hours later
+        (void)resolve_architecture(student_);  // a bad name fails with the recipe, not later
       } catch (const Error& e) {
         o.fail("student", e.what());
       }
@@ -64,7 +63,8 @@ class DistillStage : public Stage {
   StageReport apply(Model& model, const StageContext& ctx) override {
     const Model teacher = teacher_ == kCurrent ? model.clone() : load_model(teacher_);
     std::optional<Model> fresh;
-    if (student_ != kCurrent) fresh.emplace(initialize_architecture(student_, ctx.seed));
+    if (student_ != kCurrent)
+      fresh.emplace(initialize_model(resolve_architecture(student_), ctx.seed));
     Model& student = fresh ? *fresh : model;
     DistillOptions o = options_;
     o.train.seed = ctx.seed;

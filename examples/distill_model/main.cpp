@@ -22,7 +22,7 @@ int main(int argc, char** argv) {
   }
   try {
     const mc::Model teacher = mc::load_model(argv[1]);
-    mc::Model student = mc::initialize_architecture(argv[2], /*seed=*/0);
+    mc::Model student = mc::initialize_model(mc::resolve_architecture(argv[2]), /*seed=*/0);
     mc::Dataset all = mc::load_dataset(argv[3], mc::Split::kTrain);
     if (argc > 6) all = all.slice(0, std::min<int64_t>(std::atoll(argv[6]), all.size()));
     auto [train, val] = mc::split_train_val(all, 0.1, /*seed=*/0);

@@ -136,13 +136,13 @@ Model start_model(const Recipe& recipe, const RunData& data, const RunOptions& o
     seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return model;
   }
-  Model model = initialize_architecture(recipe.model.arch, recipe.seed);
+  const AnyArchitecture arch = resolve_architecture(recipe.model.arch);
   TrainOptions t = recipe.model.train;
   t.seed = recipe.seed;
   t.progress = o.progress;
   // What identifies a trained start model: the architecture, the data and how it was trained.
   const nlohmann::json identity = {
-      {"arch", nlohmann::json::parse(model.architecture_json())},
+      {"arch", nlohmann::json::parse(architecture_json(arch))},
       {"data", recipe.data.path},
       {"limit", recipe.data.limit},
       {"val_fraction", recipe.data.val_fraction},
@@ -160,10 +160,11 @@ Model start_model(const Recipe& recipe, const RunData& data, const RunOptions& o
   }
   if (text_from_rank0(cached ? "cached" : "", "the start-model cache decision") == "cached") {
     report.metrics = {{"cached", cache}};
-    Model from_cache = model_from_rank0(std::move(cached), "cached start model");
+    Model model = model_from_rank0(std::move(cached), "cached start model");
     seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    return from_cache;
+    return model;
   }
+  Model model = initialize_model(arch, recipe.seed);
   check_dataset(data.train, model.input_shape(), model.num_classes(), "data");
   const auto result = train_model(model, data.train, data.val, t);
   model.history.push_back(result.to_json(t));

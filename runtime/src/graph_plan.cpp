@@ -120,14 +120,14 @@ class StepCompiler {
     return c;
   }
 
-  // The step's int8 form under the model's quantization, or its fp32 form with a note saying
-  // why it has none.
-  Compiled int8(const LoweredStep& s) const {
+  // The step's int8 form under the model's quantization, or `fp32_form` (the step's fp32(),
+  // already built for the fp32 plan) with a note saying why it has none.
+  Compiled int8(const LoweredStep& s, const Compiled& fp32_form) const {
     const Node& anchor = graph_.nodes[s.nodes.front()];
     const json& attrs = info_.attrs[s.nodes.front()];
     const bool relu = s.find(graph_, "Relu") >= 0;
     const bool is_static = model_.quant.mode == "int8-static";
-    Compiled c = fp32(s);
+    Compiled c = fp32_form;
     if (anchor.op == "Conv" || anchor.op == "Gemm") {
       const QuantizedTensor* stored = model_.quant.find_int8(names_.at(anchor.name).at("weight"));
       if (stored == nullptr) {
@@ -336,7 +336,11 @@ GraphPlan::GraphPlan(const Model& model, const ExecutorOptions& options) {
   const StepCompiler compiler(model);
   const std::vector<LoweredStep> lowered = lower(graph);
   PlanBuilder fp32(model, fp32_);
-  for (const LoweredStep& s : lowered) fp32.add(graph, s, compiler.fp32(s));
+  std::vector<Compiled> fp32_forms;
+  for (const LoweredStep& s : lowered) {
+    fp32_forms.push_back(compiler.fp32(s));
+    fp32.add(graph, s, fp32_forms.back());
+  }
   fp32.finish(graph.outputs[0]);
 
   const bool int8_model = model.quant.mode == "int8-static" || model.quant.mode == "int8-dynamic";
@@ -346,13 +350,14 @@ GraphPlan::GraphPlan(const Model& model, const ExecutorOptions& options) {
   }
   ensure_quantized_engine();
   PlanBuilder int8(model, int8_);
-  for (const LoweredStep& s : lowered) {
-    Compiled c = compiler.int8(s);
+  for (size_t i = 0; i < lowered.size(); ++i) {
+    const LoweredStep& s = lowered[i];
+    Compiled c = compiler.int8(s, fp32_forms[i]);
     // A quint8 step needs every float input quantized, with calibrated qparams.
     if (c.form == Form::kQuant) {
       for (const std::string& in : graph.nodes[s.nodes.front()].inputs) {
         if (int8.qparams(in) == nullptr) {
-          c = compiler.fp32(s);
+          c = fp32_forms[i];
           append(c.note, "input '" + in + "' has no calibrated qparams: fp32");
           break;
         }
