@@ -5,11 +5,12 @@
 #   default (CI)              the CI subset, scripts/reliability-ci.sh: one clang build folder
 #                             (./build-reliab) with ASan+UBSan and fuzzer instrumentation; the
 #                             core and runtime unit tests under the sanitizers, the regression
-#                             inputs and 15 s each of the three fuzz targets, and clang-tidy on
-#                             the input-facing readers (scripts/tidy.sh) (~6 minutes)
-#   MCOMPRESS_RELIABILITY=1   everything, as before (~22 minutes): the core, runtime and pipeline
-#                             suites under gcc ASan+UBSan (./build-asan, scripts/asan.sh) and
-#                             all three fuzz targets for FUZZ_SECONDS (60) each (./build-fuzz)
+#                             inputs and 15 s each of the three fuzz targets (~8 minutes)
+#   MCOMPRESS_RELIABILITY=1   everything (~25 minutes): the core, runtime and pipeline suites
+#                             under gcc ASan+UBSan (./build-asan, scripts/asan.sh), all three
+#                             fuzz targets for FUZZ_SECONDS (60) each (./build-fuzz), and
+#                             clang-tidy on the input-facing readers (scripts/tidy.sh, from a
+#                             configured ./build-reliab)
 #   MCOMPRESS_RELIABILITY=0   none (a quick local run)
 # Both the default and =1 also check that every C++ file matches .clang-format (scripts/format.sh).
 # Fails when any test, sanitizer report or fuzz regression fails; the summary lines come last.
@@ -54,6 +55,13 @@ if [ "$mode" = 1 ]; then
   echo "test: libFuzzer targets, ${FUZZ_SECONDS:-60}s each (scripts/fuzz.sh)"
   scripts/fuzz.sh || status=1
   echo "test: fuzzing took $((SECONDS - start))s"
+
+  # clang-tidy reads the clang build folder's compile commands; configuring it is enough.
+  echo "test: clang-tidy on the input-facing readers (scripts/tidy.sh)"
+  (source scripts/cmake_env.sh && cmake -S . -B build-reliab -DCMAKE_C_COMPILER=clang \
+    -DCMAKE_CXX_COMPILER=clang++ -DMCOMPRESS_SANITIZE=ON -DMCOMPRESS_FUZZ=ON \
+    -DMCOMPRESS_BUILD_APPS=OFF -DMCOMPRESS_BUILD_BENCH=OFF >/dev/null) && scripts/tidy.sh ||
+    status=1
 else
   start=$SECONDS
   echo "test: reliability checks, CI subset (scripts/reliability-ci.sh)"

@@ -51,8 +51,9 @@ std::vector<LoweredStep> lower(const Graph& graph) {
     const Node& node = graph.nodes[i];
     LoweredStep step{{i}, node.op, node.outputs.empty() ? "" : node.outputs.back()};
     size_t next = 0;
-    if (node.op == "Add" && node.outputs.size() == 1 && absorb(step.output, "Relu", next)) {
-      step.nodes.push_back(next);  // the int8 plan runs quantized::add_relu
+    const bool relu_fusable = node.op == "Add" || node.op == "BatchNormalization";
+    if (relu_fusable && node.outputs.size() == 1 && absorb(step.output, "Relu", next)) {
+      step.nodes.push_back(next);  // the int8 plan runs Add + Relu as quantized::add_relu
       step.op += "+Relu";
       step.output = graph.nodes[next].outputs[0];
       fused[next] = true;

@@ -1,6 +1,9 @@
 #include "mcompress/core/network.h"
 
 #include "mcompress/core/error.h"
+#include "mcompress/core/graph.h"
+#include "mcompress/core/int8_steps.h"
+#include "mcompress/core/lowering.h"
 
 namespace mcompress {
 namespace {
@@ -65,9 +68,9 @@ ResidualBlockImpl::ResidualBlockImpl(const LayerSpec& l, const std::string& key)
       conv1_weight_(key + ".conv1.weight"),
       conv2_weight_(key + ".conv2.weight"),
       shortcut_weight_(key + ".shortcut.0.weight"),
-      conv1_key_(key + ".conv1"),
-      conv2_key_(key + ".conv2"),
-      shortcut_key_(key + ".shortcut") {
+      conv1_key_(key + ".relu1"),
+      conv2_key_(key + ".bn2"),
+      shortcut_key_(key + ".shortcut.1") {
   conv1 =
       register_module("conv1", make_conv(l.in_channels, l.out_channels, 3, l.stride, 1, 1, false));
   bn1 = register_module("bn1", make_bn2d(l.out_channels));
@@ -135,25 +138,18 @@ NetworkImpl::NetworkImpl(const ArchSpec& spec) : spec_(spec.resolved()) {
       if (s.kind != Step::Kind::kModule) s.weight_name = std::to_string(i) + ".weight";
     }
   }
-  // Activation keys, grouped as runtime::Executor groups layers: conv/linear [+ batchnorm]
-  // [+ relu] and batchnorm [+ relu] name their output by their last layer; a residual block by
-  // its own index; relu (after anything else), pools, flatten and dropout name nothing.
-  auto is_bn = [](LayerType t) {
-    return t == LayerType::kBatchNorm1d || t == LayerType::kBatchNorm2d;
-  };
-  for (size_t i = 0; i < layers.size(); ++i) {
-    const LayerType t = layers[i].type;
-    size_t last = i;
-    if (t == LayerType::kLinear || t == LayerType::kConv2d) {
-      if (last + 1 < layers.size() && is_bn(layers[last + 1].type)) ++last;
-      if (last + 1 < layers.size() && layers[last + 1].type == LayerType::kReLU) ++last;
-    } else if (is_bn(t)) {
-      if (last + 1 < layers.size() && layers[last + 1].type == LayerType::kReLU) ++last;
-    } else if (t != LayerType::kResidual) {
-      continue;
+  // Activation keys: the outputs of the lowered steps (core/lowering.h) the runtime observes
+  // for calibration (core/int8_steps.h), by value name: conv/linear [+ batchnorm] [+ relu] and
+  // batchnorm [+ relu] name their output by their last layer, a residual block by its own index
+  // (the block taps its inner values itself); relu after anything else, pools, flatten and
+  // dropout pass their input's qparams through and name nothing.
+  const Graph graph = Graph::from_sequential(spec);
+  const GraphInfo info = graph.analyze();
+  for (const LoweredStep& step : lower(graph)) {
+    const bool layer_output = step.output.find('.') == std::string::npos;
+    if (layer_output && !passes_quint8_through(graph, info, step)) {
+      steps_[std::stoul(step.output)].key = step.output;
     }
-    steps_[last].key = std::to_string(last);
-    i = last;
   }
 }
 

@@ -7,9 +7,14 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
+#include <set>
+#include <utility>
 
 #include "mcompress/core/atomic_file.h"
 #include "mcompress/core/error.h"
+#include "mcompress/core/int8_steps.h"
+#include "mcompress/core/lowering.h"
 #include "mcompress/core/version.h"
 #include "onnx_graph.h"
 #include "onnx_weights.h"
@@ -18,83 +23,417 @@ namespace mcompress::interop {
 namespace {
 
 constexpr int64_t kOpset = 13;
-// The batchnorms inside a residual block use PyTorch's default eps (core/src/network.cpp).
-constexpr double kResidualBnEps = 1e-5;
 
-bool is_batchnorm(LayerType t) {
-  return t == LayerType::kBatchNorm1d || t == LayerType::kBatchNorm2d;
+using json = nlohmann::json;
+
+std::vector<int64_t> ints(const json& attrs, const char* name) {
+  return attrs.value(name, std::vector<int64_t>{});
 }
 
-std::vector<OnnxAttr> conv_attrs(int64_t kernel, int64_t stride, int64_t padding, int64_t groups) {
-  return {OnnxAttr::Ints("kernel_shape", {kernel, kernel}),
-          OnnxAttr::Ints("strides", {stride, stride}),
-          OnnxAttr::Ints("pads", {padding, padding, padding, padding}),
-          OnnxAttr::Ints("dilations", {1, 1}), OnnxAttr::Int("group", groups)};
-}
-
-struct ConvGeometry {
-  int64_t kernel = 1, stride = 1, padding = 0, groups = 1;
-};
-
-// Emits the graph of one model, layer group by layer group, as runtime::Executor plans it
-// with the int8 kernel policy: conv/linear [+ batchnorm] [+ relu] units, batchnorm [+ relu],
-// residual blocks, and the pools, relu and flatten that run in whichever domain flows in.
+// Emits the graph of one model (a sequential model as Graph::from_sequential makes it) step by
+// lowered step (core/lowering.h), in the form runtime::Executor runs it with the int8 kernel
+// policy: each step int8-static, int8-dynamic, passed through or float as core/int8_steps.h
+// decides for both. Float steps are written unfused (Conv, BatchNormalization, Relu); int8
+// steps fold their batchnorm as the runtime does.
 class Exporter {
  public:
   Exporter(const Model& model, onnx::GraphProto* graph)
-      : m_(model), spec_(model.spec()), g_(graph), shapes_(spec_.infer_shapes()) {}
+      : m_(model), graph_(model.graph()), info_(graph_.analyze()), g_(graph) {
+    for (const GraphParam& p : info_.params) params_[p.node][p.spec.role] = p.name;
+  }
 
   void run(const OnnxOptions& o) {
-    g_.input(o.input_name, onnx::TensorProto::FLOAT, spec_.input_shape, "batch");
-    cur_ = normalize(o.input_name);
-    const auto& layers = spec_.layers;
-    for (size_t i = 0; i < layers.size(); ++i) i = emit_unit(i);
+    MCOMPRESS_CHECK(graph_.inputs.size() == 1 && graph_.outputs.size() == 1 &&
+                        graph_.inputs[0].dtype == DType::kFloat32,
+                    ModelError, "ONNX export: '", m_.name(),
+                    "': exports graphs of one float input and one output");
+    g_.input(o.input_name, onnx::TensorProto::FLOAT, m_.input_shape(), "batch");
+    values_[graph_.inputs[0].name] = normalize(o.input_name);
+    const std::vector<LoweredStep> lowered = lower(graph_);
+    keys_ = calibration_keys(graph_, info_, lowered);
+    const std::vector<Int8Step> int8 = int8_steps(m_, info_, lowered, keys_);
+    for (size_t i = 0; i < lowered.size(); ++i) emit(lowered[i], int8[i].form);
     // A final Identity gives the output its fixed name whatever produced it.
-    g_.named("Identity", {cur_}, o.output_name);
-    g_.output(o.output_name, onnx::TensorProto::FLOAT, {spec_.num_classes}, "batch");
+    g_.named("Identity", {values_.at(graph_.outputs[0])}, o.output_name);
+    g_.output(o.output_name, onnx::TensorProto::FLOAT, {m_.num_classes()}, "batch");
   }
 
  private:
-  const Model& m_;
-  const ArchSpec spec_;
-  OnnxGraph g_;
-  std::vector<std::vector<int64_t>> shapes_;
-  std::map<std::string, std::string> values_;  // model tensor -> its float value in the graph
-  std::map<std::string, std::pair<std::string, std::string>> qparams_;  // key -> scale, zp
-  std::string cur_;                                                     // current activation
-  std::string key_ = "input";  // the activation key whose qparams cur_ carries when quantized_
-  bool quantized_ = false;     // cur_ is the DequantizeLinear of a QuantizeLinear (int8 domain)
+  using Emit = std::string (Exporter::*)(const Node&, const json&, std::vector<std::string>);
 
-  bool static_int8() const { return m_.quant.mode == "int8-static"; }
-  bool dynamic_int8() const { return m_.quant.mode == "int8-dynamic"; }
+  const Model& m_;
+  const Graph& graph_;
+  const GraphInfo info_;
+  OnnxGraph g_;
+  std::map<std::string, std::map<std::string, std::string>> params_;  // node -> role -> tensor
+  std::map<std::string, std::string> keys_;                           // value -> calibration key
+  std::map<std::string, std::string> values_;      // value -> its (float) name in the graph
+  std::set<std::string> quantized_;                // values whose name is a QDQ output
+  std::map<std::string, std::string> qdq_inputs_;  // value -> its QDQ form, made once
+  std::map<std::string, std::string> tensors_;     // model tensor -> its float value
+  std::map<std::string, std::pair<std::string, std::string>> qparams_;  // key -> scale, zp
+
+  // ---- one lowered step ----
+
+  void emit(const LoweredStep& s, Int8Form form) {
+    const Node& anchor = graph_.nodes[s.nodes.front()];
+    const json& attrs = info_.attrs[s.nodes.front()];
+    const bool relu = s.find(graph_, "Relu") >= 0;
+    std::vector<std::string> in;
+    switch (form) {
+      case Int8Form::kStatic: {
+        for (const std::string& v : anchor.inputs) in.push_back(quantized_input(v));
+        std::string y = anchor.op == "Conv" || anchor.op == "Gemm" ? static_affine(s, in[0])
+                                                                   : float_node(anchor, attrs, in);
+        if (relu) y = g_.op("Relu", {y}, anchor.name);
+        set(s.output, qdq(y, s.output), true);
+        return;
+      }
+      case Int8Form::kDynamic: {
+        std::string y = dynamic_linear(s, values_.at(anchor.inputs[0]));
+        if (relu) y = g_.op("Relu", {y}, anchor.name);
+        set(s.output, y, false);
+        return;
+      }
+      case Int8Form::kPassthrough: {
+        const std::string& x = anchor.inputs[0];
+        if (anchor.op == "Dropout" || anchor.op == "Identity") {
+          set(s.output, values_.at(x), quantized_.count(x) != 0);  // identities at inference
+          return;
+        }
+        // In the int8 domain the result keeps its input's qparams: QDQ again with them, so
+        // that ONNX Runtime runs the op between the two quantized tensors.
+        const std::string y = float_node(anchor, attrs, {values_.at(x)});
+        const bool quant = quantized_.count(x) != 0;
+        set(s.output, quant ? qdq(y, keys_.at(s.output)) : y, quant);
+        return;
+      }
+      case Int8Form::kNone:
+        break;
+    }
+    // Float: every node of the step on its own (a float input reads the dequantized tensor).
+    for (size_t index : s.nodes) {
+      const Node& node = graph_.nodes[index];
+      in.clear();
+      for (const std::string& v : node.inputs) in.push_back(values_.at(v));
+      set(node.outputs.at(0), float_node(node, info_.attrs[index], in), false);
+    }
+  }
+
+  void set(const std::string& value, std::string name, bool quantized) {
+    values_[value] = std::move(name);
+    if (quantized) quantized_.insert(value);
+  }
+
+  // A value in the int8 domain: itself, or its QDQ with its calibration key's qparams, as the
+  // runtime's "quantize" step does before an int8 kernel.
+  std::string quantized_input(const std::string& value) {
+    if (quantized_.count(value) != 0) return values_.at(value);
+    auto it = qdq_inputs_.find(value);
+    if (it == qdq_inputs_.end()) {
+      it = qdq_inputs_.emplace(value, qdq(values_.at(value), keys_.at(value))).first;
+    }
+    return it->second;
+  }
+
+  const std::string* param(const Node& node, const std::string& role) const {
+    const auto n = params_.find(node.name);
+    if (n == params_.end()) return nullptr;
+    const auto r = n->second.find(role);
+    return r == n->second.end() ? nullptr : &r->second;
+  }
+
+  // The weight (batchnorm folded when the step has one) as the runtime's int8 kernel sees it.
+  Affine kernel_affine(const LoweredStep& s, const Node& anchor) const {
+    const at::Tensor& weight = m_.tensor(*param(anchor, "weight"));
+    const std::string* bias = param(anchor, "bias");
+    Affine w{weight, bias ? m_.tensor(*bias) : at::zeros({weight.size(0)}, at::kFloat)};
+    const int64_t bn = s.find(graph_, "BatchNormalization");
+    if (bn < 0) return w;
+    const Node& norm = graph_.nodes[static_cast<size_t>(bn)];
+    const std::string prefix = param(norm, "weight")->substr(0, param(norm, "weight")->size() - 6);
+    return fold_batchnorm(w, m_, prefix,
+                          info_.attrs[static_cast<size_t>(bn)].at("epsilon").get<double>());
+  }
+
+  // The int8 weight of a Conv/Gemm step and its (folded) bias, as the runtime's kernel packs
+  // them: the stored codes unless a batchnorm was folded in.
+  struct KernelWeights {
+    std::string name;  // the weight tensor's
+    Int8Weight q;
+    at::Tensor bias;
+  };
+  KernelWeights kernel_weights(const LoweredStep& s) const {
+    const Node& anchor = graph_.nodes[s.nodes.front()];
+    const std::string& name = *param(anchor, "weight");
+    const QuantizedTensor* stored = m_.quant.find_int8(name);
+    const bool folded = s.find(graph_, "BatchNormalization") >= 0;
+    const Affine w = kernel_affine(s, anchor);
+    return {name, kernel_weight(name, w.weight, folded ? nullptr : stored, stored->axis >= 0),
+            w.bias};
+  }
+
+  std::string bias_name(const Node& anchor) const {
+    const std::string* bias = param(anchor, "bias");
+    return bias ? *bias : anchor.name + ".bias";
+  }
+
+  // An int8-static Conv or Gemm: int8 weight (per channel on axis 0) and int32 bias through
+  // DequantizeLinear, the input quantized with its qparams.
+  std::string static_affine(const LoweredStep& s, const std::string& x) {
+    const Node& anchor = graph_.nodes[s.nodes.front()];
+    const KernelWeights w = kernel_weights(s);
+    const double in_scale = qparams(keys_.at(anchor.inputs[0])).scale;
+    const std::vector<std::string> in = {x, dequantize_weight(w.name, w.q),
+                                         int32_bias(bias_name(anchor), w.bias, in_scale, w.q)};
+    return anchor.op == "Conv"
+               ? g_.op("Conv", in, anchor.name, conv_attrs(info_.attrs[s.nodes.front()]))
+               : gemm(in, anchor.name);
+  }
+
+  // ONNX Runtime's dynamic quantization form: the activation quantized per run to uint8
+  // (DynamicQuantizeLinear), an integer MatMul with the transposed int8 weight, then the
+  // float scale a_scale·w_scale and the bias.
+  std::string dynamic_linear(const LoweredStep& s, const std::string& x) {
+    const Node& anchor = graph_.nodes[s.nodes.front()];
+    const KernelWeights kw = kernel_weights(s);
+    const std::string& name = kw.name;
+    const Int8Weight& q = kw.q;
+    const auto xq = g_.node("DynamicQuantizeLinear", {x}, anchor.name, {}, 3);
+    std::vector<std::string> in = {
+        xq[0], g_.initializer(name + "_int8_t", q.codes.t().contiguous()), xq[2]};
+    if (q.zero_point.ne(0).any().item<bool>()) {
+      in.push_back(g_.initializer(name + "_zero_point", q.zero_point));
+    }
+    const auto acc = g_.op("MatMulInteger", in, anchor.name);
+    const auto as_float =
+        g_.op("Cast", {acc}, anchor.name, {OnnxAttr::Int("to", onnx::TensorProto::FLOAT)});
+    const auto scale = g_.op("Mul", {xq[1], g_.initializer(name + "_scale", q.scale)}, anchor.name);
+    auto y = g_.op("Mul", {as_float, scale}, anchor.name);
+    if (param(anchor, "bias") != nullptr || s.find(graph_, "BatchNormalization") >= 0) {
+      y = g_.op("Add", {y, g_.initializer(bias_name(anchor), kw.bias)}, anchor.name);
+    }
+    return y;
+  }
+
+  // ---- float nodes: one row per op ----
+
+  std::string float_node(const Node& node, const json& attrs, std::vector<std::string> in) {
+    static const std::map<std::string, Emit> kRows = {
+        {"Conv", &Exporter::conv_node},
+        {"Gemm", &Exporter::gemm_node},
+        {"MatMul", &Exporter::same_op},
+        {"Add", &Exporter::same_op},
+        {"Mul", &Exporter::same_op},
+        {"Concat", &Exporter::concat_node},
+        {"Relu", &Exporter::same_op},
+        {"Clip", &Exporter::clip_node},
+        {"HardSwish", &Exporter::hard_swish_node},
+        {"HardSigmoid", &Exporter::hard_sigmoid_node},
+        {"Sigmoid", &Exporter::same_op},
+        {"Tanh", &Exporter::same_op},
+        {"SiLU", &Exporter::silu_node},
+        {"BatchNormalization", &Exporter::batchnorm_node},
+        {"MaxPool", &Exporter::max_pool_node},
+        {"AveragePool", &Exporter::average_pool_node},
+        {"GlobalAveragePool", &Exporter::same_op},
+        {"AdaptiveAveragePool", &Exporter::adaptive_pool_node},
+        {"Flatten", &Exporter::flatten_node},
+        {"Reshape", &Exporter::reshape_node},
+        {"Dropout", &Exporter::identity_node},
+        {"Identity", &Exporter::identity_node},
+    };
+    const auto row = kRows.find(node.op);
+    MCOMPRESS_CHECK(row != kRows.end(), ModelError, "ONNX export: node '", node.name, "' (",
+                    node.op, "): no ONNX mapping");
+    return (this->*(row->second))(node, attrs, std::move(in));
+  }
+
+  std::string same_op(const Node& node, const json&, std::vector<std::string> in) {
+    return g_.op(node.op, in, node.name);
+  }
+  std::string identity_node(const Node&, const json&, std::vector<std::string> in) {
+    return in.at(0);
+  }
+
+  std::vector<OnnxAttr> window(const json& attrs, bool dilations) const {
+    std::vector<OnnxAttr> out = {OnnxAttr::Ints("kernel_shape", ints(attrs, "kernel_shape"))};
+    for (const char* name : {"strides", "pads"}) {
+      if (!ints(attrs, name).empty()) out.push_back(OnnxAttr::Ints(name, ints(attrs, name)));
+    }
+    if (dilations && !ints(attrs, "dilations").empty()) {
+      out.push_back(OnnxAttr::Ints("dilations", ints(attrs, "dilations")));
+    }
+    return out;
+  }
+
+  std::vector<OnnxAttr> conv_attrs(const json& attrs) const {
+    std::vector<OnnxAttr> out = window(attrs, true);
+    out.push_back(OnnxAttr::Int("group", attrs.at("group").get<int64_t>()));
+    return out;
+  }
+
+  std::string conv_node(const Node& node, const json& attrs, std::vector<std::string> in) {
+    in.push_back(tensor(*param(node, "weight")));
+    if (const std::string* b = param(node, "bias")) in.push_back(tensor(*b));
+    return g_.op("Conv", in, node.name, conv_attrs(attrs));
+  }
+
+  std::string gemm(const std::vector<std::string>& in, const std::string& hint) {
+    return g_.op("Gemm", in, hint, {OnnxAttr::Int("transB", 1)});
+  }
+
+  std::string gemm_node(const Node& node, const json&, std::vector<std::string> in) {
+    MCOMPRESS_CHECK(info_.values.at(node.inputs[0]).shape.size() == 2, ModelError,
+                    "ONNX export: node '", node.name, "' (Gemm): input of rank ",
+                    info_.values.at(node.inputs[0]).shape.size(), ", ONNX Gemm takes rank 2");
+    in.push_back(tensor(*param(node, "weight")));
+    if (const std::string* b = param(node, "bias")) in.push_back(tensor(*b));
+    return gemm(in, node.name);
+  }
+
+  std::string concat_node(const Node& node, const json& attrs, std::vector<std::string> in) {
+    return g_.op("Concat", in, node.name, {OnnxAttr::Int("axis", attrs.at("axis").get<int64_t>())});
+  }
+
+  // Opset 13 Clip takes its bounds as inputs; an absent bound is an empty name.
+  std::string clip_node(const Node& node, const json& attrs, std::vector<std::string> in) {
+    for (const char* bound : {"min", "max"}) {
+      in.push_back(
+          attrs.contains(bound) && !attrs.at(bound).is_null()
+              ? g_.initializer(node.name + "_" + bound,
+                               at::scalar_tensor(attrs.at(bound).get<double>(), at::kFloat))
+              : "");
+    }
+    while (in.back().empty()) in.pop_back();
+    return g_.op("Clip", in, node.name);
+  }
+
+  std::string hard_sigmoid(const std::string& x, double alpha, double beta,
+                           const std::string& hint) {
+    return g_.op("HardSigmoid", {x}, hint,
+                 {OnnxAttr::Float("alpha", static_cast<float>(alpha)),
+                  OnnxAttr::Float("beta", static_cast<float>(beta))});
+  }
+  std::string hard_sigmoid_node(const Node& node, const json& attrs, std::vector<std::string> in) {
+    return hard_sigmoid(in[0], attrs.at("alpha").get<double>(), attrs.at("beta").get<double>(),
+                        node.name);
+  }
+  // HardSwish is opset 14: x * HardSigmoid(x; 1/6, 1/2).
+  std::string hard_swish_node(const Node& node, const json&, std::vector<std::string> in) {
+    return g_.op("Mul", {in[0], hard_sigmoid(in[0], 1.0 / 6.0, 0.5, node.name)}, node.name);
+  }
+  std::string silu_node(const Node& node, const json&, std::vector<std::string> in) {
+    return g_.op("Mul", {in[0], g_.op("Sigmoid", {in[0]}, node.name)}, node.name);
+  }
+
+  std::string batchnorm_node(const Node& node, const json& attrs, std::vector<std::string> in) {
+    for (const char* role : {"weight", "bias", "running_mean", "running_var"}) {
+      in.push_back(tensor(*param(node, role)));
+    }
+    return g_.op(
+        "BatchNormalization", in, node.name,
+        {OnnxAttr::Float("epsilon", static_cast<float>(attrs.at("epsilon").get<double>()))});
+  }
+
+  std::string max_pool_node(const Node& node, const json& attrs, std::vector<std::string> in) {
+    auto a = window(attrs, true);
+    a.push_back(OnnxAttr::Int("ceil_mode", attrs.at("ceil_mode").get<int64_t>()));
+    return g_.op("MaxPool", in, node.name, a);
+  }
+
+  std::string average_pool_node(const Node& node, const json& attrs, std::vector<std::string> in) {
+    auto a = window(attrs, false);
+    a.push_back(OnnxAttr::Int("ceil_mode", attrs.at("ceil_mode").get<int64_t>()));
+    a.push_back(OnnxAttr::Int("count_include_pad", attrs.at("count_include_pad").get<int64_t>()));
+    return g_.op("AveragePool", in, node.name, a);
+  }
+
+  std::string flatten_node(const Node& node, const json& attrs, std::vector<std::string> in) {
+    return g_.op("Flatten", in, node.name,
+                 {OnnxAttr::Int("axis", attrs.at("axis").get<int64_t>())});
+  }
+
+  std::string reshape_node(const Node& node, const json& attrs, std::vector<std::string> in) {
+    in.push_back(g_.initializer(node.name + "_shape", at::tensor(ints(attrs, "shape"), at::kLong)));
+    return g_.op("Reshape", in, node.name);
+  }
+
+  // PyTorch's adaptive average pooling: window i covers [⌊i·H/o⌋, ⌈(i+1)·H/o⌉). Equal windows
+  // are an AveragePool; unequal ones a matrix product with the window averages.
+  std::string adaptive_pool_node(const Node& node, const json& attrs, std::vector<std::string> in) {
+    const SymShape& shape = info_.values.at(node.inputs[0]).shape;
+    MCOMPRESS_CHECK(shape.size() == 4 && shape[1].known() && shape[2].known() && shape[3].known(),
+                    ModelError, "ONNX export: node '", node.name,
+                    "' (AdaptiveAveragePool): needs a known [N, C, H, W] input, got ",
+                    to_string(shape));
+    const int64_t c = shape[1].value, h = shape[2].value, w = shape[3].value;
+    const std::vector<int64_t> out = ints(attrs, "output_size");
+    const int64_t oh = out.at(0), ow = out.size() > 1 ? out[1] : out[0];
+    const std::string& x = in[0];
+    if (oh == 1 && ow == 1) return g_.op("GlobalAveragePool", {x}, node.name);
+    if (h % oh == 0 && w % ow == 0) {
+      return g_.op("AveragePool", {x}, node.name,
+                   {OnnxAttr::Ints("kernel_shape", {h / oh, w / ow}),
+                    OnnxAttr::Ints("strides", {h / oh, w / ow})});
+    }
+    auto pool = at::zeros({h * w, oh * ow}, at::kFloat);
+    auto acc = pool.accessor<float, 2>();
+    for (int64_t i = 0; i < oh; ++i) {
+      const int64_t h0 = i * h / oh, h1 = ((i + 1) * h + oh - 1) / oh;
+      for (int64_t j = 0; j < ow; ++j) {
+        const int64_t w0 = j * w / ow, w1 = ((j + 1) * w + ow - 1) / ow;
+        const float weight = 1.0f / static_cast<float>((h1 - h0) * (w1 - w0));
+        for (int64_t y = h0; y < h1; ++y)
+          for (int64_t z = w0; z < w1; ++z) acc[y * w + z][i * ow + j] = weight;
+      }
+    }
+    const std::string& hint = node.name;
+    const auto flat = g_.op(
+        "Reshape", {x, g_.initializer(hint + "_flat", at::tensor({int64_t{0}, c, h * w}))}, hint);
+    const auto pooled = g_.op("MatMul", {flat, g_.initializer(hint + "_windows", pool)}, hint);
+    return g_.op("Reshape",
+                 {pooled, g_.initializer(hint + "_shape", at::tensor({int64_t{0}, c, oh, ow}))},
+                 hint);
+  }
+
+  // ---- tensors and qparams ----
 
   const ActivationQParams& qparams(const std::string& key) const {
-    const auto* q = m_.quant.find_activation(key);
+    const auto* q = find_qparams(m_, key);
     MCOMPRESS_CHECK(q != nullptr, ModelError, "ONNX export: no activation qparams for '", key, "'");
     return *q;
   }
 
-  // (x − mean) / std with the spec's per-channel (or single) values; nothing for 0 and 1.
+  // (x − mean) / std with the preprocessing's per-channel (or single) values; nothing for 0
+  // and 1.
   std::string normalize(const std::string& x) {
+    const Preprocess& p = graph_.preprocess;
+    std::string cur = x;
+    if (p.kind != Preprocess::Kind::kNormalize) return cur;
+    const size_t rank = graph_.inputs[0].shape.size();
     auto constant = [&](const std::vector<double>& v, double identity, const std::string& name,
                         const std::string& op) {
       if (std::all_of(v.begin(), v.end(), [&](double d) { return d == identity; })) return;
       auto t = at::tensor(v, at::kDouble).to(at::kFloat);
-      if (v.size() > 1 && spec_.input_shape.size() == 3) t = t.reshape({-1, 1, 1});
-      cur_ = g_.op(op, {cur_, g_.initializer(name, t)}, "normalize");
+      if (v.size() > 1 && rank > 2) {
+        std::vector<int64_t> shape(rank - 1, 1);
+        shape[0] = -1;
+        t = t.reshape(shape);
+      }
+      cur = g_.op(op, {cur, g_.initializer(name, t)}, "normalize");
     };
-    cur_ = x;
-    constant(spec_.mean, 0.0, "input_mean", "Sub");
-    constant(spec_.std, 1.0, "input_std", "Div");
-    return cur_;
+    constant(p.mean, 0.0, "input_mean", "Sub");
+    constant(p.std, 1.0, "input_std", "Div");
+    return cur;
   }
 
   // The float value of a model tensor: an fp32 initializer, a float16/bfloat16 one Cast to
   // float, or int8 codes through DequantizeLinear. Codebook tensors are dense (the fp32
   // master holds codebook[codes]).
-  std::string value(const std::string& name) {
-    auto cached = values_.find(name);
-    if (cached != values_.end()) return cached->second;
+  std::string tensor(const std::string& name) {
+    auto cached = tensors_.find(name);
+    if (cached != tensors_.end()) return cached->second;
     std::string v;
     auto it = m_.quant.tensors.find(name);
     const QuantizedTensor* q = it == m_.quant.tensors.end() ? nullptr : &it->second;
@@ -111,7 +450,7 @@ class Exporter {
     } else {
       v = g_.initializer(name, m_.tensor(name));
     }
-    values_[name] = v;
+    tensors_[name] = v;
     return v;
   }
 
@@ -160,260 +499,6 @@ class Exporter {
     const std::string hint = "act_" + key;
     return g_.op("DequantizeLinear", {g_.op("QuantizeLinear", {x, s, z}, hint), s, z}, hint);
   }
-
-  // The current activation in the int8 domain: quantized with the qparams of its key, as the
-  // runtime's "quantize" step does before the first int8 kernel.
-  std::string quantized_input() {
-    if (!quantized_) {
-      cur_ = qdq(cur_, key_);
-      quantized_ = true;
-    }
-    return cur_;
-  }
-
-  // After an op that runs in either domain (pools, relu, flatten): keeps the qparams.
-  void requantize_passthrough() {
-    if (quantized_) cur_ = qdq(cur_, key_);
-  }
-
-  std::string conv(const std::string& x, const std::string& w, const std::string& b,
-                   const ConvGeometry& c, const std::string& hint) {
-    std::vector<std::string> in{x, w};
-    if (!b.empty()) in.push_back(b);
-    return g_.op("Conv", in, hint, conv_attrs(c.kernel, c.stride, c.padding, c.groups));
-  }
-
-  std::string gemm(const std::string& x, const std::string& w, const std::string& b,
-                   const std::string& hint) {
-    std::vector<std::string> in{x, w};
-    if (!b.empty()) in.push_back(b);
-    return g_.op("Gemm", in, hint, {OnnxAttr::Int("transB", 1)});
-  }
-
-  std::string batchnorm(const std::string& x, const std::string& p, double eps,
-                        const std::string& hint) {
-    return g_.op("BatchNormalization",
-                 {x, value(p + "weight"), value(p + "bias"), value(p + "running_mean"),
-                  value(p + "running_var")},
-                 hint, {OnnxAttr::Float("epsilon", static_cast<float>(eps))});
-  }
-
-  std::string relu(const std::string& x, const std::string& hint) {
-    return g_.op("Relu", {x}, hint);
-  }
-
-  // Emits the unit starting at layer `i`; returns the index of its last layer.
-  size_t emit_unit(size_t i) {
-    const auto& layers = spec_.layers;
-    const LayerSpec& l = layers[i];
-    const std::string hint = "layer" + std::to_string(i);
-    switch (l.type) {
-      case LayerType::kLinear:
-      case LayerType::kConv2d:
-        return emit_affine(i);
-      case LayerType::kBatchNorm1d:
-      case LayerType::kBatchNorm2d: {
-        const bool with_relu = i + 1 < layers.size() && layers[i + 1].type == LayerType::kReLU;
-        quantized_ = false;  // a float kernel: its input is the dequantized tensor
-        cur_ = batchnorm(cur_, std::to_string(i) + ".", l.eps, hint);
-        if (with_relu) cur_ = relu(cur_, hint);
-        key_ = std::to_string(i + (with_relu ? 1 : 0));
-        return i + (with_relu ? 1 : 0);
-      }
-      case LayerType::kReLU:
-        cur_ = relu(cur_, hint);
-        requantize_passthrough();
-        return i;
-      case LayerType::kMaxPool2d:
-      case LayerType::kAvgPool2d: {
-        const int64_t stride = l.stride == 0 ? l.kernel_size : l.stride;
-        std::vector<OnnxAttr> attrs = {
-            OnnxAttr::Ints("kernel_shape", {l.kernel_size, l.kernel_size}),
-            OnnxAttr::Ints("strides", {stride, stride}),
-            OnnxAttr::Ints("pads", {l.padding, l.padding, l.padding, l.padding})};
-        // PyTorch averages over the padded window (count_include_pad=True); ONNX's default
-        // divides by the unpadded count.
-        if (l.type == LayerType::kAvgPool2d) attrs.push_back(OnnxAttr::Int("count_include_pad", 1));
-        cur_ =
-            g_.op(l.type == LayerType::kMaxPool2d ? "MaxPool" : "AveragePool", {cur_}, hint, attrs);
-        requantize_passthrough();
-        return i;
-      }
-      case LayerType::kAdaptiveAvgPool2d:
-        cur_ = adaptive_avg_pool(cur_, i == 0 ? spec_.input_shape : shapes_[i - 1], l.output_size,
-                                 hint);
-        requantize_passthrough();
-        return i;
-      case LayerType::kFlatten:
-        cur_ = g_.op("Flatten", {cur_}, hint, {OnnxAttr::Int("axis", 1)});
-        requantize_passthrough();
-        return i;
-      case LayerType::kDropout:
-        return i;  // identity at inference
-      case LayerType::kResidual:
-        emit_residual(i);
-        return i;
-    }
-    throw ModelError("ONNX export: no mapping for layer " + std::to_string(i) + " (" +
-                     to_string(l.type) + ")");
-  }
-
-  // PyTorch's adaptive average pooling: window i covers [⌊i·H/o⌋, ⌈(i+1)·H/o⌉). Equal windows
-  // are an AveragePool; unequal ones a matrix product with the window averages.
-  std::string adaptive_avg_pool(const std::string& x, const std::vector<int64_t>& in, int64_t out,
-                                const std::string& hint) {
-    const int64_t c = in[0], h = in[1], w = in[2];
-    if (out == 1) return g_.op("GlobalAveragePool", {x}, hint);
-    if (h % out == 0 && w % out == 0) {
-      return g_.op("AveragePool", {x}, hint,
-                   {OnnxAttr::Ints("kernel_shape", {h / out, w / out}),
-                    OnnxAttr::Ints("strides", {h / out, w / out})});
-    }
-    auto pool = at::zeros({h * w, out * out}, at::kFloat);
-    auto acc = pool.accessor<float, 2>();
-    for (int64_t i = 0; i < out; ++i) {
-      const int64_t h0 = i * h / out, h1 = ((i + 1) * h + out - 1) / out;
-      for (int64_t j = 0; j < out; ++j) {
-        const int64_t w0 = j * w / out, w1 = ((j + 1) * w + out - 1) / out;
-        const float weight = 1.0f / static_cast<float>((h1 - h0) * (w1 - w0));
-        for (int64_t y = h0; y < h1; ++y)
-          for (int64_t z = w0; z < w1; ++z) acc[y * w + z][i * out + j] = weight;
-      }
-    }
-    const auto flat = g_.op(
-        "Reshape", {x, g_.initializer(hint + "_flat", at::tensor({int64_t{0}, c, h * w}))}, hint);
-    const auto pooled = g_.op("MatMul", {flat, g_.initializer(hint + "_windows", pool)}, hint);
-    return g_.op("Reshape",
-                 {pooled, g_.initializer(hint + "_shape", at::tensor({int64_t{0}, c, out, out}))},
-                 hint);
-  }
-
-  // conv/linear [+ batchnorm] [+ relu], in the form the runtime runs it: int8-static,
-  // int8-dynamic (Linear only) or float.
-  size_t emit_affine(size_t i) {
-    const auto& layers = spec_.layers;
-    const LayerSpec& l = layers[i];
-    const bool is_conv = l.type == LayerType::kConv2d;
-    const std::string p = std::to_string(i) + ".";
-    const std::string hint = "layer" + std::to_string(i);
-    size_t last = i;
-    const bool with_bn = last + 1 < layers.size() && is_batchnorm(layers[last + 1].type);
-    if (with_bn) ++last;
-    const bool with_relu = last + 1 < layers.size() && layers[last + 1].type == LayerType::kReLU;
-    if (with_relu) ++last;
-    const std::string out_key = std::to_string(last);
-    const ConvGeometry geometry{l.kernel_size, l.stride, l.padding, l.groups};
-
-    const QuantizedTensor* stored = m_.quant.find_int8(p + "weight");
-    const bool as_static = stored != nullptr && static_int8() && m_.quant.find_activation(key_) &&
-                           m_.quant.find_activation(out_key);
-    const bool as_dynamic = stored != nullptr && dynamic_int8() && !is_conv;
-    if (as_static || as_dynamic) {
-      const int64_t out = is_conv ? l.out_channels : l.out_features;
-      Affine w{m_.tensor(p + "weight"),
-               l.bias ? m_.tensor(p + "bias") : at::zeros({out}, at::kFloat)};
-      if (with_bn) w = fold_batchnorm(w, m_, std::to_string(i + 1) + ".", layers[i + 1].eps);
-      const auto q =
-          kernel_weight(p + "weight", w.weight, with_bn ? nullptr : stored, stored->axis >= 0);
-      if (as_static) {
-        const double in_scale = qparams(key_).scale;
-        const auto x = quantized_input();
-        const auto wq = dequantize_weight(p + "weight", q);
-        const auto b = int32_bias(p + "bias", w.bias, in_scale, q);
-        cur_ = is_conv ? conv(x, wq, b, geometry, hint) : gemm(x, wq, b, hint);
-        if (with_relu) cur_ = relu(cur_, hint);
-        cur_ = qdq(cur_, out_key);
-        quantized_ = true;
-      } else {
-        cur_ = dynamic_linear(cur_, p, q, w.bias, l.bias || with_bn, hint);
-        if (with_relu) cur_ = relu(cur_, hint);
-      }
-      key_ = out_key;
-      return last;
-    }
-    quantized_ = false;  // a float kernel: its input is the dequantized tensor
-    const std::string b = l.bias ? value(p + "bias") : "";
-    cur_ = is_conv ? conv(cur_, value(p + "weight"), b, geometry, hint)
-                   : gemm(cur_, value(p + "weight"), b, hint);
-    if (with_bn) cur_ = batchnorm(cur_, std::to_string(i + 1) + ".", layers[i + 1].eps, hint);
-    if (with_relu) cur_ = relu(cur_, hint);
-    key_ = out_key;
-    return last;
-  }
-
-  // ONNX Runtime's dynamic quantization form: the activation quantized per run to uint8
-  // (DynamicQuantizeLinear), an integer MatMul with the transposed int8 weight, then the
-  // float scale a_scale·w_scale and the bias.
-  std::string dynamic_linear(const std::string& x, const std::string& p, const Int8Weight& q,
-                             const at::Tensor& bias, bool has_bias, const std::string& hint) {
-    const auto xq = g_.node("DynamicQuantizeLinear", {x}, hint, {}, 3);
-    std::vector<std::string> in = {
-        xq[0], g_.initializer(p + "weight_int8_t", q.codes.t().contiguous()), xq[2]};
-    if (q.zero_point.ne(0).any().item<bool>()) {
-      in.push_back(g_.initializer(p + "weight_zero_point", q.zero_point));
-    }
-    const auto acc = g_.op("MatMulInteger", in, hint);
-    const auto as_float =
-        g_.op("Cast", {acc}, hint, {OnnxAttr::Int("to", onnx::TensorProto::FLOAT)});
-    const auto scale = g_.op("Mul", {xq[1], g_.initializer(p + "weight_scale", q.scale)}, hint);
-    auto y = g_.op("Mul", {as_float, scale}, hint);
-    if (has_bias) y = g_.op("Add", {y, g_.initializer(p + "bias", bias)}, hint);
-    return y;
-  }
-
-  // relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)), shortcut = bn(conv1x1(x)) or x.
-  void emit_residual(size_t i) {
-    const LayerSpec& l = spec_.layers[i];
-    const std::string k = std::to_string(i);
-    const std::string p = k + ".";
-    const std::string hint = "layer" + k;
-    const ConvGeometry g1{3, l.stride, 1, 1}, g2{3, 1, 1, 1}, gs{1, l.stride, 0, 1};
-    bool as_int8 = static_int8() && m_.quant.find_int8(p + "conv1.weight") != nullptr;
-    for (const auto& key : {key_, k, k + ".conv1", k + ".conv2"})
-      as_int8 = as_int8 && m_.quant.find_activation(key) != nullptr;
-    if (l.projection) as_int8 = as_int8 && m_.quant.find_activation(k + ".shortcut") != nullptr;
-
-    if (!as_int8) {
-      quantized_ = false;
-      const std::string x = cur_;
-      auto y = conv(x, value(p + "conv1.weight"), "", g1, hint + ".conv1");
-      y = relu(batchnorm(y, p + "bn1.", kResidualBnEps, hint + ".bn1"), hint + ".conv1");
-      y = conv(y, value(p + "conv2.weight"), "", g2, hint + ".conv2");
-      y = batchnorm(y, p + "bn2.", kResidualBnEps, hint + ".bn2");
-      std::string s = x;
-      if (l.projection) {
-        s = conv(x, value(p + "shortcut.0.weight"), "", gs, hint + ".shortcut");
-        s = batchnorm(s, p + "shortcut.1.", kResidualBnEps, hint + ".shortcut");
-      }
-      cur_ = relu(g_.op("Add", {y, s}, hint), hint);
-      key_ = k;
-      return;
-    }
-    // int8: every conv with its batchnorm folded and requantized (symmetric per channel),
-    // each output quantized with its recorded qparams, then add+relu quantized with the block's.
-    auto unit = [&](const std::string& x, const std::string& conv_name, const std::string& bn,
-                    const ConvGeometry& geometry, const std::string& in_key, bool with_relu,
-                    const std::string& out_key) {
-      const int64_t out = l.out_channels;
-      const Affine w = fold_batchnorm({m_.tensor(p + conv_name + ".weight"), at::zeros({out})}, m_,
-                                      p + bn + ".", kResidualBnEps);
-      const auto q = kernel_weight(p + conv_name + ".weight", w.weight, nullptr, true);
-      auto y = conv(x, dequantize_weight(p + conv_name + ".weight", q),
-                    int32_bias(p + conv_name + ".bias", w.bias, qparams(in_key).scale, q), geometry,
-                    hint + "." + conv_name);
-      if (with_relu) y = relu(y, hint + "." + conv_name);
-      return qdq(y, out_key);
-    };
-    const std::string in_key = key_;
-    const std::string x = quantized_input();
-    const auto h = unit(x, "conv1", "bn1", g1, in_key, true, k + ".conv1");
-    const auto y = unit(h, "conv2", "bn2", g2, k + ".conv1", false, k + ".conv2");
-    const auto s =
-        l.projection ? unit(x, "shortcut.0", "shortcut.1", gs, in_key, false, k + ".shortcut") : x;
-    cur_ = qdq(relu(g_.op("Add", {y, s}, hint), hint), k);
-    key_ = k;
-    quantized_ = true;
-  }
 };
 
 std::string weight_form(const Model& m) {
@@ -450,14 +535,14 @@ std::string onnx_model_bytes(const Model& model, const OnnxOptions& options, Onn
   proto.set_producer_version(version());
   proto.add_opset_import()->set_version(kOpset);
   auto* graph = proto.mutable_graph();
-  graph->set_name(model.spec().name.empty() ? "model" : model.spec().name);
+  graph->set_name(model.name().empty() ? "model" : model.name());
   graph->set_doc_string("exported by mcompress; weights: " + weight_form(model));
   auto meta = [&](const std::string& key, const std::string& value) {
     auto* p = proto.add_metadata_props();
     p->set_key(key);
     p->set_value(value);
   };
-  meta("mcompress.spec", model.spec().to_json_text());
+  meta(model.is_sequential() ? "mcompress.spec" : "mcompress.graph", model.architecture_json());
   meta("mcompress.quant_mode", model.quant.mode.empty() ? "fp32" : model.quant.mode);
 
   at::NoGradGuard no_grad;

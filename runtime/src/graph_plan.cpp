@@ -3,15 +3,18 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <algorithm>
 #include <iomanip>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
 
 #include "mcompress/core/error.h"
 #include "mcompress/core/graph_network.h"
+#include "mcompress/core/int8_steps.h"
 #include "mcompress/core/lowering.h"
 #include "timing.h"
 
@@ -39,20 +42,10 @@ std::string format_ms(double ms) {
   return s.str();
 }
 
-// Ops whose kernel computes the same on quint8 tensors as on floats and keeps the input's
-// qparams (LibTorch has QuantizedCPU kernels for them), so no conversion is needed around them.
-bool runs_on_quint8(const std::string& op) {
-  static const std::set<std::string> ops = {
-      "Relu",    "Clip",    "MaxPool", "GlobalAveragePool", "AdaptiveAveragePool",
-      "Flatten", "Reshape", "Dropout", "Identity"};
-  return ops.count(op) != 0;
-}
-
-bool all_equal(const std::vector<int64_t>& v, int64_t value) {
-  for (int64_t x : v) {
-    if (x != value) return false;
-  }
-  return true;
+std::string format_fixed(double value, int digits) {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(digits) << value;
+  return s.str();
 }
 
 // The attribute as a list, or `fallback` when it is empty (the ONNX default).
@@ -92,19 +85,21 @@ class StepCompiler {
   }
 
   const Graph& graph() const { return graph_; }
+  const GraphInfo& info() const { return info_; }
 
   // The step on fp32 kernels: batchnorm folded into a Conv/Gemm's weights, a fused Relu applied
   // in place on the step's output.
   Compiled fp32(const LoweredStep& s) const {
     const Node& anchor = graph_.nodes[s.nodes.front()];
+    const json& anchor_attrs = info_.attrs[s.nodes.front()];
     if (s.nodes.size() == 1) {
-      return {inference_kernel(anchor, info_.attrs[s.nodes.front()], params_of(anchor), info_),
-              Form::kFloat, "", ""};
+      return {inference_kernel(anchor, anchor_attrs, params_of(anchor), info_),
+              passes_quint8_through(graph_, info_, s) ? Form::kAny : Form::kFloat, "", ""};
     }
     Compiled c;
     std::map<std::string, at::Tensor> params = params_of(anchor);
-    json attrs = info_.attrs[s.nodes.front()];
-    if (s.find(graph_, "BatchNormalization") >= 0) {
+    json attrs = anchor_attrs;
+    if (anchor.op != "BatchNormalization" && s.find(graph_, "BatchNormalization") >= 0) {
       const AffineWeights w = folded(s);
       params["weight"] = w.weight;
       params["bias"] = w.bias;
@@ -120,73 +115,61 @@ class StepCompiler {
     return c;
   }
 
-  // The step's int8 form under the model's quantization, or `fp32_form` (the step's fp32(),
-  // already built for the fp32 plan) with a note saying why it has none.
-  Compiled int8(const LoweredStep& s, const Compiled& fp32_form) const {
+  // The step's int8 kernel in the form int8_steps() decided (kStatic or kDynamic).
+  Compiled int8(const LoweredStep& s, Int8Form form) const {
     const Node& anchor = graph_.nodes[s.nodes.front()];
     const json& attrs = info_.attrs[s.nodes.front()];
     const bool relu = s.find(graph_, "Relu") >= 0;
-    const bool is_static = model_.quant.mode == "int8-static";
-    Compiled c = fp32_form;
-    if (anchor.op == "Conv" || anchor.op == "Gemm") {
-      const QuantizedTensor* stored = model_.quant.find_int8(names_.at(anchor.name).at("weight"));
-      if (stored == nullptr) {
-        append(c.note, "weight not int8: fp32");
-        return c;
-      }
-      const bool bn = s.find(graph_, "BatchNormalization") >= 0;
-      const AffineWeights w = bn ? folded(s) : weights(anchor);
-      const at::Tensor qweight =
-          quantize_weight_for_kernel(w.weight, bn ? nullptr : stored, stored->axis >= 0);
-      if (!is_static) {
-        if (anchor.op == "Conv") return c;  // dynamic quantization covers Linear, as in PyTorch
-        return {single_input(make_linear_dynamic_int8(qweight, w.bias, relu)), Form::kFloat,
-                "int8-dynamic", c.note};
-      }
-      const ActivationQParams* out = model_.quant.find_activation(s.output);
-      if (out == nullptr) {
-        append(c.note, "no calibrated qparams: fp32");
-        return c;
-      }
-      if (anchor.op == "Gemm") {
-        return {single_input(make_linear_static_int8(qweight, w.bias, relu, *out)), Form::kQuant,
-                "int8-static", c.note};
-      }
-      const auto strides = ints_or(attrs, "strides", {1, 1});
-      const auto pads = ints_or(attrs, "pads", {0, 0, 0, 0});
-      if (w.weight.dim() != 4 || strides.size() != 2 || strides[0] != strides[1] ||
-          !all_equal(pads, pads[0]) || !all_equal(ints_or(attrs, "dilations", {1, 1}), 1)) {
-        append(c.note,
-               "no int8 kernel for this geometry (2-D, square strides, equal pads, no "
-               "dilation): fp32");
-        return c;
-      }
-      const Conv2dGeometry g{strides[0], pads[0], attrs.at("group").get<int64_t>()};
-      return {single_input(make_conv2d_static_int8(qweight, w.bias, g, relu, *out)), Form::kQuant,
-              "int8-static", c.note};
+    if (anchor.op == "Add") {
+      return {make_add_int8(relu, *find_qparams(model_, s.output)), Form::kQuant, "int8-static",
+              ""};
     }
-    if (!is_static) return c;
-    if (anchor.op == "Add" || anchor.op == "Concat") {
-      const ActivationQParams* out = model_.quant.find_activation(s.output);
-      if (out == nullptr) {
-        append(c.note, "no calibrated qparams: fp32");
-        return c;
-      }
-      if (anchor.op == "Concat") {
-        int64_t axis = attrs.at("axis").get<int64_t>();
-        if (axis < 0) axis += static_cast<int64_t>(info_.values.at(s.output).shape.size());
-        return {make_concat_int8(axis, *out), Form::kQuant, "int8-static", c.note};
-      }
-      if (info_.values.at(anchor.inputs[0]).shape != info_.values.at(anchor.inputs[1]).shape) {
-        append(c.note, "broadcasting Add: fp32");
-        return c;
-      }
-      return {make_add_int8(relu, *out), Form::kQuant, "int8-static", c.note};
+    if (anchor.op == "Concat") {
+      int64_t axis = attrs.at("axis").get<int64_t>();
+      if (axis < 0) axis += static_cast<int64_t>(info_.values.at(s.output).shape.size());
+      return {make_concat_int8(axis, *find_qparams(model_, s.output)), Form::kQuant, "int8-static",
+              ""};
     }
-    if (runs_on_quint8(anchor.op) && (anchor.op != "MaxPool" || symmetric_pads(attrs))) {
-      c.form = Form::kAny;
+    const QuantizedTensor* stored = model_.quant.find_int8(names_.at(anchor.name).at("weight"));
+    const bool bn = s.find(graph_, "BatchNormalization") >= 0;
+    const AffineWeights w = bn ? folded(s) : weights(anchor);
+    const at::Tensor qweight =
+        quantize_weight_for_kernel(w.weight, bn ? nullptr : stored, stored->axis >= 0);
+    if (form == Int8Form::kDynamic) {
+      return {single_input(make_linear_dynamic_int8(qweight, w.bias, relu)), Form::kFloat,
+              "int8-dynamic", ""};
     }
-    return c;
+    const ActivationQParams& out = *find_qparams(model_, s.output);
+    if (anchor.op == "Gemm") {
+      return {single_input(make_linear_static_int8(qweight, w.bias, relu, out)), Form::kQuant,
+              "int8-static", ""};
+    }
+    const Conv2dGeometry g{ints_or(attrs, "strides", {1, 1})[0],
+                           ints_or(attrs, "pads", {0, 0, 0, 0})[0],
+                           attrs.at("group").get<int64_t>()};
+    return {single_input(make_conv2d_static_int8(qweight, w.bias, g, relu, out)), Form::kQuant,
+            "int8-static", ""};
+  }
+
+  // The sparse form of a Gemm step on 2-D inputs whose weight (batchnorm folded) has at most
+  // `bound` non-zeros; `note` records the density either way, so the plan shows why.
+  std::optional<Compiled> sparse(const LoweredStep& s, double bound, std::string& note) const {
+    const Node& anchor = graph_.nodes[s.nodes.front()];
+    if (anchor.op != "Gemm" || info_.values.at(anchor.inputs[0]).shape.size() != 2) {
+      return std::nullopt;
+    }
+    const AffineWeights w = s.find(graph_, "BatchNormalization") >= 0 ? folded(s) : weights(anchor);
+    const double density = static_cast<double>(w.weight.ne(0).sum().item<int64_t>()) /
+                           static_cast<double>(w.weight.numel());
+    if (density >= 1.0) return std::nullopt;
+    if (density > bound) {
+      append(note,
+             "density " + format_fixed(density, 3) + " > sparse bound " + format_fixed(bound, 2));
+      return std::nullopt;
+    }
+    append(note, "density " + format_fixed(density, 3));
+    return Compiled{single_input(make_linear_sparse_fp32(w, s.find(graph_, "Relu") >= 0)),
+                    Form::kFloat, "fp32-sparse", ""};
   }
 
  private:
@@ -212,15 +195,6 @@ class StepCompiler {
          info_.attrs[bn_index].at("epsilon").get<double>()});
   }
 
-  static bool symmetric_pads(const json& attrs) {
-    const auto pads = attrs.value("pads", std::vector<int64_t>{});
-    const size_t n = pads.size() / 2;
-    for (size_t i = 0; i < n; ++i) {
-      if (pads[i] != pads[i + n]) return false;
-    }
-    return true;
-  }
-
   const Model& model_;
   const Graph& graph_;
   GraphInfo info_;
@@ -232,19 +206,19 @@ class StepCompiler {
 // domains change (one per value and direction, shared by its readers), and release lists.
 class PlanBuilder {
  public:
-  PlanBuilder(const Model& model, GraphPlan::Plan& plan) : model_(model), plan_(plan) {
-    const std::string& input = model.graph().inputs[0].name;
-    plan_.input_slot = slot_of(input);
-    keys_[plan_.input_slot] = "input";  // calibration's name for the preprocessed input
+  PlanBuilder(const Model& model, const std::map<std::string, std::string>& calibration_keys,
+              GraphPlan::Plan& plan)
+      : model_(model), calibration_keys_(calibration_keys), plan_(plan) {
+    plan_.input_slot = slot_of(model.graph().inputs[0].name);
   }
 
-  // The qparams a float value would be quantized with, or nullptr.
-  const ActivationQParams* qparams(const std::string& value) {
-    return model_.quant.find_activation(key_of(slot_of(value)));
-  }
-
-  void add(const Graph& graph, const LoweredStep& lowered, const Compiled& c) {
+  void add(const Graph& graph, const LoweredStep& lowered, const Compiled& c,
+           const PlanStep& times = {}) {
     const Node& anchor = graph.nodes[lowered.nodes.front()];
+    if (anchor.op == "Dropout" || anchor.op == "Identity") {
+      slots_[lowered.output] = slot_of(anchor.inputs.at(0));  // identities at inference: no step
+      return;
+    }
     bool quant = c.form == Form::kQuant;
     if (c.form == Form::kAny) {
       quant = true;
@@ -256,11 +230,13 @@ class PlanBuilder {
     step.run = c.run;
     step.value = lowered.output;
     step.output = slot_of(lowered.output);
+    step.observed = c.form != Form::kAny;  // see calibration_keys()
     if (quant) quantized_.insert(step.output);
     const std::string kind = !c.kind.empty()                 ? c.kind
                              : quant && c.form == Form::kAny ? "int8-passthrough"
                                                              : "fp32-dense";
-    push(std::move(step), {node_range(graph, lowered), lowered.op, kind, c.note});
+    push(std::move(step), {node_range(graph, lowered), lowered.op, kind, c.note, times.fp32_ms,
+                           times.int8_ms, times.sparse_ms});
   }
 
   void finish(const std::string& output) {
@@ -277,7 +253,8 @@ class PlanBuilder {
   int64_t slot_of(const std::string& value) {
     const auto it = slots_.find(value);
     if (it != slots_.end()) return it->second;
-    keys_[plan_.num_slots] = value;
+    const auto key = calibration_keys_.find(value);
+    keys_[plan_.num_slots] = key == calibration_keys_.end() ? value : key->second;
     return slots_[value] = plan_.num_slots++;
   }
   std::string key_of(int64_t slot) const { return keys_.at(slot); }
@@ -294,7 +271,7 @@ class PlanBuilder {
     step.output = copy;
     step.value = key_of(slot);
     if (quant) {
-      const ActivationQParams q = *model_.quant.find_activation(key_of(slot));
+      const ActivationQParams q = *find_qparams(model_, key_of(slot));
       step.run = single_input(make_quantize(q));
       quantized_.insert(copy);
       push(std::move(step), {"", "quantize", "convert", "quint8 (" + key_of(slot) + ")"});
@@ -311,12 +288,79 @@ class PlanBuilder {
   }
 
   const Model& model_;
+  const std::map<std::string, std::string>& calibration_keys_;
   GraphPlan::Plan& plan_;
   std::map<std::string, int64_t> slots_;
   std::map<int64_t, std::string> keys_;  // slot -> calibration key of its value
   std::set<int64_t> quantized_;          // slots holding quint8 tensors
   std::map<int64_t, int64_t> quantized_copy_, float_copy_;
 };
+
+// Which of its forms a step runs.
+enum class Choice { kFp32, kInt8, kSparse };
+
+// A lowered step's kernel forms and, under the auto policy, their timings.
+struct StepForms {
+  Compiled fp32;
+  std::optional<Compiled> int8, sparse;
+  std::string note;  // shown whichever form runs: folding, weight density, why not int8
+  double fp32_ms = 0, int8_ms = 0, sparse_ms = 0;
+
+  bool has_alternative() const { return int8 || sparse; }
+  // The faster fp32-domain form as timed: sparse or dense.
+  Choice float_choice() const {
+    return sparse && sparse_ms * kMinGain < fp32_ms ? Choice::kSparse : Choice::kFp32;
+  }
+  Choice fastest() const {
+    const Choice f = float_choice();
+    const double float_ms = f == Choice::kSparse ? sparse_ms : fp32_ms;
+    return int8 && int8_ms * kMinGain < float_ms ? Choice::kInt8 : f;
+  }
+  Compiled form(Choice c) const {
+    Compiled out = c == Choice::kInt8 ? *int8 : c == Choice::kSparse ? *sparse : fp32;
+    out.note = note;
+    return out;
+  }
+};
+
+// Times each form of every step that has an alternative on the inputs the fp32 steps produce
+// from the preprocessed `input` (quantized with their calibrated qparams for a quint8 form).
+void time_steps(const Model& model, const std::vector<LoweredStep>& lowered,
+                const std::map<std::string, std::string>& keys, const at::Tensor& input,
+                std::vector<StepForms>& forms) {
+  const Graph& graph = model.graph();
+  std::map<std::string, int> readers;  // steps still to read each value
+  for (const LoweredStep& s : lowered) {
+    for (const std::string& in : graph.nodes[s.nodes.front()].inputs) ++readers[in];
+  }
+  std::map<std::string, at::Tensor> values;
+  values[graph.inputs[0].name] = input;
+  for (size_t i = 0; i < lowered.size(); ++i) {
+    const Node& anchor = graph.nodes[lowered[i].nodes.front()];
+    std::vector<at::Tensor> args;
+    for (const std::string& in : anchor.inputs) args.push_back(values.at(in));
+    StepForms& f = forms[i];
+    if (f.has_alternative()) {
+      f.fp32_ms = best_ms([&] { return f.fp32.run(args); });
+      if (f.sparse) f.sparse_ms = best_ms([&] { return f.sparse->run(args); });
+      if (f.int8 && f.int8->form == Form::kQuant) {
+        std::vector<at::Tensor> quantized;
+        for (size_t k = 0; k < args.size(); ++k) {
+          const ActivationQParams* q = find_qparams(model, keys.at(anchor.inputs[k]));
+          quantized.push_back(
+              at::quantize_per_tensor(args[k], q->scale, q->zero_point, at::kQUInt8));
+        }
+        f.int8_ms = best_ms([&] { return f.int8->run(quantized); });
+      } else if (f.int8) {
+        f.int8_ms = best_ms([&] { return f.int8->run(args); });
+      }
+    }
+    values[lowered[i].output] = f.fp32.run(args);
+    for (const std::string& in : anchor.inputs) {
+      if (--readers[in] == 0) values.erase(in);
+    }
+  }
+}
 
 }  // namespace
 
@@ -333,58 +377,117 @@ GraphPlan::GraphPlan(const Model& model, const ExecutorOptions& options) {
     std_ = per_channel(graph.preprocess.std, input.shape.size());
   }
 
+  // Every step's forms: fp32 always; int8 where the model is int8 and the policy may use it;
+  // sparse where a Gemm's weight is sparse enough and the policy may use it.
+  const KernelPolicy policy = options.policy;
+  const bool int8_model = model.quant.mode == "int8-static" || model.quant.mode == "int8-dynamic";
+  const bool want_int8 =
+      int8_model && (policy == KernelPolicy::kAuto || policy == KernelPolicy::kInt8);
+  const bool want_sparse = policy == KernelPolicy::kAuto || policy == KernelPolicy::kSparse;
+  if (want_int8) ensure_quantized_engine();
   const StepCompiler compiler(model);
   const std::vector<LoweredStep> lowered = lower(graph);
-  PlanBuilder fp32(model, fp32_);
-  std::vector<Compiled> fp32_forms;
-  for (const LoweredStep& s : lowered) {
-    fp32_forms.push_back(compiler.fp32(s));
-    fp32.add(graph, s, fp32_forms.back());
-  }
-  fp32.finish(graph.outputs[0]);
-
-  const bool int8_model = model.quant.mode == "int8-static" || model.quant.mode == "int8-dynamic";
-  if (!int8_model || options.policy == KernelPolicy::kFp32 ||
-      options.policy == KernelPolicy::kSparse) {
-    return;
-  }
-  ensure_quantized_engine();
-  PlanBuilder int8(model, int8_);
+  std::vector<StepForms> forms(lowered.size());
   for (size_t i = 0; i < lowered.size(); ++i) {
-    const LoweredStep& s = lowered[i];
-    Compiled c = compiler.int8(s, fp32_forms[i]);
-    // A quint8 step needs every float input quantized, with calibrated qparams.
-    if (c.form == Form::kQuant) {
-      for (const std::string& in : graph.nodes[s.nodes.front()].inputs) {
-        if (int8.qparams(in) == nullptr) {
-          c = fp32_forms[i];
-          append(c.note, "input '" + in + "' has no calibrated qparams: fp32");
-          break;
-        }
-      }
-    }
-    int8.add(graph, s, c);
+    forms[i].fp32 = compiler.fp32(lowered[i]);
+    forms[i].note = forms[i].fp32.note;
   }
-  int8.finish(graph.outputs[0]);
-  if (options.policy == KernelPolicy::kInt8) {
-    use_int8_ = true;
+  const GraphInfo& info = compiler.info();
+  const auto keys = calibration_keys(graph, info, lowered);
+  const std::vector<Int8Step> int8 =
+      want_int8 ? int8_steps(model, info, lowered, keys) : std::vector<Int8Step>{};
+  for (size_t i = 0; i < lowered.size(); ++i) {
+    StepForms& f = forms[i];
+    if (want_sparse)
+      f.sparse = compiler.sparse(lowered[i], options.sparse_candidate_density, f.note);
+    if (!want_int8) continue;
+    if (int8[i].form == Int8Form::kStatic || int8[i].form == Int8Form::kDynamic) {
+      f.int8 = compiler.int8(lowered[i], int8[i].form);
+    }
+    append(f.note, int8[i].why_not);
+  }
+
+  auto build = [&](const std::vector<Choice>& choice, Plan& plan) {
+    plan = Plan{};
+    PlanBuilder builder(model, keys, plan);
+    for (size_t i = 0; i < lowered.size(); ++i) {
+      builder.add(graph, lowered[i], forms[i].form(choice[i]),
+                  {"", "", "", "", forms[i].fp32_ms, forms[i].int8_ms, forms[i].sparse_ms});
+    }
+    builder.finish(graph.outputs[0]);
+  };
+  const std::vector<Choice> all_fp32(lowered.size(), Choice::kFp32);
+  build(all_fp32, fp32_);
+  const bool any_alternative = std::any_of(forms.begin(), forms.end(),
+                                           [](const StepForms& f) { return f.has_alternative(); });
+  if (!any_alternative || policy == KernelPolicy::kFp32) return;
+  if (policy != KernelPolicy::kAuto) {
+    std::vector<Choice> choice;
+    for (const StepForms& f : forms) {
+      choice.push_back(f.int8 ? Choice::kInt8 : f.sparse ? Choice::kSparse : Choice::kFp32);
+    }
+    build(choice, chosen_);
+    use_chosen_ = true;
     return;
   }
-  // Auto: the int8 plan when it is kMinGain faster than fp32 at the deployment batch size, so
-  // that two plans within noise of each other cannot swap from run to run.
+
+  // Auto: every form of every step timed on the activations a real batch produces there, then
+  // the candidate plans timed whole (quantize and dequantize steps cost time too). fp32 is the
+  // baseline, and each plan in a fixed order replaces the pick only when kMinGain faster, so
+  // that plans within noise of each other cannot swap from run to run; the result is never
+  // slower than fp32 at the deployment batch size.
   std::vector<int64_t> shape{options.batch_size};
   shape.insert(shape.end(), input_shape_.begin(), input_shape_.end());
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(54321);
-  const at::Tensor x = at::rand(shape, gen, at::kFloat);
   at::NoGradGuard no_grad;
-  const double fp32_ms = best_ms([&] { return run(fp32_, x, nullptr); });
-  const double int8_ms = best_ms([&] { return run(int8_, x, nullptr); });
-  use_int8_ = int8_ms * kMinGain < fp32_ms;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(12345);
+  const at::Tensor sample = at::rand(shape, gen, at::kFloat);
+  time_steps(model, lowered, keys, mean_.defined() ? (sample - mean_) / std_ : sample, forms);
+  struct Candidate {
+    std::string name;
+    std::vector<Choice> choice;
+  };
+  std::vector<Candidate> candidates = {
+      {"per-step", {}}, {"all-int8", {}}, {"float-only", {}}, {"fp32", all_fp32}};
+  for (const StepForms& f : forms) {
+    candidates[0].choice.push_back(f.fastest());
+    candidates[1].choice.push_back(f.int8 ? Choice::kInt8 : f.float_choice());
+    candidates[2].choice.push_back(f.float_choice());
+  }
+  gen = at::make_generator<at::CPUGeneratorImpl>(54321);
+  const at::Tensor x = at::rand(shape, gen, at::kFloat);
+  // Each distinct plan is timed once; the fp32 plan is last so it is never skipped.
+  std::vector<double> ms(candidates.size(), -1.0);
+  for (size_t c = 0; c < candidates.size(); ++c) {
+    bool repeated = false;
+    for (size_t d = c + 1; d < candidates.size(); ++d)
+      repeated |= candidates[d].choice == candidates[c].choice;
+    if (repeated) continue;
+    Plan plan;
+    build(candidates[c].choice, plan);
+    ms[c] = best_ms([&] { return run(plan, x, nullptr); });
+  }
+  const size_t fp32 = candidates.size() - 1;
+  size_t best = fp32;
+  for (size_t c : {size_t{1}, size_t{2}, size_t{0}}) {  // all-int8, float-only, per-step
+    if (ms[c] >= 0 && ms[c] * kMinGain < ms[best]) best = c;
+  }
+  size_t runner_up = fp32;  // the fastest other plan, for the note
+  for (size_t c = 0; c < fp32; ++c) {
+    if (ms[c] >= 0 && (runner_up == fp32 || ms[c] < ms[runner_up])) runner_up = c;
+  }
+  build(candidates[best].choice, chosen_);
+  use_chosen_ = true;
   const std::string at_batch = " at batch " + std::to_string(options.batch_size);
-  note_ = use_int8_ ? "auto: int8 plan " + format_ms(int8_ms) + " vs fp32 " + format_ms(fp32_ms) +
-                          at_batch
-                    : "auto: fp32 everywhere; the int8 plan (" + format_ms(int8_ms) +
-                          ") is not 1.1x faster than fp32 (" + format_ms(fp32_ms) + ")" + at_batch;
+  if (best == fp32 && runner_up == fp32) {
+    note_ = "auto: fp32 everywhere; every step was fastest on its fp32 dense kernel" + at_batch;
+  } else if (best == fp32) {
+    note_ = "auto: fp32 everywhere; the " + candidates[runner_up].name + " plan (" +
+            format_ms(ms[runner_up]) + ") is not 1.1x faster than fp32 (" + format_ms(ms[fp32]) +
+            ")" + at_batch;
+  } else {
+    note_ = "auto: " + candidates[best].name + " plan " + format_ms(ms[best]) + " vs fp32 " +
+            format_ms(ms[fp32]) + at_batch;
+  }
 }
 
 at::Tensor GraphPlan::run(const Plan& plan, const at::Tensor& input,
@@ -399,7 +502,7 @@ at::Tensor GraphPlan::run(const Plan& plan, const at::Tensor& input,
     args.clear();
     for (int64_t s : step.inputs) args.push_back(values[static_cast<size_t>(s)]);
     at::Tensor out = step.run(args);
-    if (sink != nullptr) (*sink)(step.value, out);
+    if (sink != nullptr && step.observed) (*sink)(step.value, out);
     values[static_cast<size_t>(step.output)] = std::move(out);
     for (int64_t s : step.release) values[static_cast<size_t>(s)] = at::Tensor();
   }

@@ -1,17 +1,21 @@
 #pragma once
-// Private: the Executor's plan for a graph model. The graph is lowered (core/lowering.h):
-// Conv/Gemm with a following BatchNormalization run on weights with the batchnorm folded in, a
-// following Relu inside the same step (Add + Relu likewise); every other node runs
-// GraphNetwork's inference kernel for its op. Steps read and write value slots, so any graph
-// (skip connections, several inputs per node) runs.
+// Private: the Executor's plan, for every model (a sequential model runs as the graph
+// Graph::from_sequential makes of it). The graph is lowered (core/lowering.h): Conv/Gemm with a
+// following BatchNormalization run on weights with the batchnorm folded in, a following Relu
+// inside the same step (Add + Relu and BatchNormalization + Relu likewise); every other node
+// runs GraphNetwork's inference kernel for its op. Steps read and write value slots, so any
+// graph (skip connections, several inputs per node) runs.
 //
-// An int8 model gets a second plan beside the fp32 one. int8-static: Conv and Gemm steps run
-// oneDNN's quantized ops, Add and Concat requantize to their output's calibrated qparams
+// A step may have other forms beside fp32, as core/int8_steps.h decides for int8 (the ONNX
+// exporter follows the same decisions). int8-static: Conv and Gemm steps run oneDNN's
+// quantized ops, Add and Concat requantize to their output's calibrated qparams
 // (quantized::add/add_relu/cat, as ONNX QLinearAdd/QLinearConcat), and pools, Relu, Clip,
 // Flatten, Reshape and the identities run on whatever domain flows in; every other op is an
 // fp32 island with explicit dequantize/quantize steps around it. int8-dynamic: Gemm steps run
-// quantized::linear_dynamic. The policy picks the plan (auto: the int8 plan when it is
-// kMinGain faster at the deployment batch size).
+// quantized::linear_dynamic. Sparse: a Gemm whose weight is sparse enough runs an Eigen CSR
+// kernel. The policy picks each step's form (auto: every form timed per step at the
+// deployment batch size, then the fastest of the per-step, all-int8, float-only and fp32
+// plans, each kMinGain faster than the last to win).
 
 #include <ATen/core/Tensor.h>
 
@@ -51,6 +55,7 @@ class GraphPlan {
     int64_t output = 0;            // value slot
     std::vector<int64_t> release;  // slots whose last reader is this step
     std::string value;             // the output value's name
+    bool observed = true;          // reported by run_observed (calibration needs its range)
   };
   struct Plan {
     std::vector<Step> steps;
@@ -59,11 +64,11 @@ class GraphPlan {
   };
 
  private:
-  const Plan& chosen() const { return use_int8_ ? int8_ : fp32_; }
+  const Plan& chosen() const { return use_chosen_ ? chosen_ : fp32_; }
   at::Tensor run(const Plan& plan, const at::Tensor& input, const ActivationSink* sink) const;
 
-  Plan fp32_, int8_;
-  bool use_int8_ = false;
+  Plan fp32_, chosen_;  // chosen_ is used when use_chosen_: a plan other than all-fp32
+  bool use_chosen_ = false;
   std::string note_;
   at::Tensor mean_, std_;  // broadcastable over the input; undefined without preprocessing
   std::vector<int64_t> input_shape_;

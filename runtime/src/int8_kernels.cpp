@@ -49,7 +49,6 @@ class PackedStaticInt8 : public Kernel {
  public:
   PackedStaticInt8(c10::IValue packed, c10::OperatorHandle op, ActivationQParams out)
       : packed_(std::move(packed)), op_(std::move(op)), out_(std::move(out)) {}
-  Domain domain() const override { return Domain::kQuant; }
   at::Tensor run(const at::Tensor& x) const override {
     return call(op_, {x, packed_, out_.scale, out_.zero_point}).toTensor();
   }
@@ -57,27 +56,6 @@ class PackedStaticInt8 : public Kernel {
  private:
   c10::IValue packed_;
   c10::OperatorHandle op_;
-  ActivationQParams out_;
-};
-
-class ResidualInt8 : public Kernel {
- public:
-  ResidualInt8(KernelPtr main1, KernelPtr main2, KernelPtr shortcut, ActivationQParams out)
-      : main1_(std::move(main1)),
-        main2_(std::move(main2)),
-        shortcut_(std::move(shortcut)),
-        add_relu_(op("quantized::add_relu", "")),
-        out_(std::move(out)) {}
-  Domain domain() const override { return Domain::kQuant; }
-  at::Tensor run(const at::Tensor& x) const override {
-    auto y = main2_->run(main1_->run(x));
-    auto s = shortcut_ ? shortcut_->run(x) : x;
-    return call(add_relu_, {y, s, out_.scale, out_.zero_point}).toTensor();
-  }
-
- private:
-  KernelPtr main1_, main2_, shortcut_;
-  c10::OperatorHandle add_relu_;
   ActivationQParams out_;
 };
 
@@ -94,7 +72,6 @@ class Quantize : public Kernel {
 
 class Dequantize : public Kernel {
  public:
-  Domain domain() const override { return Domain::kQuant; }
   at::Tensor run(const at::Tensor& x) const override { return x.dequantize(); }
 };
 
@@ -149,11 +126,6 @@ KernelPtr make_conv2d_static_int8(const at::Tensor& qweight, const at::Tensor& b
   return std::make_unique<PackedStaticInt8>(
       std::move(packed), op(relu ? "quantized::conv2d_relu" : "quantized::conv2d", "new"),
       std::move(out));
-}
-KernelPtr make_residual_int8(KernelPtr main1, KernelPtr main2, KernelPtr shortcut,
-                             ActivationQParams out) {
-  return std::make_unique<ResidualInt8>(std::move(main1), std::move(main2), std::move(shortcut),
-                                        std::move(out));
 }
 MultiInputKernel make_add_int8(bool relu, ActivationQParams out) {
   auto add = op(relu ? "quantized::add_relu" : "quantized::add", "");

@@ -119,7 +119,7 @@ TEST_F(CliTest, TrainEvalInspectRoundTrip) {
   r = run_cli("eval " + model + " " + data() + " --threads 1 --latency-batch 1 --plan");
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("median_ms"), std::string::npos);
-  EXPECT_NE(r.out.find("linear+relu"), std::string::npos);
+  EXPECT_NE(r.out.find("Gemm+Relu"), std::string::npos);
   // The bands are trivially separable: a trained model must get well past chance (10%).
   EXPECT_NE(r.out.find("100.00"), std::string::npos) << r.out;
 

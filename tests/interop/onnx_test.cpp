@@ -16,7 +16,9 @@
 #include <string>
 
 #include "mcompress/core/error.h"
+#include "mcompress/core/train.h"
 #include "mcompress/core/zoo.h"
+#include "mcompress/core/zoo_graphs.h"
 #include "mcompress/interop/onnx.h"
 #include "mcompress/quant/quantize.h"
 #include "mcompress/runtime/executor.h"
@@ -125,6 +127,23 @@ void randomize_batchnorms(Model& model, uint64_t seed) {
         t.copy_(at::randn(t.sizes(), gen) * 0.1);
         break;
     }
+  }
+}
+
+// The same for a graph model: every BatchNormalization node's tensors.
+void randomize_graph_batchnorms(Model& model, uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  at::NoGradGuard no_grad;
+  const Graph& graph = model.graph();
+  std::map<std::string, std::string> op_of;
+  for (const Node& n : graph.nodes) op_of[n.name] = n.op;
+  for (const GraphParam& p : graph.analyze().params) {
+    if (op_of.at(p.node) != "BatchNormalization") continue;
+    auto& t = model.tensor(p.name);
+    if (p.spec.role == "running_mean") t.copy_(at::randn(t.sizes(), gen) * 0.1);
+    if (p.spec.role == "running_var") t.copy_(at::rand(t.sizes(), gen) + 0.5);
+    if (p.spec.role == "weight") t.copy_(at::randn(t.sizes(), gen) * 0.2 + 1);
+    if (p.spec.role == "bias") t.copy_(at::randn(t.sizes(), gen) * 0.1);
   }
 }
 
@@ -301,6 +320,23 @@ TEST(OnnxExport, WritesAtomicallyAndNamesTheCulprit) {
   ASSERT_THROWS_WITH(interop::onnx_model_bytes(bad_act), ModelError, "activation '2'");
 }
 
+TEST(OnnxExport, GraphModelsExportTheirLoweredSteps) {
+  const Model m = Model::initialize(zoo_graph("mobilenetv2"), 1);
+  const auto proto = parse(interop::onnx_model_bytes(m));
+  const auto ops = op_counts(proto);
+  int convs = 0, adds = 0, clips = 0;
+  for (const Node& n : m.graph().nodes) {
+    convs += n.op == "Conv";
+    adds += n.op == "Add";
+    clips += n.op == "Clip";
+  }
+  EXPECT_EQ(ops.at("Conv"), convs);
+  EXPECT_EQ(ops.at("Add"), adds);
+  EXPECT_EQ(ops.at("Clip"), clips);  // ReLU6, with its bounds as inputs (opset 13)
+  EXPECT_EQ(proto.metadata_props(0).key(), "mcompress.graph");
+  EXPECT_EQ(proto.graph().name(), "mobilenetv2");
+}
+
 // ---- ONNX Runtime against our runtime ----
 
 // fp32 through different kernels (summation order, BatchNormalization vs folded weights):
@@ -352,6 +388,22 @@ TEST(OnnxRuntime, Fp32ZooModelsMatchOurRuntime) {
     SCOPED_TRACE(entry.name);
     Model m = Model::initialize(zoo_spec(entry.name), 8);
     randomize_batchnorms(m, 9);
+    TempDir tmp;
+    interop::export_onnx(m, tmp.file("m.onnx"));
+    const auto ours = run_ours(m, x, runtime::KernelPolicy::kFp32);
+    const auto theirs = ort().run(tmp.file("m.onnx"), x, tmp);
+    ASSERT_TRUE(theirs.defined());
+    expect_float_close(ours, theirs);
+  }
+}
+
+TEST(OnnxRuntime, Fp32GraphZooModelsMatchOurRuntime) {
+  SKIP_WITHOUT_ORT();
+  const auto x = data().x.slice(0, 0, 8);
+  for (const auto& entry : zoo_graph_entries()) {
+    SCOPED_TRACE(entry.name);
+    Model m = Model::initialize(zoo_graph(entry.name), 8);
+    randomize_graph_batchnorms(m, 9);
     TempDir tmp;
     interop::export_onnx(m, tmp.file("m.onnx"));
     const auto ours = run_ours(m, x, runtime::KernelPolicy::kFp32);
@@ -447,6 +499,46 @@ TEST(OnnxRuntime, Int8StaticMatchesOurRuntimeAndRunsInt8Kernels) {
     EXPECT_EQ(ops["QGemm"], c.qgemms);
     EXPECT_EQ(ops["QLinearAdd"], c.qadds);
   }
+}
+
+// mobilenetv2 through its inverted-residual Adds in the int8 domain: ONNX Runtime fuses every
+// Conv and Add of the QDQ graph into int8 kernels, as our plan runs them. Its ReLU6 (Clip)
+// keeps the conv's qparams in our plan, wider than [0, 6], so ORT runs it between a
+// DequantizeLinear and a QuantizeLinear of the same qparams rather than dropping it.
+TEST(OnnxRuntime, Int8StaticGraphModelMatchesOurRuntimeAndRunsInt8Kernels) {
+  SKIP_WITHOUT_ORT();
+  Model m = Model::initialize(zoo_graph("mobilenetv2"), 0);
+  TrainOptions t;
+  t.epochs = 1;
+  t.batch_size = 32;
+  t.lr = 3e-3;
+  t.progress = false;
+  train_model(m, data().slice(0, 384), data().slice(384, 512), t);
+  quant::QuantizeOptions o;
+  o.mode = quant::QuantMode::kInt8Static;
+  o.calib_batches = 4;
+  o.calib_batch_size = 32;
+  quant::quantize_model(m, o, data().slice(0, 128), Dataset{});
+  TempDir tmp;
+  interop::export_onnx(m, tmp.file("m.onnx"));
+  const auto x = data().x.slice(0, 0, 64);
+  const auto ours = run_ours(m, x, runtime::KernelPolicy::kInt8);
+  const auto theirs = ort().run(tmp.file("m.onnx"), x, tmp, tmp.file("opt.onnx"));
+  ASSERT_TRUE(theirs.defined());
+  expect_int8_close(ours, theirs, m.quant.activations.at(m.graph().outputs[0]).scale, 3, 0.95);
+  auto ops = optimized_ops(tmp.file("opt.onnx"));
+  std::cout << "[ ORT  ] optimized graph:";
+  for (const auto& [op, n] : ops) std::cout << " " << op << " " << n;
+  std::cout << "\n";
+  int convs = 0, adds = 0;
+  for (const Node& n : m.graph().nodes) {
+    convs += n.op == "Conv";
+    adds += n.op == "Add";
+  }
+  EXPECT_EQ(ops["QLinearConv"], convs);
+  EXPECT_EQ(ops["QLinearAdd"], adds);
+  EXPECT_EQ(ops["Conv"] + ops["FusedConv"] + ops["Gemm"], 0);
+  EXPECT_EQ(ops["QGemm"], 1);
 }
 
 }  // namespace

@@ -236,8 +236,9 @@ TEST_F(QuantizeStageTest, Int8StaticCalibratesEveryKeyTheRuntimeUses) {
   }
   EXPECT_EQ(calibrated, runtime_keys);
   EXPECT_EQ(runtime_keys.count("input"), 1u);
-  EXPECT_EQ(runtime_keys.count("3.conv1"), 1u);
-  EXPECT_EQ(runtime_keys.count("4.shortcut"), 1u);
+  EXPECT_EQ(runtime_keys.count("3.relu1"), 1u);  // residual internals by their value names
+  EXPECT_EQ(runtime_keys.count("3.bn2"), 1u);
+  EXPECT_EQ(runtime_keys.count("4.shortcut.1"), 1u);
 
   const auto exec = int8_executor(m);
   EXPECT_GT(exec.int8_layers(), 0);
@@ -249,6 +250,33 @@ TEST_F(QuantizeStageTest, Int8StaticCalibratesEveryKeyTheRuntimeUses) {
   }
   EXPECT_GT(static_steps, 0);
   EXPECT_GE(quantizes, 1);
+}
+
+// Files calibrated before the runtime ran sequential models as graphs name a residual block's
+// inner activations after its layers ("3.conv1", "3.conv2", "4.shortcut"); they keep running
+// the same int8 plan to the bit.
+TEST_F(QuantizeStageTest, Int8StaticResidualKeysOfOlderFilesKeepWorking) {
+  at::manual_seed(0);
+  Model m = Model::initialize(zoo_spec("resnet8"), 3);
+  quantize_model(m, static_options(), testing::block_images(64, 5), empty_data());
+  Model old = m.clone();
+  int renamed = 0;
+  for (const auto& [now, before] : {std::pair<std::string, std::string>{".relu1", ".conv1"},
+                                    {".bn2", ".conv2"},
+                                    {".shortcut.1", ".shortcut"}}) {
+    for (const auto& [key, qp] : m.quant.activations) {
+      if (key.size() > now.size() && key.compare(key.size() - now.size(), now.size(), now) == 0) {
+        old.quant.activations.erase(key);
+        old.quant.activations[key.substr(0, key.size() - now.size()) + before] = qp;
+        ++renamed;
+      }
+    }
+  }
+  EXPECT_EQ(renamed, 3 * 2 + 2);  // three blocks, two of them with a projection
+  const auto x = testing::block_images(8, 6).x;
+  const auto exec = int8_executor(m), old_exec = int8_executor(old);
+  EXPECT_EQ(old_exec.int8_layers(), exec.int8_layers());
+  EXPECT_TRUE(at::equal(old_exec.run(x), exec.run(x)));
 }
 
 TEST_F(QuantizeStageTest, Int8StaticKeepsAccuracyOnATrainedModel) {

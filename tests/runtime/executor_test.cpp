@@ -64,10 +64,11 @@ TEST(ExecutorTest, FoldsBatchnormAndFusesRelu) {
   runtime::Executor exec(Model::initialize(zoo_spec("convnet"), 1));
   const auto& plan = exec.plan();
   ASSERT_FALSE(plan.empty());
-  EXPECT_EQ(plan[0].op, "conv2d+bn+relu");
-  EXPECT_EQ(plan[0].layers, "0-2");
+  EXPECT_EQ(plan[0].op, "Conv+BatchNormalization+Relu");
+  EXPECT_EQ(plan[0].layers, "0..2");
   EXPECT_EQ(plan[0].kernel, "fp32-dense");
-  for (const auto& step : plan) EXPECT_NE(step.op, "dropout");  // identity at inference
+  EXPECT_EQ(plan[0].note, "batchnorm folded");
+  for (const auto& step : plan) EXPECT_NE(step.op, "Dropout");  // identity at inference: no step
 }
 
 TEST(ExecutorTest, RejectsInputOfWrongShape) {

@@ -102,7 +102,7 @@ TEST(SparseExecutorTest, ForcedSparseMatchesFp32OnPrunedMlp) {
   EXPECT_EQ(exec.int8_layers(), 0);
   int linear = 0;
   for (const auto& s : exec.plan()) {
-    if (s.op.rfind("linear", 0) != 0) continue;
+    if (s.op.rfind("Gemm", 0) != 0) continue;
     ++linear;
     EXPECT_EQ(s.kernel, "fp32-sparse") << s.layers;
     const auto at = s.note.find("density ");  // 78/784, 30/300, 10/100
@@ -120,7 +120,7 @@ TEST(SparseExecutorTest, OnlySparseEnoughLayersAreCandidates) {
   runtime::Executor exec(m, o);
   EXPECT_EQ(exec.sparse_layers(), 0);
   for (const auto& s : exec.plan()) {
-    if (s.op.rfind("linear", 0) != 0) continue;
+    if (s.op.rfind("Gemm", 0) != 0) continue;
     EXPECT_EQ(s.kernel, "fp32-dense");
     EXPECT_NE(s.note.find("> sparse bound 0.50"), std::string::npos) << s.note;
   }
@@ -146,7 +146,7 @@ TEST(SparseExecutorTest, AutoTimesSparseKernelsAndChoosesByTheTimings) {
   const bool all_fp32 = note.rfind("auto: fp32 everywhere", 0) == 0;
   int timed = 0;
   for (const auto& s : exec.plan()) {
-    if (s.op.rfind("linear", 0) != 0) continue;
+    if (s.op.rfind("Gemm", 0) != 0) continue;
     EXPECT_GT(s.fp32_ms, 0.0) << s.layers;
     EXPECT_GT(s.sparse_ms, 0.0) << s.layers;
     EXPECT_EQ(s.int8_ms, 0.0) << s.layers;
@@ -184,7 +184,7 @@ TEST(SparseExecutorTest, PrunedInt8ModelOffersBothForms) {
   o.batch_size = 4;
   runtime::Executor exec(m, o);
   for (const auto& s : exec.plan()) {
-    if (s.op.rfind("linear", 0) != 0) continue;
+    if (s.op.rfind("Gemm", 0) != 0) continue;
     EXPECT_GT(s.fp32_ms, 0.0);
     EXPECT_GT(s.int8_ms, 0.0);
     EXPECT_GT(s.sparse_ms, 0.0);

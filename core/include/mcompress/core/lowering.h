@@ -2,9 +2,10 @@
 // The one lowering of a graph for deployment (the "Graph models" design): which nodes run as
 // one kernel. A Conv or Gemm whose output only a BatchNormalization reads is fused with it (the
 // batchnorm is folded into the weights), and a Relu that alone reads the result runs inside
-// the same kernel, as does a Relu that alone reads an Add's result (quantized::add_relu); every
-// other node is a step of its own. The runtime Executor plans graph
-// models with it; calibration names activations by the steps' output values.
+// the same kernel, as does a Relu that alone reads an Add's result (quantized::add_relu) or a
+// BatchNormalization's that follows no Conv/Gemm; every other node is a step of its own. The
+// runtime Executor plans every model with it; calibration names activations by the steps'
+// output values.
 
 #include <cstddef>
 #include <string>

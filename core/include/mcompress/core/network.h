@@ -20,10 +20,11 @@ struct ForwardHooks {
   /// Every conv/linear weight (residual convolutions included) just before it is used, by
   /// tensor name: "3.weight", "5.conv1.weight", "5.conv2.weight", "5.shortcut.0.weight".
   std::function<torch::Tensor(const std::string& tensor_name, const torch::Tensor& w)> weight;
-  /// Every activation the runtime names (runtime::Executor::run_observed), in the same order:
-  /// "input" (after normalisation), each conv/linear[+bn][+relu] group's and standalone
-  /// batchnorm[+relu]'s output by the index of its last spec layer, and for residual block i
-  /// "i.conv1" (after its relu), "i.conv2" (after bn2), "i.shortcut" (projection only) and "i".
+  /// The activations the runtime calibrates (runtime::Executor::run_observed), by the value
+  /// names of Graph::from_sequential, in the same order: "input" (after normalisation), each
+  /// conv/linear[+bn][+relu] group's and standalone batchnorm[+relu]'s output by the index of
+  /// its last spec layer, and for residual block i "i.relu1", "i.bn2", "i.shortcut.1"
+  /// (projection only) and "i".
   std::function<torch::Tensor(const std::string& key, const torch::Tensor& x)> activation;
 
   bool empty() const { return !weight && !activation; }

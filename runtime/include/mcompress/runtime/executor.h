@@ -1,7 +1,7 @@
 #pragma once
-// The deployable executor: compiles a Model into a per-layer plan of kernels and runs it.
-// Sequential models get the layer plan with int8, sparse and fp32 kernels; graph models are
-// lowered (core/lowering.h) and run fp32 (runtime/src/graph_plan.h).
+// The deployable executor: compiles a Model into a plan of kernels and runs it. Every model is
+// a graph (a sequential one as Graph::from_sequential makes it), lowered once (core/lowering.h)
+// into steps that run fp32, int8 or sparse kernels (runtime/src/graph_plan.h).
 // Every reported metric (eval, reports, benchmarks) goes through it, so the figures are those
 // of the model a user would deploy, not of the training-time network.
 
@@ -20,8 +20,8 @@ namespace mcompress::runtime {
 
 /// One step of the compiled plan, as `eval` and reports show it.
 struct PlanStep {
-  std::string layers;  // spec layer indices it covers, e.g. "0-2"
-  std::string op;      // "conv2d+bn+relu", "linear", "maxpool2d", "quantize", ...
+  std::string layers;  // the graph nodes it covers, e.g. "0..2" (a sequential model's layers)
+  std::string op;      // "Conv+BatchNormalization+Relu", "Gemm", "MaxPool", "quantize", ...
   std::string kernel;  // "fp32-dense", "fp32-sparse", "int8-static", "int8-dynamic", ...
   std::string note;    // why this kernel, folded layers, weight density, ...
   double fp32_ms = 0;  // per-layer timings of the auto policy, fastest of 10+ runs (0 = not timed)
@@ -29,11 +29,12 @@ struct PlanStep {
   double sparse_ms = 0;
 };
 
-/// Which kernel a layer with an alternative form runs. A conv/linear layer has an int8 form
-/// when the model is int8-quantized, and a Linear layer has a sparse form (fp32 values, Eigen
-/// CSR kernel) when its weight density is at most ExecutorOptions::sparse_candidate_density.
+/// Which kernel a step with an alternative form runs. A Conv/Gemm step (and, int8-static, an
+/// Add or Concat) has an int8 form when the model is int8-quantized, and a Gemm step has a
+/// sparse form (fp32 values, Eigen CSR kernel) when its weight density is at most
+/// ExecutorOptions::sparse_candidate_density.
 enum class KernelPolicy {
-  kAuto,    // time every form at the deployment batch size, keep the fastest per layer, then
+  kAuto,    // time every form at the deployment batch size, keep the fastest per step, then
             // keep the fastest whole plan (never slower than fp32 dense)
   kInt8,    // int8 wherever the model has an int8 form, fp32 dense elsewhere
   kFp32,    // fp32 dense everywhere (the baseline)
@@ -67,11 +68,11 @@ class Executor {
   /// calls (the plan is immutable). ModelError for an input of the wrong shape.
   at::Tensor run(const at::Tensor& input) const;
 
-  /// Runs the fp32 form of the plan, passing every named activation to `sink`: "input"
-  /// (normalised input), then each conv/linear/batchnorm/residual output by the key of its
-  /// last spec layer, and residual internals ("5.conv1", "5.conv2", "5.shortcut"); for a graph
-  /// model, every step's output by its value name (core/lowering.h).
-  /// Calibration observes these to choose int8-static activation qparams.
+  /// Runs the fp32 form of the plan, passing every activation calibration needs to `sink`:
+  /// "input" (the preprocessed input), then the output of every step that does not pass its
+  /// input's qparams through (Conv/Gemm groups, Add, Concat, batchnorms, fp32 islands) by its
+  /// value name (core/lowering.h): for a sequential model the index of the group's last
+  /// layer, and for residual block 5 "5.relu1", "5.bn2", "5.shortcut.1" and "5".
   at::Tensor run_observed(
       const at::Tensor& input,
       const std::function<void(const std::string&, const at::Tensor&)>& sink) const;
@@ -82,9 +83,9 @@ class Executor {
   int64_t num_classes() const;
   /// What the auto policy chose and the whole-plan timings it chose by ("" for other policies).
   const std::string& plan_note() const;
-  /// Number of conv/linear layers that run int8 kernels in the chosen plan.
+  /// Number of steps that run int8 kernels in the chosen plan.
   int64_t int8_layers() const;
-  /// Number of Linear layers that run the sparse kernel in the chosen plan.
+  /// Number of Gemm steps that run the sparse kernel in the chosen plan.
   int64_t sparse_layers() const;
 
  private:
