@@ -6,6 +6,8 @@
 #include <utility>
 
 #include "mcompress/core/error.h"
+#include "mcompress/core/int8_steps.h"
+#include "mcompress/core/lowering.h"
 
 namespace mcompress {
 namespace {
@@ -115,14 +117,19 @@ Kernel conv_kernel(const KernelContext& k) {
   ConvFn conv = n == 1   ? static_cast<ConvFn>(&torch::conv1d)
                 : n == 2 ? static_cast<ConvFn>(&torch::conv2d)
                          : static_cast<ConvFn>(&torch::conv3d);
+  // A second input, when present, is the weight as a forward hook replaced it.
   return [=](const std::vector<Tensor>& in, bool) {
-    return conv(pad_input(in[0], w, 0.0), weight, bias, w.strides, w.padding, w.dilations, groups);
+    return conv(pad_input(in[0], w, 0.0), in.size() > 1 ? in[1] : weight, bias, w.strides,
+                w.padding, w.dilations, groups);
   };
 }
 
 Kernel gemm_kernel(const KernelContext& k) {
   const Tensor weight = k.param("weight"), bias = k.param("bias");
-  return [=](const std::vector<Tensor>& in, bool) { return torch::linear(in[0], weight, bias); };
+  // A second input, when present, is the weight as a forward hook replaced it.
+  return [=](const std::vector<Tensor>& in, bool) {
+    return torch::linear(in[0], in.size() > 1 ? in[1] : weight, bias);
+  };
 }
 
 Kernel matmul_kernel(const KernelContext&) {
@@ -384,6 +391,8 @@ struct GraphNetworkImpl::Step {
   int64_t output = 0;
   std::vector<int64_t> release;  // slots whose last use is this step
   bool batchnorm = false;        // runs in eval mode while batchnorm is frozen
+  std::string weight;            // Conv/Gemm: the weight's tensor name, for ForwardHooks::weight
+  std::string tap;               // the activation key ForwardHooks::activation sees, or ""
 };
 
 InferenceKernel inference_kernel(const Node& node, const json& attrs,
@@ -413,7 +422,11 @@ GraphNetworkImpl::GraphNetworkImpl(Graph graph)
   }
   // Parameter tensors, grouped by node.
   std::map<std::string, std::map<std::string, Tensor>> by_node;
-  for (const GraphParam& p : info_.params) by_node[p.node][p.spec.role] = add_tensor(p);
+  std::map<std::string, std::string> weight_names;  // node -> its weight's tensor name
+  for (const GraphParam& p : info_.params) {
+    by_node[p.node][p.spec.role] = add_tensor(p);
+    if (p.spec.role == "weight") weight_names[p.node] = p.name;
+  }
 
   std::map<std::string, int64_t> slots;
   auto slot_of = [&](const std::string& value) {
@@ -442,7 +455,15 @@ GraphNetworkImpl::GraphNetworkImpl(Graph graph)
       last_use[step->inputs.back()] = i;
     }
     step->output = slot_of(node.outputs[0]);
+    if (node.op == "Conv" || node.op == "Gemm") step->weight = weight_names.at(node.name);
     steps_.push_back(std::move(step));
+  }
+  // The activation taps: what calibration observes (core/int8_steps.h), after each lowered
+  // step's last node.
+  std::map<std::string, size_t> producer;
+  for (size_t i = 0; i < graph_.nodes.size(); ++i) producer[graph_.nodes[i].outputs[0]] = i;
+  for (const LoweredStep& s : lower(graph_)) {
+    if (!passes_quint8_through(graph_, info_, s)) steps_[producer.at(s.output)]->tap = s.output;
   }
   for (const std::string& out : graph_.outputs) {
     output_slots_.push_back(slot_of(out));
@@ -481,12 +502,21 @@ std::vector<torch::Tensor> GraphNetworkImpl::run(const std::vector<torch::Tensor
   }
   const bool training = is_training();
   const bool batchnorm_training = training && !batchnorm_frozen_;
+  const ForwardHooks& hooks = hooks_;
+  if (hooks.activation) {
+    Tensor& x = values[static_cast<size_t>(input_slots_[0])];
+    x = hooks.activation("input", x);
+  }
   std::vector<Tensor> args;
   for (const auto& step : steps_) {
     args.clear();
     for (int64_t s : step->inputs) args.push_back(values[static_cast<size_t>(s)]);
-    values[static_cast<size_t>(step->output)] =
-        step->kernel(args, step->batchnorm ? batchnorm_training : training);
+    if (hooks.weight && !step->weight.empty()) {
+      args.push_back(hooks.weight(step->weight, tensors_.at(step->weight)));
+    }
+    Tensor out = step->kernel(args, step->batchnorm ? batchnorm_training : training);
+    if (hooks.activation && !step->tap.empty()) out = hooks.activation(step->tap, out);
+    values[static_cast<size_t>(step->output)] = std::move(out);
     for (int64_t s : step->release) values[static_cast<size_t>(s)] = Tensor();
   }
   args.clear();

@@ -51,8 +51,8 @@ Int8Step static_step(const Model& model, const GraphInfo& info, const LoweredSte
   if (anchor.op == "Conv") {
     const auto strides = ints_or(attrs, "strides", {1, 1});
     const auto pads = ints_or(attrs, "pads", {0, 0, 0, 0});
-    if (attrs.at("kernel_shape").size() != 2 || strides.size() != 2 || strides[0] != strides[1] || !all_equal(pads, pads[0]) ||
-        !all_equal(ints_or(attrs, "dilations", {1, 1}), 1)) {
+    if (attrs.at("kernel_shape").size() != 2 || strides.size() != 2 || strides[0] != strides[1] ||
+        !all_equal(pads, pads[0]) || !all_equal(ints_or(attrs, "dilations", {1, 1}), 1)) {
       return {Int8Form::kNone,
               "no int8 kernel for this geometry (2-D, square strides, equal pads, no dilation)"};
     }

@@ -292,17 +292,20 @@ TrainResult train(TrainableNetwork& net, const Dataset& train_data, const Datase
   return result;
 }
 
+std::shared_ptr<TrainableNetwork> make_network(const Model& model) {
+  std::shared_ptr<TrainableNetwork> net;
+  if (model.is_sequential()) {
+    net = Network(model.spec()).ptr();
+  } else {
+    net = GraphNetwork(model.graph()).ptr();
+  }
+  net->load(model);
+  return net;
+}
+
 TrainResult train_model(Model& model, const Dataset& train_data, const Dataset& val,
                         const TrainOptions& options, const TrainHooks& hooks) {
-  if (model.is_sequential()) {
-    Network net(model.spec());
-    net->load(model);
-    auto result = train(*net, train_data, val, options, hooks);
-    net->store(model);
-    return result;
-  }
-  GraphNetwork net(model.graph());
-  net->load(model);
+  const auto net = make_network(model);
   auto result = train(*net, train_data, val, options, hooks);
   net->store(model);
   return result;

@@ -77,13 +77,6 @@ DistillReport distill_model(Model& student, const Model& teacher, const DistillO
   if (val.size() > 0) {
     check_dataset(val, student.input_shape(), student.num_classes(), "distillation validation");
   }
-  // A hint reads a student activation through Network's forward hooks, which GraphNetwork
-  // does not have yet.
-  MCOMPRESS_CHECK(!o.has_hint() || student.is_sequential(), ConfigError, "hint_student: student '",
-                  student.name(),
-                  "' is a graph model, and hints need a sequential student so far; "
-                  "distill logits only (no hint_teacher, hint_student)");
-
   // Hint keys are checked before anything runs (the teacher's again by TeacherOutputs).
   std::vector<int64_t> student_shape;
   if (o.has_hint()) {
@@ -122,8 +115,7 @@ DistillReport distill_model(Model& student, const Model& teacher, const DistillO
   if (!o.has_hint()) {
     report.train = train_model(student, train_data, val, o.train, hooks);
   } else {
-    Network net(student.spec());
-    net->load(student);
+    const auto net = make_network(student);
     hint.student_key = o.hint_student;
     torch::manual_seed(o.train.seed);  // the adapter's initial weights
     hint.adapter = HintAdapter(student_shape, teacher_out.feature_shape());
@@ -138,7 +130,7 @@ DistillReport distill_model(Model& student, const Model& teacher, const DistillO
     };
     net->set_hooks(fh);
     struct ClearHooks {
-      NetworkImpl& net;
+      TrainableNetwork& net;
       ~ClearHooks() { net.clear_hooks(); }
     } clear_hooks{*net};
     hooks.after_step = [&hint](TrainableNetwork&, int64_t) {

@@ -86,7 +86,7 @@ void QatFakeQuant::seed(const std::map<std::string, ActivationQParams>& qparams)
   }
 }
 
-ForwardHooks QatFakeQuant::hooks(const NetworkImpl& net) {
+ForwardHooks QatFakeQuant::hooks(const TrainableNetwork& net) {
   ForwardHooks h;
   const Granularity g = granularity_;
   h.weight = [g](const std::string&, const torch::Tensor& w) { return fake_quantize_weight(w, g); };
@@ -96,7 +96,7 @@ ForwardHooks QatFakeQuant::hooks(const NetworkImpl& net) {
   return h;
 }
 
-torch::Tensor QatFakeQuant::activation(const NetworkImpl& net, const std::string& key,
+torch::Tensor QatFakeQuant::activation(const TrainableNetwork& net, const std::string& key,
                                        const torch::Tensor& x) {
   auto it = ranges_.find(key);
   const bool update = net.is_training() && !frozen_;
@@ -174,9 +174,10 @@ QuantizeReport qat_model(Model& model, const QatOptions& o, const Dataset& train
   o.validate();
   MCOMPRESS_CHECK(model.quant.empty(), ConfigError, "the model is already quantized (",
                   model.quant.mode, "); run QAT on its fp32 original instead");
-  const ArchSpec& spec = model.spec();
-  check_dataset(train_data, spec.input_shape, spec.num_classes, "QAT training");
-  if (val.size() > 0) check_dataset(val, spec.input_shape, spec.num_classes, "QAT validation");
+  check_dataset(train_data, model.input_shape(), model.num_classes(), "QAT training");
+  if (val.size() > 0) {
+    check_dataset(val, model.input_shape(), model.num_classes(), "QAT validation");
+  }
 
   QuantizeReport report;
   report.mode = "qat";
@@ -192,11 +193,10 @@ QuantizeReport qat_model(Model& model, const QatOptions& o, const Dataset& train
   // folds it into the conv weight and quantizes the folded weight. Per channel that is the
   // same grid (scaling channel c by s_c scales its symmetric int8 grid by |s_c|); per tensor
   // it is an approximation. The activation ranges are exactly those the runtime sees.
-  Network net(spec);
-  net->load(model);
+  const auto net = make_network(model);
   net->set_hooks(fake_quant.hooks(*net));
   struct ClearHooks {
-    NetworkImpl& net;
+    TrainableNetwork& net;
     ~ClearHooks() { net.clear_hooks(); }
   } clear_hooks{*net};
   // Ranges as each epoch left them, so that the ranges match the weights train() keeps

@@ -5,10 +5,12 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
 #include <string>
 
 #include "mcompress/core/model_file.h"
 #include "mcompress/core/zoo_graphs.h"
+#include "mcompress/quant/qat.h"
 #include "mcompress/quant/quantize.h"
 #include "mcompress/runtime/executor.h"
 #include "test_support.h"
@@ -71,6 +73,46 @@ TEST_P(GraphInt8StaticTest, Int8LogitsFollowTheFp32OnesAtBatch5And1) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Zoo, GraphInt8StaticTest, ::testing::Values("resnet18", "mobilenetv2"));
+
+// QAT on a graph model: GraphNetwork's taps fake-quantize exactly the activations the runtime
+// calibrates (so every key gets a QAT range and none is calibrated after the fact), and the
+// converted model runs every Conv, Add and Gemm int8.
+TEST(GraphQatTest, MobilenetTrainsThroughFakeQuantizationAndConvertsToInt8) {
+  Model m = Model::initialize(zoo_graph("mobilenetv2"), 3);
+  QatOptions o;
+  o.train.epochs = 1;
+  o.train.batch_size = 16;
+  o.train.progress = false;
+  o.calib_batches = 2;
+  o.calib_batch_size = 16;
+  const Dataset data = testing::block_images(32, 5);
+  const auto report = qat_model(m, o, data, Dataset{});
+  EXPECT_EQ(m.quant.mode, "int8-static");
+  for (const auto& w : report.warnings) {
+    EXPECT_EQ(w.find("activations without QAT ranges"), std::string::npos) << w;
+  }
+  std::set<std::string> observed;
+  executor(m, runtime::KernelPolicy::kFp32)
+      .run_observed(data.x.slice(0, 0, 2),
+                    [&](const std::string& key, const at::Tensor&) { observed.insert(key); });
+  std::set<std::string> ranges;
+  for (const auto& [key, q] : m.quant.activations) {
+    ranges.insert(key);
+    EXPECT_EQ(q.observer, "qat-moving-average") << key;
+  }
+  EXPECT_EQ(ranges, observed);
+  const auto exec = executor(m, runtime::KernelPolicy::kInt8);
+  int64_t quantize = 0;
+  for (const auto& s : exec.plan()) {
+    quantize += s.op == "quantize";
+    if (s.op.rfind("Conv", 0) == 0 || s.op.rfind("Add", 0) == 0 || s.op.rfind("Gemm", 0) == 0) {
+      EXPECT_EQ(s.kernel, "int8-static") << s.layers << " (" << s.op << "): " << s.note;
+    }
+  }
+  EXPECT_EQ(quantize, 1);
+  EXPECT_LT(relative_error(exec.run(data.x), executor(m, runtime::KernelPolicy::kFp32).run(data.x)),
+            0.05);
+}
 
 TEST(GraphInt8DynamicTest, TheClassifierGemmRunsLinearDynamic) {
   const Model m = quantized_graph("resnet18", QuantMode::kInt8Dynamic);

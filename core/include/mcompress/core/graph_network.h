@@ -45,12 +45,12 @@ class GraphNetworkImpl : public TrainableNetwork {
   std::map<std::string, torch::Tensor> state() const override;
   /// Copies the model's tensors in (ModelError naming a tensor the graph lacks or whose shape
   /// differs) and takes its pruning masks.
-  void load(const Model& model);
+  void load(const Model& model) override;
   /// Copies exactly these tensors in: ModelError naming a missing, extra or misshapen tensor.
   void load(const std::map<std::string, torch::Tensor>& tensors);
   using torch::nn::Module::load;  // keeps LibTorch's load(InputArchive&) visible
   /// Copies this network's tensors into the model's tensors of the same names.
-  void store(Model& model) const;
+  void store(Model& model) const override;
 
   /// Pruning masks by tensor name, as NetworkImpl: set_mask zeroes what the mask removes,
   /// apply_masks (after each optimizer step) keeps it zero.

@@ -14,22 +14,6 @@
 
 namespace mcompress {
 
-/// Optional taps into NetworkImpl::forward, e.g. the fake quantization of QAT. Either may be
-/// empty. Both return the tensor the forward pass continues with (the argument, to observe only).
-struct ForwardHooks {
-  /// Every conv/linear weight (residual convolutions included) just before it is used, by
-  /// tensor name: "3.weight", "5.conv1.weight", "5.conv2.weight", "5.shortcut.0.weight".
-  std::function<torch::Tensor(const std::string& tensor_name, const torch::Tensor& w)> weight;
-  /// The activations the runtime calibrates (runtime::Executor::run_observed), by the value
-  /// names of Graph::from_sequential, in the same order: "input" (after normalisation), each
-  /// conv/linear[+bn][+relu] group's and standalone batchnorm[+relu]'s output by the index of
-  /// its last spec layer, and for residual block i "i.relu1", "i.bn2", "i.shortcut.1"
-  /// (projection only) and "i".
-  std::function<torch::Tensor(const std::string& key, const torch::Tensor& x)> activation;
-
-  bool empty() const { return !weight && !activation; }
-};
-
 /// Two 3x3 conv-bn(-relu) with an identity or 1x1 conv-bn projection shortcut (He et al.).
 class ResidualBlockImpl : public torch::nn::Module {
  public:
@@ -69,15 +53,9 @@ class NetworkImpl : public TrainableNetwork {
   /// Normalised input of the first layer.
   torch::Tensor normalize(const torch::Tensor& x) const;
 
-  /// Hooks applied by every later forward (replacing any set before). The hooks must stay
-  /// valid (what they capture) until cleared.
-  void set_hooks(ForwardHooks hooks) { hooks_ = std::move(hooks); }
-  void clear_hooks() { hooks_ = ForwardHooks{}; }
-  const ForwardHooks& hooks() const { return hooks_; }
-
   /// Copies the model's tensors into this network's parameters and buffers, and takes its
   /// pruning masks (model.masks).
-  void load(const Model& model);
+  void load(const Model& model) override;
   using torch::nn::Module::load;  // keeps LibTorch's load(InputArchive&) visible, not hidden
   /// Pruning masks enforced by apply_masks(), by tensor name (bool, true = kept).
   const std::map<std::string, torch::Tensor>& masks() const override { return masks_; }
@@ -89,7 +67,7 @@ class NetworkImpl : public TrainableNetwork {
   void apply_masks() override;
   void freeze_batchnorm() override;
   /// Copies this network's parameters and buffers into the model's tensors.
-  void store(Model& model) const;
+  void store(Model& model) const override;
   /// The network's tensors by name (parameters and running statistics, no counters).
   std::map<std::string, torch::Tensor> state() const override;
 
@@ -113,7 +91,6 @@ class NetworkImpl : public TrainableNetwork {
   torch::Tensor mean_, std_;  // [1, C, 1, 1] or [1, D]; not state: they come from the spec
   torch::nn::Sequential layers_{nullptr};
   std::vector<Step> steps_;
-  ForwardHooks hooks_;
   std::map<std::string, torch::Tensor> masks_;
   std::map<std::string, torch::Tensor> masked_params_;  // the parameter each mask applies to
 };

@@ -11,8 +11,8 @@
 
 #include "mcompress/core/dataset.h"
 #include "mcompress/core/model.h"
-#include "mcompress/core/network.h"
 #include "mcompress/core/train.h"
+#include "mcompress/core/trainable_network.h"
 #include "mcompress/quant/observer.h"
 #include "mcompress/quant/quantize.h"
 #include "mcompress/quant/tensor_quant.h"
@@ -69,7 +69,7 @@ class QatFakeQuant {
   /// Starts the ranges from calibrated qparams (the range they represent).
   void seed(const std::map<std::string, ActivationQParams>& qparams);
   /// Hooks for `net` (which decides training mode); they refer to this object and `net`.
-  ForwardHooks hooks(const NetworkImpl& net);
+  ForwardHooks hooks(const TrainableNetwork& net);
   /// While frozen, ranges are not updated (keys never seen still take their first batch).
   void set_frozen(bool frozen) { frozen_ = frozen; }
   bool frozen() const { return frozen_; }
@@ -91,7 +91,8 @@ class QatFakeQuant {
   void set_ranges(Ranges ranges) { ranges_ = std::move(ranges); }
 
  private:
-  torch::Tensor activation(const NetworkImpl& net, const std::string& key, const torch::Tensor& x);
+  torch::Tensor activation(const TrainableNetwork& net, const std::string& key,
+                           const torch::Tensor& x);
 
   Granularity granularity_;
   double averaging_constant_;
