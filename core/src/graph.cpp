@@ -584,7 +584,7 @@ Graph Graph::from_sequential(const ArchSpec& given) {
         b.add(name, "Dropout", {{"ratio", l.p}});
         break;
       case LayerType::kResidual: {
-        // As ResidualBlockImpl: batchnorms with PyTorch's defaults (eps 1e-5, momentum 0.1).
+        // He et al.'s block, batchnorms with PyTorch's defaults (eps 1e-5, momentum 0.1).
         const std::string block_input = b.value;
         const std::string p = name + ".";
         b.add(p + "conv1", "Conv", conv_attrs(l.out_channels, 3, l.stride, 1, 1, false));

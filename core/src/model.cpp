@@ -5,7 +5,6 @@
 #include "mcompress/core/enum_names.h"
 #include "mcompress/core/error.h"
 #include "mcompress/core/graph_network.h"
-#include "mcompress/core/network.h"
 
 namespace mcompress {
 
@@ -142,7 +141,10 @@ std::vector<int64_t> Model::input_shape() const {
 Model Model::initialize(const ArchSpec& spec, uint64_t seed) {
   // PyTorch's default initialisation of the same layers, drawn from `seed`.
   torch::manual_seed(seed);
-  Model model = from_tensors(spec, initial_tensors(*Network(spec)));
+  // GraphNetwork draws a sequential model's tensors in the order and from the generator
+  // torch::nn's modules of the same layers do (bitwise the same, tests/core).
+  Model model =
+      from_tensors(spec, initial_tensors(*GraphNetwork(Graph::from_sequential(spec.resolved()))));
   model.seed = seed;
   return model;
 }

@@ -15,7 +15,6 @@
 #include "mcompress/core/enum_names.h"
 #include "mcompress/core/error.h"
 #include "mcompress/core/graph_network.h"
-#include "mcompress/core/network.h"
 #include "mcompress/core/progress.h"
 
 namespace mcompress {
@@ -293,12 +292,7 @@ TrainResult train(TrainableNetwork& net, const Dataset& train_data, const Datase
 }
 
 std::shared_ptr<TrainableNetwork> make_network(const Model& model) {
-  std::shared_ptr<TrainableNetwork> net;
-  if (model.is_sequential()) {
-    net = Network(model.spec()).ptr();
-  } else {
-    net = GraphNetwork(model.graph()).ptr();
-  }
+  std::shared_ptr<TrainableNetwork> net = GraphNetwork(model.graph()).ptr();
   net->load(model);
   return net;
 }

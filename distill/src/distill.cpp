@@ -8,7 +8,7 @@
 #include <memory>
 
 #include "mcompress/core/error.h"
-#include "mcompress/core/network.h"
+#include "mcompress/core/trainable_network.h"
 #include "mcompress/distill/loss.h"
 #include "mcompress/distill/teacher.h"
 #include "mcompress/runtime/executor.h"

@@ -14,7 +14,7 @@
 #include "isolated_call.h"
 #include "mcompress/core/atomic_file.h"
 #include "mcompress/core/error.h"
-#include "mcompress/core/network.h"
+#include "mcompress/core/graph_network.h"
 #include "script_checks.h"
 
 namespace mcompress::interop {
@@ -389,7 +389,7 @@ std::optional<std::vector<T>> list_attribute(const Module& m, const std::string&
 void check_forward(Module& module, const Model& model, const std::string& file, bool normalises,
                    uint64_t seed, double timeout, TorchScriptImportReport& report) {
   torch::NoGradGuard no_grad;
-  Network net(model.spec());
+  GraphNetwork net(model.graph());
   net->load(model);
   net->eval();
   std::vector<int64_t> shape = model.spec().input_shape;
@@ -398,7 +398,7 @@ void check_forward(Module& module, const Model& model, const std::string& file, 
   const at::Tensor x = torch::rand(shape, generator);
   const at::Tensor ours = net->forward(x);
   module.eval();
-  const at::Tensor input = normalises ? x : net->normalize(x);
+  const at::Tensor input = normalises ? x : net->preprocess(x);
   const at::Tensor theirs = run_isolated(
       [&] {
         c10::IValue out;

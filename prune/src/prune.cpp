@@ -13,7 +13,7 @@
 #include "mcompress/core/distributed.h"
 #include "mcompress/core/enum_names.h"
 #include "mcompress/core/error.h"
-#include "mcompress/core/network.h"
+#include "mcompress/core/trainable_network.h"
 #include "mcompress/prune/magnitude.h"
 #include "mcompress/prune/schedule.h"
 #include "mcompress/prune/structured.h"

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "mcompress/core/error.h"
-#include "mcompress/core/network.h"
+#include "mcompress/core/trainable_network.h"
 #include "mcompress/quant/tensor_quant.h"
 #include "mcompress/runtime/executor.h"
 

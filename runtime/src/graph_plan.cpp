@@ -70,6 +70,7 @@ MultiInputKernel single_input(KernelPtr kernel) {
 }
 
 void append(std::string& note, const std::string& more) {
+  if (more.empty()) return;
   note = note.empty() ? more : note + "; " + more;
 }
 
@@ -240,7 +241,9 @@ class PlanBuilder {
   }
 
   void finish(const std::string& output) {
+    const size_t before = plan_.steps.size();
     plan_.output_slot = in_domain(slot_of(output), false);
+    if (plan_.steps.size() > before) plan_.shown.back().note = "logits";
     std::map<int64_t, size_t> last_reader;
     for (size_t i = 0; i < plan_.steps.size(); ++i) {
       for (int64_t s : plan_.steps[i].inputs) last_reader[s] = i;

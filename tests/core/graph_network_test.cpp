@@ -14,9 +14,9 @@
 #include "mcompress/core/graph.h"
 #include "mcompress/core/graph_network.h"
 #include "mcompress/core/model.h"
-#include "mcompress/core/network.h"
 #include "mcompress/core/zoo.h"
 #include "mcompress/core/zoo_graphs.h"
+#include "reference_network.h"
 #include "test_support.h"
 
 namespace mcompress {
@@ -42,8 +42,8 @@ using torch::Tensor;
          << "max difference " << diff << " > " << tol << " * " << scale;
 }
 
-// The Network's tensors by the model's names (its parameters are "layers.<name>").
-std::map<std::string, Tensor> network_params(const Network& net) {
+// The reference network's tensors by the model's names (its parameters are "layers.<name>").
+std::map<std::string, Tensor> network_params(const testing::ReferenceNetwork& net) {
   std::map<std::string, Tensor> out;
   for (const auto& item : net->named_parameters()) out[item.key().substr(7)] = item.value();
   return out;
@@ -62,14 +62,14 @@ std::set<std::string> keys(const Map& m) {
   return out;
 }
 
-// ---- the sequential zoo: GraphNetwork equals Network ------------------------------------------
+// ---- the sequential zoo: GraphNetwork equals torch::nn's modules ------------------------------
 
 class SequentialZooTest : public ::testing::TestWithParam<std::string> {};
 
-TEST_P(SequentialZooTest, GraphNetworkEqualsNetwork) {
+TEST_P(SequentialZooTest, GraphNetworkEqualsTorchModules) {
   const ArchSpec spec = zoo_spec(GetParam());
   Model model = Model::initialize(spec, 11);
-  Network net(spec);
+  testing::ReferenceNetwork net(spec);
   net->load(model);
   GraphNetwork graph_net(Graph::from_sequential(spec));
   graph_net->load(model);
@@ -118,6 +118,20 @@ TEST_P(SequentialZooTest, GraphNetworkEqualsNetwork) {
   Model stored = model.clone();
   graph_net->store(stored);
   for (const auto& [name, t] : net_state) EXPECT_TRUE(close(stored.tensor(name), t, 1e-5)) << name;
+}
+
+// Model::initialize draws a sequential model's tensors through GraphNetwork; they are bitwise
+// the ones torch::nn's modules of the same layers draw from the same seed.
+TEST_P(SequentialZooTest, InitialTensorsAreTorchModulesDraws) {
+  const ArchSpec spec = zoo_spec(GetParam());
+  const Model model = Model::initialize(spec, 17);
+  torch::manual_seed(17);
+  testing::ReferenceNetwork net(spec);
+  const auto state = net->state();
+  ASSERT_EQ(keys(state).size(), model.tensor_infos().size());
+  for (const auto& info : model.tensor_infos()) {
+    EXPECT_TRUE(torch::equal(model.tensor(info.name), state.at(info.name))) << info.name;
+  }
 }
 
 std::vector<std::string> zoo_names() {

@@ -12,9 +12,9 @@
 #include "graph_support.h"
 #include "mcompress/core/error.h"
 #include "mcompress/core/graph.h"
-#include "mcompress/core/network.h"
 #include "mcompress/core/op_schema.h"
 #include "mcompress/core/zoo.h"
+#include "reference_network.h"
 
 namespace mcompress {
 namespace {
@@ -730,8 +730,8 @@ TEST(GraphDocumentTest, MutatedDocumentsFailCleanly) {
 std::vector<std::string> network_tensor_names(const ArchSpec& spec) {
   // named_parameters() and named_buffers() of the torch::nn network, as the model file names
   // them: without the "layers." prefix and without the num_batches_tracked counters, which
-  // NetworkImpl::state() and the model file leave out too.
-  Network net(spec);
+  // the model file leaves out too.
+  testing::ReferenceNetwork net(spec);
   std::vector<std::string> names;
   const std::string prefix = "layers.";
   for (const auto& item : net->named_parameters())

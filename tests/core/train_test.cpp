@@ -6,9 +6,10 @@
 #include <vector>
 
 #include "mcompress/core/error.h"
-#include "mcompress/core/network.h"
 #include "mcompress/core/train.h"
+#include "mcompress/core/trainable_network.h"
 #include "mcompress/core/zoo.h"
+#include "reference_network.h"
 #include "test_support.h"
 
 namespace mcompress {
@@ -113,8 +114,7 @@ TEST_F(TrainTest, EarlyStopRestoresTheBestEpoch) {
   if (r.stopped_early) {
     EXPECT_EQ(static_cast<int64_t>(r.epochs.size()), r.best_epoch + 2);
   }
-  Network net(model.spec());
-  net->load(model);
+  const auto net = make_network(model);
   EXPECT_DOUBLE_EQ(evaluate_network(*net, val).accuracy,
                    r.epochs[static_cast<size_t>(r.best_epoch - 1)].val_accuracy);
 }

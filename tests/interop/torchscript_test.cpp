@@ -9,8 +9,8 @@
 #include <set>
 
 #include "mcompress/core/error.h"
-#include "mcompress/core/network.h"
 #include "mcompress/core/zoo.h"
+#include "reference_network.h"
 #include "test_support.h"
 
 namespace mcompress {
@@ -36,7 +36,7 @@ Model random_model(const std::string& zoo_name, uint64_t seed) {
 
 torch::Tensor network_output(const Model& model, const torch::Tensor& x) {
   torch::NoGradGuard no_grad;
-  Network net(model.spec());
+  testing::ReferenceNetwork net(model.spec());
   net->load(model);
   net->eval();
   return net->forward(x);

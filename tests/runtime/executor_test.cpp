@@ -3,9 +3,9 @@
 #include <gtest/gtest.h>
 
 #include "mcompress/core/error.h"
-#include "mcompress/core/network.h"
 #include "mcompress/core/zoo.h"
 #include "mcompress/runtime/executor.h"
+#include "reference_network.h"
 #include "test_support.h"
 
 namespace mcompress {
@@ -33,9 +33,9 @@ Model model_with_random_stats(const std::string& zoo_name, uint64_t seed) {
 
 class ExecutorZooTest : public ::testing::TestWithParam<std::string> {};
 
-TEST_P(ExecutorZooTest, MatchesTrainingNetworkInEvalMode) {
+TEST_P(ExecutorZooTest, MatchesTorchModulesInEvalMode) {
   Model model = model_with_random_stats(GetParam(), 3);
-  Network net(model.spec());
+  testing::ReferenceNetwork net(model.spec());
   net->load(model);
   net->eval();
   torch::manual_seed(5);

@@ -16,8 +16,8 @@
 namespace mcompress::distill {
 
 struct TeacherOutputOptions {
-  /// Activation key of a hint ("" = logits only); the keys are NetworkImpl's / the runtime's
-  /// (network.h), e.g. "13" for convnet's last conv-bn-relu group.
+  /// Activation key of a hint ("" = logits only); the keys are the runtime's
+  /// (runtime::Executor::run_observed), e.g. "13" for convnet's last conv-bn-relu group.
   std::string hint_key;
   /// Memory for cached outputs; logits are cached first, then the hint activation if both fit.
   int64_t cache_limit_bytes = 256LL << 20;
