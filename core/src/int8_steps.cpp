@@ -116,12 +116,14 @@ std::vector<Int8Step> int8_steps(const Model& model, const GraphInfo& info,
     Int8Step step;
     if (passes_quint8_through(graph, info, s)) {
       step.form = Int8Form::kPassthrough;
-    } else if (anchor.op == "Conv" || anchor.op == "Gemm") {
-      if ((is_static || is_dynamic) && model.quant.find_int8(weights.at(anchor.name)) == nullptr) {
+    } else if ((anchor.op == "Conv" && is_static) ||
+               (anchor.op == "Gemm" && (is_static || is_dynamic))) {
+      // Dynamic quantization covers Gemm (Linear) only, as PyTorch's quantize_dynamic.
+      if (model.quant.find_int8(weights.at(anchor.name)) == nullptr) {
         step.why_not = "weight not int8";
-      } else if (is_dynamic && anchor.op == "Gemm") {
+      } else if (is_dynamic) {
         step.form = Int8Form::kDynamic;
-      } else if (is_static) {
+      } else {
         step = static_step(model, info, s, anchor, attrs);
       }
     } else if (is_static && (anchor.op == "Add" || anchor.op == "Concat")) {
