@@ -91,6 +91,16 @@ void apply_guard(Model& model, const Model& fp32_original, const Dataset& val, d
 
 }  // namespace
 
+TrainOptions quant_fine_tuning() {
+  TrainOptions t;
+  t.epochs = 2;
+  t.lr = 1e-4;
+  t.optimizer = OptimizerKind::kAdam;
+  t.schedule = LrSchedule::kCosine;
+  t.validate_start = true;
+  return t;
+}
+
 constexpr std::array<EnumName<QuantMode>, 4> kQuantModes = {
     {{QuantMode::kFp16, "fp16"},
      {QuantMode::kBf16, "bf16"},

@@ -19,18 +19,9 @@ namespace mcompress::quant {
 struct CodebookOptions {
   int64_t bits = 4;                 // 2 to 8: at most 2^bits shared values per tensor
   int64_t kmeans_iterations = 100;  // Lloyd iterations at most (stops when nothing moves)
-  /// The fine-tuning of the shared values: 2 epochs of Adam at lr 1e-4, cosine, with the
-  /// starting point validated as epoch 0 (so it never ends below the k-means result on `val`).
-  /// epochs = 0 keeps the k-means values.
-  TrainOptions train = [] {
-    TrainOptions t;
-    t.epochs = 2;
-    t.lr = 1e-4;
-    t.optimizer = OptimizerKind::kAdam;
-    t.schedule = LrSchedule::kCosine;
-    t.validate_start = true;
-    return t;
-  }();
+  /// The fine-tuning of the shared values (quant_fine_tuning(): it never ends below the
+  /// k-means result on `val`). epochs = 0 keeps the k-means values.
+  TrainOptions train = quant_fine_tuning();
   void validate() const;  // ConfigError naming the option
 };
 

@@ -21,20 +21,12 @@ namespace mcompress::quant {
 
 /// Example: QatOptions o; o.train.epochs = 3; o.granularity = Granularity::kPerTensor;
 struct QatOptions {
-  /// The fine-tuning run: by default 2 epochs of Adam at lr 1e-4 with a cosine schedule,
-  /// batchnorm statistics frozen, and the starting point validated as epoch 0.
+  /// The fine-tuning run: quant_fine_tuning() with batchnorm statistics frozen. The runtime
+  /// folds batchnorm with its running statistics; QAT must train against that same folded
+  /// form, not against batch statistics that shift under fake quantization.
   TrainOptions train = [] {
-    TrainOptions t;
-    t.epochs = 2;
-    t.lr = 1e-4;
-    t.optimizer = OptimizerKind::kAdam;
-    t.schedule = LrSchedule::kCosine;
-    // The runtime folds batchnorm with its running statistics; QAT must train against that
-    // same folded form, not against batch statistics that shift under fake quantization.
+    TrainOptions t = quant_fine_tuning();
     t.freeze_batchnorm = true;
-    // A converged model can come out of a short fine-tuning slightly worse than it went in;
-    // the calibrated starting point competes on validation, so QAT never ends below it.
-    t.validate_start = true;
     return t;
   }();
   /// Activations: the initial calibration uses this observer; during training every range is a
