@@ -77,7 +77,7 @@ void check_output_path(const std::string& out, bool force,
 /// "mcompress <command> <args...>", the provenance a saved model records.
 std::string command_line(const std::string& command, const Args& args);
 
-/// The executor's per-layer plan: kernel choice, the auto policy's timings (fp32, int8,
+/// The executor's per-step plan: kernel choice, the auto policy's timings (fp32, int8,
 /// sparse), notes (folded layers, weight density).
 void print_plan(std::ostream& out, const runtime::Executor& exec,
                 const runtime::ExecutorOptions& options, int threads);

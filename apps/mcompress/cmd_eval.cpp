@@ -52,7 +52,7 @@ int run_eval(const Args& args) {
       "fp32 (dense everywhere), sparse (Eigen kernel for Linear layers of density <= 0.5)")(
       "deploy-batch", po::value<int64_t>()->default_value(64),
       "batch size the auto policy tunes for (accuracy run)")(
-      "plan", po::bool_switch(), "print the runtime's per-layer kernel plan")(
+      "plan", po::bool_switch(), "print the runtime's per-step kernel plan")(
       "json", po::bool_switch(), "print one JSON object instead of tables (for scripts)");
   // clang-format on
   add_data_options(options);

@@ -12,7 +12,7 @@ namespace {
 
 runtime::ExecutorOptions teacher_executor_options() {
   runtime::ExecutorOptions o;
-  // Not kAuto: its per-layer choice depends on timings, and the teacher's numbers must not.
+  // Not kAuto: its per-step choice depends on timings, and the teacher's numbers must not.
   o.policy = runtime::KernelPolicy::kInt8;
   return o;
 }
