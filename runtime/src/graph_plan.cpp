@@ -36,17 +36,13 @@ std::string node_range(const Graph& graph, const LoweredStep& step) {
   return first == last ? first : first + ".." + last;
 }
 
-std::string format_ms(double ms) {
-  std::ostringstream s;
-  s << std::fixed << std::setprecision(3) << ms << " ms";
-  return s.str();
-}
-
 std::string format_fixed(double value, int digits) {
   std::ostringstream s;
   s << std::fixed << std::setprecision(digits) << value;
   return s.str();
 }
+
+std::string format_ms(double ms) { return format_fixed(ms, 3) + " ms"; }
 
 // The attribute as a list, or `fallback` when it is empty (the ONNX default).
 std::vector<int64_t> ints_or(const json& attrs, const char* name, std::vector<int64_t> fallback) {
@@ -444,7 +440,7 @@ GraphPlan::GraphPlan(const Model& model, const ExecutorOptions& options) {
   at::NoGradGuard no_grad;
   auto gen = at::make_generator<at::CPUGeneratorImpl>(12345);
   const at::Tensor sample = at::rand(shape, gen, at::kFloat);
-  time_steps(model, lowered, keys, mean_.defined() ? (sample - mean_) / std_ : sample, forms);
+  time_steps(model, lowered, keys, preprocess(sample), forms);
   struct Candidate {
     std::string name;
     std::vector<Choice> choice;
@@ -493,11 +489,14 @@ GraphPlan::GraphPlan(const Model& model, const ExecutorOptions& options) {
   }
 }
 
+at::Tensor GraphPlan::preprocess(const at::Tensor& x) const {
+  return mean_.defined() ? (x - mean_) / std_ : x;
+}
+
 at::Tensor GraphPlan::run(const Plan& plan, const at::Tensor& input,
                           const ActivationSink* sink) const {
   std::vector<at::Tensor> values(static_cast<size_t>(plan.num_slots));
-  at::Tensor x = input.to(at::kFloat);
-  if (mean_.defined()) x = (x - mean_) / std_;
+  at::Tensor x = preprocess(input.to(at::kFloat));
   if (sink != nullptr) (*sink)("input", x);
   values[static_cast<size_t>(plan.input_slot)] = std::move(x);
   std::vector<at::Tensor> args;

@@ -66,6 +66,8 @@ class GraphPlan {
  private:
   const Plan& chosen() const { return use_chosen_ ? chosen_ : fp32_; }
   at::Tensor run(const Plan& plan, const at::Tensor& input, const ActivationSink* sink) const;
+  /// (x - mean) / std, or x for a graph without preprocessing.
+  at::Tensor preprocess(const at::Tensor& x) const;
 
   Plan fp32_, chosen_;  // chosen_ is used when use_chosen_: a plan other than all-fp32
   bool use_chosen_ = false;

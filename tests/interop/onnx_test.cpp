@@ -100,38 +100,9 @@ const OrtRunner& ort() {
   if (!ort().missing().empty()) \
   GTEST_SKIP() << "ONNX Runtime comparison skipped: " << ort().missing()
 
-// Batchnorm statistics and affine parameters away from their initial 0/1, so that folding
-// and eps matter.
+// Every BatchNormalization node's statistics and affine parameters away from their initial
+// 0/1, so that folding and eps matter (a chain's batchnorms too: its graph has them).
 void randomize_batchnorms(Model& model, uint64_t seed) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  at::NoGradGuard no_grad;
-  for (const auto& info : model.tensor_infos()) {
-    const LayerType type = model.spec().layers[info.layer].type;
-    const bool batchnorm =
-        type == LayerType::kBatchNorm1d || type == LayerType::kBatchNorm2d ||
-        (type == LayerType::kResidual && (info.name.find(".bn") != std::string::npos ||
-                                          info.name.find(".shortcut.1.") != std::string::npos));
-    if (!batchnorm) continue;
-    auto& t = model.tensor(info.name);
-    switch (info.role) {
-      case TensorRole::kRunningMean:
-        t.copy_(at::randn(t.sizes(), gen) * 0.1);
-        break;
-      case TensorRole::kRunningVar:
-        t.copy_(at::rand(t.sizes(), gen) + 0.5);
-        break;
-      case TensorRole::kWeight:
-        t.copy_(at::randn(t.sizes(), gen) * 0.2 + 1);
-        break;
-      case TensorRole::kBias:
-        t.copy_(at::randn(t.sizes(), gen) * 0.1);
-        break;
-    }
-  }
-}
-
-// The same for a graph model: every BatchNormalization node's tensors.
-void randomize_graph_batchnorms(Model& model, uint64_t seed) {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   at::NoGradGuard no_grad;
   const Graph& graph = model.graph();
@@ -368,48 +339,41 @@ ArchSpec every_layer_spec() {
     {"type":"linear","out_features":5}]})");
 }
 
-TEST(OnnxRuntime, Fp32MatchesOurRuntimeForEveryLayerType) {
-  SKIP_WITHOUT_ORT();
-  Model m = Model::initialize(every_layer_spec(), 4);
-  randomize_batchnorms(m, 5);
+// Exports `m`, runs it in ONNX Runtime and in our runtime's fp32 plan on `x`, and compares.
+void expect_fp32_export_matches(const Model& m, const at::Tensor& x) {
   TempDir tmp;
   interop::export_onnx(m, tmp.file("m.onnx"));
-  const auto x = at::rand({6, 2, 13, 13}, at::make_generator<at::CPUGeneratorImpl>(6));
   const auto ours = run_ours(m, x, runtime::KernelPolicy::kFp32);
   const auto theirs = ort().run(tmp.file("m.onnx"), x, tmp);
   ASSERT_TRUE(theirs.defined());
   expect_float_close(ours, theirs);
 }
 
+TEST(OnnxRuntime, Fp32MatchesOurRuntimeForEveryLayerType) {
+  SKIP_WITHOUT_ORT();
+  Model m = Model::initialize(every_layer_spec(), 4);
+  randomize_batchnorms(m, 5);
+  expect_fp32_export_matches(m,
+                             at::rand({6, 2, 13, 13}, at::make_generator<at::CPUGeneratorImpl>(6)));
+}
+
 TEST(OnnxRuntime, Fp32ZooModelsMatchOurRuntime) {
   SKIP_WITHOUT_ORT();
-  const auto x = data().x.slice(0, 0, 16);
   for (const auto& entry : zoo_entries()) {
     SCOPED_TRACE(entry.name);
     Model m = Model::initialize(zoo_spec(entry.name), 8);
     randomize_batchnorms(m, 9);
-    TempDir tmp;
-    interop::export_onnx(m, tmp.file("m.onnx"));
-    const auto ours = run_ours(m, x, runtime::KernelPolicy::kFp32);
-    const auto theirs = ort().run(tmp.file("m.onnx"), x, tmp);
-    ASSERT_TRUE(theirs.defined());
-    expect_float_close(ours, theirs);
+    expect_fp32_export_matches(m, data().x.slice(0, 0, 16));
   }
 }
 
 TEST(OnnxRuntime, Fp32GraphZooModelsMatchOurRuntime) {
   SKIP_WITHOUT_ORT();
-  const auto x = data().x.slice(0, 0, 8);
   for (const auto& entry : zoo_graph_entries()) {
     SCOPED_TRACE(entry.name);
     Model m = Model::initialize(zoo_graph(entry.name), 8);
-    randomize_graph_batchnorms(m, 9);
-    TempDir tmp;
-    interop::export_onnx(m, tmp.file("m.onnx"));
-    const auto ours = run_ours(m, x, runtime::KernelPolicy::kFp32);
-    const auto theirs = ort().run(tmp.file("m.onnx"), x, tmp);
-    ASSERT_TRUE(theirs.defined());
-    expect_float_close(ours, theirs);
+    randomize_batchnorms(m, 9);
+    expect_fp32_export_matches(m, data().x.slice(0, 0, 8));
   }
 }
 
