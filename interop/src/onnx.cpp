@@ -151,9 +151,9 @@ class Exporter {
     const int64_t bn = s.find(graph_, "BatchNormalization");
     if (bn < 0) return w;
     const Node& norm = graph_.nodes[static_cast<size_t>(bn)];
-    const std::string prefix = param(norm, "weight")->substr(0, param(norm, "weight")->size() - 6);
-    return fold_batchnorm(w, m_, prefix,
-                          info_.attrs[static_cast<size_t>(bn)].at("epsilon").get<double>());
+    auto t = [&](const char* role) { return m_.tensor(*param(norm, role)); };
+    return fold_batchnorm(w, {t("weight"), t("bias"), t("running_mean"), t("running_var"),
+                              info_.attrs[static_cast<size_t>(bn)].at("epsilon").get<double>()});
   }
 
   // The int8 weight of a Conv/Gemm step and its (folded) bias, as the runtime's kernel packs

@@ -8,13 +8,12 @@
 
 namespace mcompress::interop {
 
-Affine fold_batchnorm(const Affine& layer, const Model& m, const std::string& bn, double eps) {
-  const auto scale = m.tensor(bn + "weight") / (m.tensor(bn + "running_var") + eps).sqrt();
+Affine fold_batchnorm(const Affine& layer, const BatchNorm& bn) {
+  const auto scale = bn.gamma / (bn.var + bn.eps).sqrt();
   std::vector<int64_t> shape(static_cast<size_t>(layer.weight.dim()), 1);
   shape[0] = scale.numel();
-  return {
-      (layer.weight * scale.reshape(shape)).contiguous(),
-      ((layer.bias - m.tensor(bn + "running_mean")) * scale + m.tensor(bn + "bias")).contiguous()};
+  return {(layer.weight * scale.reshape(shape)).contiguous(),
+          ((layer.bias - bn.mean) * scale + bn.beta).contiguous()};
 }
 
 Int8Weight kernel_weight(const std::string& name, const at::Tensor& weight,

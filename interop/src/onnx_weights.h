@@ -16,9 +16,14 @@ struct Affine {
   at::Tensor weight, bias;
 };
 
-/// = runtime fold_batchnorm: W' = W·γ/√(σ²+ε) per output channel, b' = (b − μ)·γ/√(σ²+ε) + β,
-/// with the batchnorm tensors "<bn>weight", "<bn>bias", "<bn>running_mean", "<bn>running_var".
-Affine fold_batchnorm(const Affine& layer, const Model& m, const std::string& bn, double eps);
+/// A batchnorm's tensors: γ, β and the running statistics.
+struct BatchNorm {
+  at::Tensor gamma, beta, mean, var;
+  double eps = 1e-5;
+};
+
+/// = runtime fold_batchnorm: W' = W·γ/√(σ²+ε) per output channel, b' = (b − μ)·γ/√(σ²+ε) + β.
+Affine fold_batchnorm(const Affine& layer, const BatchNorm& bn);
 
 /// int8 codes of a weight as the runtime's int8 kernels use them (quantize_weight_for_kernel).
 struct Int8Weight {
