@@ -25,6 +25,10 @@ std::string machine_summary() {
          ", threads: " + std::to_string(at::get_num_threads());
 }
 
+void at_batch_1_and_64(benchmark::internal::Benchmark* b) {
+  b->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.5);
+}
+
 void RecordingReporter::ReportRuns(const std::vector<Run>& runs) {
   for (const auto& run : runs) {
     if (run.run_type != Run::RT_Iteration || run.iterations == 0) continue;

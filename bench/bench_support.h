@@ -12,6 +12,10 @@ namespace mcompress::bench {
 /// "CPU: ..., BLAS core: SkylakeX, threads: 2" — the context of every figure.
 std::string machine_summary();
 
+/// How every benchmark here runs: at batch 1 and 64 (its argument), wall-clock milliseconds,
+/// at least 0.5 s each. Use as `RegisterBenchmark(...)->Apply(bench::at_batch_1_and_64)`.
+void at_batch_1_and_64(benchmark::internal::Benchmark* b);
+
 /// Console output as usual, plus the mean real time (ms) of each benchmark by name.
 class RecordingReporter : public benchmark::ConsoleReporter {
  public:

@@ -93,11 +93,7 @@ int main(int argc, char** argv) {
                         {"linear1024/int8-auto", &stack, KernelPolicy::kAuto}};
   for (const auto& c : cases) {
     benchmark::RegisterBenchmark(c.name, bench::run_plan, c.model, c.policy)
-        ->Arg(1)
-        ->Arg(64)
-        ->Unit(benchmark::kMillisecond)
-        ->UseRealTime()
-        ->MinTime(0.5);
+        ->Apply(bench::at_batch_1_and_64);
   }
   std::cout << bench::machine_summary() << std::endl;
   bench::RecordingReporter reporter;

@@ -147,11 +147,7 @@ int main(int argc, char** argv) {
           std::string("linear1024/") + kind + "/density:" + bench::density_name(d);
       benchmark::RegisterBenchmark(name.c_str(), bench::run_kernel,
                                    kernels[kernels.size() - (kind[0] == 'd' ? 2 : 1)].get())
-          ->Arg(1)
-          ->Arg(64)
-          ->Unit(benchmark::kMillisecond)
-          ->UseRealTime()
-          ->MinTime(0.5);
+          ->Apply(bench::at_batch_1_and_64);
     }
   }
   std::cout << bench::machine_summary() << std::endl;

@@ -12,7 +12,7 @@ packages=(
   # The reliability checks (docs/reliability.md): clang-14 with its libFuzzer/ASan runtimes
   # (libclang-rt-14-dev holds libclang_rt.fuzzer-x86_64.a), clang-tidy and clang-format.
   clang libclang-rt-14-dev clang-tidy clang-format
-  # experiments/results_table.py: jq for the experiment scripts, gnuplot for the plot.
+  # experiments/results.py: jq for the experiment scripts, gnuplot for the plot.
   jq gnuplot-nox
   # The interop tests only (tests/interop/python/): Python torch trains, saves and runs the
   # TorchScript modules that `mcompress import` reads and `mcompress export` writes.
@@ -20,6 +20,8 @@ packages=(
   # tests/core/graph_network_test.cpp compares the graph zoo (resnet18, mobilenetv2) with
   # torchvision's models (tests/core/python/torchvision_reference.py); skipped without it.
   python3-torchvision
+  # tests/core/format_reader_test.cpp runs docs/format.md's h5py reader (§12); skipped without it.
+  python3-h5py
   # ONNX export (interop/): the ONNX protobuf classes and checker; the same libonnx LibTorch links.
   libonnx-dev libprotobuf-dev
   # Data-parallel runs (docs/scaling.md): c10d's ProcessGroupGloo header needs Gloo's headers

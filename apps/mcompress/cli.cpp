@@ -27,6 +27,7 @@ namespace mcompress::cli {
 const std::vector<Command>& commands() {
   static const std::vector<Command> list = {
       {"zoo", "list the built-in architectures with parameter counts", run_zoo},
+      {"ops", "list the ops of graph models (the op table), with attributes and defaults", run_ops},
       {"train", "train a model from the zoo or a spec file", run_train},
       {"eval", "accuracy, loss and latency of a model file (deployable runtime)", run_eval},
       {"inspect", "per-tensor storage table of a model file", run_inspect},
@@ -51,11 +52,12 @@ const std::vector<Command>& commands() {
 }
 
 bool parse(const std::string& command, const std::string& usage, const Args& args,
-           po::options_description& options, po::variables_map& vm,
-           const po::positional_options_description* positional) {
+           po::options_description& options, po::variables_map& vm, const char* positional) {
   options.add_options()("help,h", "show this help");
   auto parser = po::command_line_parser(args).options(options);
-  if (positional != nullptr) parser.positional(*positional);
+  po::positional_options_description bare;
+  if (positional != nullptr) bare.add(positional, 1);
+  parser.positional(bare);
   po::store(parser.run(), vm);
   if (vm.count("help")) {
     std::cout << "usage: mcompress " << command << " " << usage << "\n\n" << options << "\n";

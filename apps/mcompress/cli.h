@@ -26,6 +26,7 @@ struct Command {
 const std::vector<Command>& commands();
 
 int run_zoo(const Args& args);
+int run_ops(const Args& args);
 int run_train(const Args& args);
 int run_eval(const Args& args);
 int run_inspect(const Args& args);
@@ -39,11 +40,12 @@ int run_stages(const Args& args);
 int run_import(const Args& args);
 int run_export(const Args& args);
 
-/// Parses `args` against `options` (plus a positional list), handling --help: returns false
-/// when help was printed and the command should exit 0.
+/// Parses `args` against `options`, handling --help: returns false when help was printed and
+/// the command should exit 0. `positional`, when given, names the option a bare first
+/// argument sets ("model" for `mcompress eval m.h5`).
 bool parse(const std::string& command, const std::string& usage, const Args& args,
            po::options_description& options, po::variables_map& vm,
-           const po::positional_options_description* positional = nullptr);
+           const char* positional = nullptr);
 
 /// Adds --threads and applies it: LibTorch intra-op threads (0 = all cores). Returns the count.
 void add_threads_option(po::options_description& options);

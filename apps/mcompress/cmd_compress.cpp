@@ -20,11 +20,9 @@ int run_compress(const Args& args) {
   // clang-format on
   add_threads_option(options);
   add_distributed_options(options);
-  po::positional_options_description positional;
-  positional.add("recipe", 1);
   po::variables_map vm;
   if (!parse("compress", "--recipe FILE [--set PATH=VALUE]... [options]", args, options, vm,
-             &positional)) {
+             "recipe")) {
     return 0;
   }
   const auto sets =

@@ -20,10 +20,8 @@ int run_convert(const Args& args) {
        "per array)")
       ("force", po::bool_switch(), "overwrite an existing output file");
   // clang-format on
-  po::positional_options_description positional;
-  positional.add("model", 1);
   po::variables_map vm;
-  if (!parse("convert", "MODEL --out FILE [options]", args, options, vm, &positional)) return 0;
+  if (!parse("convert", "MODEL --out FILE [options]", args, options, vm, "model")) return 0;
 
   const std::string container = vm["container"].as<std::string>();
   MCOMPRESS_CHECK(container == "packed" || container == "groups", ConfigError,

@@ -57,10 +57,8 @@ int run_eval(const Args& args) {
   // clang-format on
   add_data_options(options);
   add_threads_option(options);
-  po::positional_options_description positional;
-  positional.add("model", 1);
   po::variables_map vm;
-  if (!parse("eval", "MODEL [options]", args, options, vm, &positional)) return 0;
+  if (!parse("eval", "MODEL [options]", args, options, vm, "model")) return 0;
   const std::vector<int64_t> latency_batches =
       latency_batch_sizes(vm["latency-batch"].as<std::vector<std::string>>());
   const auto split_name = vm["split"].as<std::string>();

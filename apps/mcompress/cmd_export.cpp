@@ -69,10 +69,8 @@ int run_export(const Args& args) {
       "out,o", po::value<std::string>()->required(), "output file")(
       "force", po::bool_switch(), "overwrite an existing output file");
   // clang-format on
-  po::positional_options_description positional;
-  positional.add("model", 1);
   po::variables_map vm;
-  if (!parse("export", "MODEL --format FORMAT --out FILE", args, options, vm, &positional)) {
+  if (!parse("export", "MODEL --format FORMAT --out FILE", args, options, vm, "model")) {
     return 0;
   }
   const ExportFormat& format = find_format(vm["format"].as<std::string>());

@@ -54,10 +54,8 @@ int run_import(const Args& args) {
       "seconds the module's forward may run in the import's check (a .pt file is code: it runs "
       "in a separate process, its output discarded, killed after this)");
   // clang-format on
-  po::positional_options_description positional;
-  positional.add("model", 1);
   po::variables_map vm;
-  if (!parse("import", "MODEL.pt --out FILE [options]", args, options, vm, &positional)) return 0;
+  if (!parse("import", "MODEL.pt --out FILE [options]", args, options, vm, "model")) return 0;
 
   interop::TorchScriptImportOptions io;
   if (vm.count("input-shape")) {

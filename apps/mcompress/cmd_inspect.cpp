@@ -12,10 +12,8 @@ int run_inspect(const Args& args) {
   po::options_description options("inspect options");
   options.add_options()("model", po::value<std::string>()->required(), "model file (.h5)")(
       "history", po::bool_switch(), "also print the stage history (JSON)");
-  po::positional_options_description positional;
-  positional.add("model", 1);
   po::variables_map vm;
-  if (!parse("inspect", "MODEL [options]", args, options, vm, &positional)) return 0;
+  if (!parse("inspect", "MODEL [options]", args, options, vm, "model")) return 0;
 
   const auto summary = inspect_model_file(vm["model"].as<std::string>());
   const auto arch = nlohmann::json::parse(summary.arch_json);

@@ -89,10 +89,8 @@ int run_prune(const Args& args) {
   add_data_options(options);
   add_threads_option(options);
   add_distributed_options(options);
-  po::positional_options_description positional;
-  positional.add("model", 1);
   po::variables_map vm;
-  if (!parse("prune", "MODEL --out FILE [options]", args, options, vm, &positional)) return 0;
+  if (!parse("prune", "MODEL --out FILE [options]", args, options, vm, "model")) return 0;
 
   // The recipe's prune stage, from the same options.
   YAML::Node given = stage_node(vm, stage);

@@ -36,10 +36,8 @@ int run_quantize(const Args& args) {
   add_data_options(options);
   add_threads_option(options);
   add_distributed_options(options);
-  po::positional_options_description positional;
-  positional.add("model", 1);
   po::variables_map vm;
-  if (!parse("quantize", "MODEL --out FILE [options]", args, options, vm, &positional)) return 0;
+  if (!parse("quantize", "MODEL --out FILE [options]", args, options, vm, "model")) return 0;
 
   // The recipe's quantize stage, from the same options.
   const std::unique_ptr<Stage> quantizing = stage.make(stage_options(stage_node(vm, stage), stage));

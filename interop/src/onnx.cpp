@@ -14,6 +14,7 @@
 #include "mcompress/core/atomic_file.h"
 #include "mcompress/core/error.h"
 #include "mcompress/core/int8_steps.h"
+#include "mcompress/core/kernel_weights.h"
 #include "mcompress/core/lowering.h"
 #include "mcompress/core/version.h"
 #include "onnx_graph.h"
@@ -143,19 +144,6 @@ class Exporter {
     return r == n->second.end() ? nullptr : &r->second;
   }
 
-  // The weight (batchnorm folded when the step has one) as the runtime's int8 kernel sees it.
-  Affine kernel_affine(const LoweredStep& s, const Node& anchor) const {
-    const at::Tensor& weight = m_.tensor(*param(anchor, "weight"));
-    const std::string* bias = param(anchor, "bias");
-    Affine w{weight, bias ? m_.tensor(*bias) : at::zeros({weight.size(0)}, at::kFloat)};
-    const int64_t bn = s.find(graph_, "BatchNormalization");
-    if (bn < 0) return w;
-    const Node& norm = graph_.nodes[static_cast<size_t>(bn)];
-    auto t = [&](const char* role) { return m_.tensor(*param(norm, role)); };
-    return fold_batchnorm(w, {t("weight"), t("bias"), t("running_mean"), t("running_var"),
-                              info_.attrs[static_cast<size_t>(bn)].at("epsilon").get<double>()});
-  }
-
   // The int8 weight of a Conv/Gemm step and its (folded) bias, as the runtime's kernel packs
   // them: the stored codes unless a batchnorm was folded in.
   struct KernelWeights {
@@ -164,12 +152,13 @@ class Exporter {
     at::Tensor bias;
   };
   KernelWeights kernel_weights(const LoweredStep& s) const {
-    const Node& anchor = graph_.nodes[s.nodes.front()];
-    const std::string& name = *param(anchor, "weight");
+    const std::string& name = *param(graph_.nodes[s.nodes.front()], "weight");
     const QuantizedTensor* stored = m_.quant.find_int8(name);
     const bool folded = s.find(graph_, "BatchNormalization") >= 0;
-    const Affine w = kernel_affine(s, anchor);
-    return {name, kernel_weight(name, w.weight, folded ? nullptr : stored, stored->axis >= 0),
+    const FoldedWeights w = folded_weights(m_, info_, s);
+    return {name,
+            onnx_int8_weight(
+                int8_kernel_weight(name, w.weight, folded ? nullptr : stored, stored->axis >= 0)),
             w.bias};
   }
 
@@ -446,7 +435,8 @@ class Exporter {
       v = g_.op("Cast", {g_.initializer(name, q->values)}, name,
                 {OnnxAttr::Int("to", onnx::TensorProto::FLOAT)});
     } else if (q != nullptr && q->encoding == Encoding::kInt8) {
-      v = dequantize_weight(name, kernel_weight(name, m_.tensor(name), q, q->axis >= 0));
+      v = dequantize_weight(
+          name, onnx_int8_weight(int8_kernel_weight(name, m_.tensor(name), q, q->axis >= 0)));
     } else {
       v = g_.initializer(name, m_.tensor(name));
     }

@@ -1,6 +1,6 @@
-// fp32 kernels the graph plan does not take from GraphNetwork's inference kernels: the
-// batchnorm fold, and the dense Linear the sparse benchmark measures the sparse kernel against
-// (the same at::addmm the fp32 Gemm step runs through at::linear).
+// The fp32 kernel the graph plan does not take from GraphNetwork's inference kernels: the dense
+// Linear the sparse benchmark measures the sparse kernel against (the same at::addmm the fp32
+// Gemm step runs through at::linear).
 
 #include "kernels.h"
 
@@ -21,14 +21,6 @@ class LinearFp32 : public Kernel {
 };
 
 }  // namespace
-
-AffineWeights fold_batchnorm(const AffineWeights& layer, const BatchNormStats& bn) {
-  const auto scale = bn.gamma / (bn.var + bn.eps).sqrt();
-  std::vector<int64_t> shape(static_cast<size_t>(layer.weight.dim()), 1);
-  shape[0] = scale.numel();
-  return {(layer.weight * scale.reshape(shape)).contiguous(),
-          ((layer.bias - bn.mean) * scale + bn.beta).contiguous()};
-}
 
 KernelPtr make_linear_fp32(AffineWeights w, bool relu) {
   return std::make_unique<LinearFp32>(std::move(w), relu);

@@ -15,6 +15,7 @@
 #include "mcompress/core/error.h"
 #include "mcompress/core/graph_network.h"
 #include "mcompress/core/int8_steps.h"
+#include "mcompress/core/kernel_weights.h"
 #include "mcompress/core/lowering.h"
 #include "timing.h"
 
@@ -97,7 +98,7 @@ class StepCompiler {
     std::map<std::string, at::Tensor> params = params_of(anchor);
     json attrs = anchor_attrs;
     if (anchor.op != "BatchNormalization" && s.find(graph_, "BatchNormalization") >= 0) {
-      const AffineWeights w = folded(s);
+      const FoldedWeights w = folded_weights(model_, info_, s);
       params["weight"] = w.weight;
       params["bias"] = w.bias;
       attrs["bias"] = 1;
@@ -127,11 +128,12 @@ class StepCompiler {
       return {make_concat_int8(axis, *find_qparams(model_, s.output)), Form::kQuant, "int8-static",
               ""};
     }
-    const QuantizedTensor* stored = model_.quant.find_int8(names_.at(anchor.name).at("weight"));
+    const std::string& name = names_.at(anchor.name).at("weight");
+    const QuantizedTensor* stored = model_.quant.find_int8(name);
     const bool bn = s.find(graph_, "BatchNormalization") >= 0;
-    const AffineWeights w = bn ? folded(s) : weights(anchor);
+    const FoldedWeights w = folded_weights(model_, info_, s);
     const at::Tensor qweight =
-        quantize_weight_for_kernel(w.weight, bn ? nullptr : stored, stored->axis >= 0);
+        int8_kernel_weight(name, w.weight, bn ? nullptr : stored, stored->axis >= 0);
     if (form == Int8Form::kDynamic) {
       return {single_input(make_linear_dynamic_int8(qweight, w.bias, relu)), Form::kFloat,
               "int8-dynamic", ""};
@@ -155,7 +157,7 @@ class StepCompiler {
     if (anchor.op != "Gemm" || info_.values.at(anchor.inputs[0]).shape.size() != 2) {
       return std::nullopt;
     }
-    const AffineWeights w = s.find(graph_, "BatchNormalization") >= 0 ? folded(s) : weights(anchor);
+    const FoldedWeights w = folded_weights(model_, info_, s);
     const double density = static_cast<double>(w.weight.ne(0).sum().item<int64_t>()) /
                            static_cast<double>(w.weight.numel());
     if (density >= 1.0) return std::nullopt;
@@ -174,22 +176,6 @@ class StepCompiler {
     static const std::map<std::string, at::Tensor> kNone;
     const auto it = params_.find(node.name);
     return it == params_.end() ? kNone : it->second;
-  }
-
-  AffineWeights weights(const Node& anchor) const {
-    const auto& p = params_of(anchor);
-    const at::Tensor& weight = p.at("weight");
-    return {weight, p.count("bias") != 0 ? p.at("bias") : at::zeros({weight.size(0)}, at::kFloat)};
-  }
-
-  // The anchor's weights with the step's batchnorm folded in.
-  AffineWeights folded(const LoweredStep& s) const {
-    const auto bn_index = static_cast<size_t>(s.find(graph_, "BatchNormalization"));
-    const auto& stats = params_of(graph_.nodes[bn_index]);
-    return fold_batchnorm(
-        weights(graph_.nodes[s.nodes.front()]),
-        {stats.at("weight"), stats.at("bias"), stats.at("running_mean"), stats.at("running_var"),
-         info_.attrs[bn_index].at("epsilon").get<double>()});
   }
 
   const Model& model_;

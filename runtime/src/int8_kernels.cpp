@@ -82,31 +82,6 @@ void ensure_quantized_engine() {
   std::call_once(once, [] { at::globalContext().setQEngine(at::QEngine::ONEDNN); });
 }
 
-at::Tensor quantize_weight_for_kernel(const at::Tensor& weight, const QuantizedTensor* stored,
-                                      bool per_channel) {
-  if (stored != nullptr && stored->encoding == Encoding::kInt8 &&
-      stored->values.sizes() == weight.sizes()) {
-    // Codes decided by the quantization stage; reuse them so deployment sees exactly them.
-    if (stored->axis == 0) {
-      return at::_make_per_channel_quantized_tensor(stored->values, stored->scale.to(at::kDouble),
-                                                    stored->zero_point.to(at::kLong), 0);
-    }
-    return at::_make_per_tensor_quantized_tensor(stored->values, stored->scale.item<double>(),
-                                                 stored->zero_point.item<int64_t>());
-  }
-  // A folded (batchnorm-scaled) weight: symmetric per-channel codes of the folded values.
-  const auto flat = weight.reshape({weight.size(0), -1});
-  if (per_channel) {
-    auto scale = flat.abs().amax(1).to(at::kDouble) / 127.0;
-    scale = at::where(scale > 0, scale, at::ones_like(scale));
-    return at::quantize_per_channel(weight, scale, at::zeros({weight.size(0)}, at::kLong), 0,
-                                    at::kQInt8);
-  }
-  double scale = flat.abs().max().item<double>() / 127.0;
-  if (!(scale > 0)) scale = 1.0;
-  return at::quantize_per_tensor(weight, scale, 0, at::kQInt8);
-}
-
 KernelPtr make_linear_dynamic_int8(const at::Tensor& qweight, const at::Tensor& bias, bool relu) {
   return std::make_unique<LinearDynamicInt8>(qweight, bias, relu);
 }

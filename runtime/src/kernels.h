@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "mcompress/core/kernel_weights.h"
 #include "mcompress/core/model.h"
 
 namespace mcompress::runtime {
@@ -24,19 +25,9 @@ class Kernel {
 };
 using KernelPtr = std::unique_ptr<Kernel>;
 
-/// A convolution or linear layer's weights after folding an inference-mode batchnorm into
-/// them: W' = W·γ/√(σ²+ε) per output channel, b' = (b − μ)·γ/√(σ²+ε) + β.
-struct AffineWeights {
-  at::Tensor weight;  // [out, ...]
-  at::Tensor bias;    // [out]
-};
-
-struct BatchNormStats {
-  at::Tensor gamma, beta, mean, var;
-  double eps = 1e-5;
-};
-
-AffineWeights fold_batchnorm(const AffineWeights& layer, const BatchNormStats& bn);
+/// A convolution or linear layer's weight [out, ...] and bias [out], batchnorm folded where the
+/// step has one (core's folded_weights).
+using AffineWeights = FoldedWeights;
 
 struct Conv2dGeometry {
   int64_t stride = 1, padding = 0, groups = 1;
@@ -51,11 +42,6 @@ KernelPtr make_linear_sparse_fp32(const AffineWeights& w, bool relu);
 
 /// Selects the oneDNN quantized engine once per process.
 void ensure_quantized_engine();
-
-/// Per-channel (axis 0) or per-tensor symmetric qint8 weight for the quantized ops. When
-/// `stored` holds int8 codes of exactly this weight (no batchnorm folded) they are used as is.
-at::Tensor quantize_weight_for_kernel(const at::Tensor& weight, const QuantizedTensor* stored,
-                                      bool per_channel);
 
 /// float → float: activations quantized per batch at run time (quantized::linear_dynamic).
 KernelPtr make_linear_dynamic_int8(const at::Tensor& qweight, const at::Tensor& bias, bool relu);

@@ -87,6 +87,21 @@ TEST(CliBasicsTest, ZooListsModelsWithParameterCounts) {
   EXPECT_NE(r.out.find("resnet8"), std::string::npos);
 }
 
+// docs/format.md §5.4 holds the op table as `mcompress ops --markdown` prints it from the code.
+TEST(CliBasicsTest, OpsListsTheOpTableAsFormatMdHasIt) {
+  const auto r = run_cli("ops --markdown");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("| Conv | 1 | kernel_shape: ints (required);"), std::string::npos) << r.out;
+  const std::string doc = mcompress::testing::read_bytes(std::string(MCOMPRESS_TEST_DATA_DIR) +
+                                                         "/../../docs/format.md");
+  const std::string begin = "<!-- ops:begin -->\n", end = "<!-- ops:end -->";
+  const auto from = doc.find(begin), to = doc.find(end);
+  ASSERT_TRUE(from != std::string::npos && to != std::string::npos);
+  EXPECT_EQ(doc.substr(from + begin.size(), to - from - begin.size()), r.out)
+      << "docs/format.md's op table differs from `mcompress ops --markdown`: paste its output "
+         "between the ops markers";
+}
+
 TEST(CliErrorTest, UsageErrorsExitTwo) {
   expect_one_error_line(run_cli("frobnicate"), 2, "unknown command 'frobnicate'");
   expect_one_error_line(run_cli("train --arch nope --out /tmp/x.h5"), 2,

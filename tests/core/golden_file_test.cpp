@@ -27,6 +27,20 @@ struct GoldenTensor {
   bool masked;
 };
 
+// The model has exactly these tensors, each with its element count, sums and mask.
+void expect_golden_tensors(const Model& model, const std::vector<GoldenTensor>& tensors) {
+  ASSERT_EQ(model.tensor_infos().size(), tensors.size());
+  for (const GoldenTensor& golden : tensors) {
+    SCOPED_TRACE(golden.name);
+    const at::Tensor t = model.tensor(golden.name).to(at::kDouble);
+    EXPECT_EQ(t.numel(), golden.numel);
+    // The sums were printed with 9 significant digits from the float32 values.
+    EXPECT_NEAR(t.sum().item<double>(), golden.sum, 1e-8);
+    EXPECT_NEAR(t.abs().sum().item<double>(), golden.abs_sum, 1e-8);
+    EXPECT_EQ(model.masks.count(golden.name) != 0, golden.masked);
+  }
+}
+
 // The same two models written by format v1 (variable-length strings, absolute CSR columns),
 // v2 (the groups container) and v3 (the packed container): files of every version ever
 // written must keep loading to the same tensors.
@@ -56,16 +70,7 @@ TEST_P(GoldenFileTest, LoadsToTheSameTensors) {
     const Model model = load_model(path);
     EXPECT_EQ(inspect_model_file(path).format_version, version);
     EXPECT_EQ(model.seed, 7u);
-    ASSERT_EQ(model.tensor_infos().size(), tensors.size());
-    for (const GoldenTensor& golden : tensors) {
-      SCOPED_TRACE(golden.name);
-      const at::Tensor t = model.tensor(golden.name).to(at::kDouble);
-      EXPECT_EQ(t.numel(), golden.numel);
-      // The sums were printed with 9 significant digits from the float32 values.
-      EXPECT_NEAR(t.sum().item<double>(), golden.sum, 1e-8);
-      EXPECT_NEAR(t.abs().sum().item<double>(), golden.abs_sum, 1e-8);
-      EXPECT_EQ(model.masks.count(golden.name) != 0, golden.masked);
-    }
+    expect_golden_tensors(model, tensors);
     if (file == "tiny_dense.h5") {  // v1: variable-length strings
       EXPECT_EQ(model.history,
                 std::vector<std::string>{R"({"stage":"train","metrics":{"accuracy":0.5}})"});
@@ -104,6 +109,30 @@ INSTANTIATE_TEST_SUITE_P(Versions, GoldenFileTest, ::testing::Values(1, 2, 3),
                          [](const ::testing::TestParamInfo<int>& info) {
                            return "v" + std::to_string(info.param);
                          });
+
+// Version 4: a graph model (its arch is the graph document), written by make_fuzz_seeds as the
+// fuzz seed tiny_graph.h5: a residual block with a renamed parameter (block.conv.weight).
+TEST(GoldenFileV4Test, AGraphModelLoadsToTheSameTensors) {
+  const std::string path = std::string(MCOMPRESS_TEST_DATA_DIR) + "/format-v4/tiny_graph.h5";
+  const Model model = load_model(path);
+  EXPECT_EQ(inspect_model_file(path).format_version, 4);
+  EXPECT_FALSE(model.is_sequential());
+  EXPECT_EQ(model.name(), "tiny-graph");
+  EXPECT_EQ(model.seed, 7u);
+  EXPECT_EQ(model.history,
+            std::vector<std::string>{R"({"stage":"train","metrics":{"accuracy":0.5}})"});
+  const std::vector<GoldenTensor> tensors = {
+      {"conv1.weight", 18, -0.494731497, 2.43911556, false},
+      {"bn1.weight", 2, 2, 2, false},
+      {"bn1.bias", 2, 0, 0, false},
+      {"bn1.running_mean", 2, 0, 0, false},
+      {"bn1.running_var", 2, 2, 2, false},
+      {"block.conv.weight", 18, 1.83563157, 2.99005853, false},
+      {"conv2.bias", 2, -0.259874389, 0.259874389, false},
+      {"fc.weight", 6, -0.385474488, 2.28600143, false},
+      {"fc.bias", 3, 0.60593944, 0.850828476, false}};
+  expect_golden_tensors(model, tensors);
+}
 
 }  // namespace
 }  // namespace mcompress
