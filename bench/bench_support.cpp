@@ -25,6 +25,16 @@ std::string machine_summary() {
          ", threads: " + std::to_string(at::get_num_threads());
 }
 
+void initialize(int* argc, char** argv) {
+  benchmark::Initialize(argc, argv);
+  int threads = 1;
+  for (int i = 1; i < *argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg.rfind("--threads=", 0) == 0) threads = std::stoi(arg.substr(10));
+  }
+  at::set_num_threads(threads);
+}
+
 void at_batch_1_and_64(benchmark::internal::Benchmark* b) {
   b->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.5);
 }

@@ -12,6 +12,10 @@ namespace mcompress::bench {
 /// "CPU: ..., BLAS core: SkylakeX, threads: 2" — the context of every figure.
 std::string machine_summary();
 
+/// benchmark::Initialize, then LibTorch's thread count from --threads=N (default 1, LibTorch's
+/// own default here: threads are explicit in every figure).
+void initialize(int* argc, char** argv);
+
 /// How every benchmark here runs: at batch 1 and 64 (its argument), wall-clock milliseconds,
 /// at least 0.5 s each. Use as `RegisterBenchmark(...)->Apply(bench::at_batch_1_and_64)`.
 void at_batch_1_and_64(benchmark::internal::Benchmark* b);

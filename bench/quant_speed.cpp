@@ -69,14 +69,7 @@ void run_plan(benchmark::State& state, const Model* model, runtime::KernelPolicy
 int main(int argc, char** argv) {
   using namespace mcompress;
   using runtime::KernelPolicy;
-  benchmark::Initialize(&argc, argv);
-  // Threads are explicit (default 1, LibTorch's own default here): --threads=N.
-  int threads = 1;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg.rfind("--threads=", 0) == 0) threads = std::stoi(arg.substr(10));
-  }
-  at::set_num_threads(threads);
+  bench::initialize(&argc, argv);
   static const Model convnet = bench::quantized(zoo_spec("convnet"), quant::QuantMode::kInt8Static);
   static const Model stack =
       bench::quantized(bench::linear_stack(), quant::QuantMode::kInt8Dynamic);

@@ -116,7 +116,7 @@ void print_auto_choice() {
     o.batch_size = b;
     const runtime::Executor exec(m, o);
     for (const auto& s : exec.plan()) {
-      if (s.op.rfind("linear", 0) != 0) continue;
+      if (s.op.rfind("Gemm", 0) != 0) continue;  // the plan names steps by their ONNX ops
       std::cout << "  batch " << b << ": " << s.kernel << " (dense " << cell(s.fp32_ms, " ms")
                 << ", sparse " << cell(s.sparse_ms, " ms") << "; " << s.note << ")\n";
     }
@@ -128,14 +128,7 @@ void print_auto_choice() {
 
 int main(int argc, char** argv) {
   using namespace mcompress;
-  benchmark::Initialize(&argc, argv);
-  // Threads are explicit (default 1, LibTorch's own default here): --threads=N.
-  int threads = 1;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg.rfind("--threads=", 0) == 0) threads = std::stoi(arg.substr(10));
-  }
-  at::set_num_threads(threads);
+  bench::initialize(&argc, argv);
 
   std::vector<runtime::KernelPtr> kernels;  // outlive the benchmarks that point at them
   for (double d : bench::kDensities) {
