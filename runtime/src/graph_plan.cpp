@@ -359,7 +359,7 @@ GraphPlan::GraphPlan(const Model& model, const ExecutorOptions& options) {
   const ValueInfo& input = graph.inputs[0];
   if (graph.preprocess.kind == Preprocess::Kind::kNormalize) {
     mean_ = per_channel(graph.preprocess.mean, input.shape.size());
-    std_ = per_channel(graph.preprocess.std, input.shape.size());
+    inv_std_ = per_channel(graph.preprocess.std, input.shape.size()).reciprocal();
   }
 
   // Every step's forms: fp32 always; int8 where the model is int8 and the policy may use it;
@@ -476,7 +476,9 @@ GraphPlan::GraphPlan(const Model& model, const ExecutorOptions& options) {
 }
 
 at::Tensor GraphPlan::preprocess(const at::Tensor& x) const {
-  return mean_.defined() ? (x - mean_) / std_ : x;
+  // A multiply by the reciprocal, as the runtime has always normalised: files evaluated before
+  // the graph runtime give the same logits to the bit (a division differs in the last bit).
+  return mean_.defined() ? (x - mean_) * inv_std_ : x;
 }
 
 at::Tensor GraphPlan::run(const Plan& plan, const at::Tensor& input,

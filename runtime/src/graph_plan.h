@@ -72,7 +72,8 @@ class GraphPlan {
   Plan fp32_, chosen_;  // chosen_ is used when use_chosen_: a plan other than all-fp32
   bool use_chosen_ = false;
   std::string note_;
-  at::Tensor mean_, std_;  // broadcastable over the input; undefined without preprocessing
+  // Broadcastable over the input; undefined without preprocessing.
+  at::Tensor mean_, inv_std_;
   std::vector<int64_t> input_shape_;
   int64_t num_classes_ = 0;
 };
