@@ -11,9 +11,10 @@ Trains missing fp32 models with `mcompress train` defaults first.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
+
+from results import cpu_name, environment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MC = os.path.join(ROOT, "build", "apps", "mcompress")
@@ -26,14 +27,6 @@ def run(args, env):
     return done.stdout
 
 
-def cpu_name():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["mlp", "lenet5", "convnet", "resnet8"])
@@ -43,11 +36,7 @@ def main():
     p.add_argument("--out", default="runs/quant")
     a = p.parse_args()
     os.chdir(ROOT)
-    env = dict(os.environ)
-    with open("/proc/cpuinfo") as f:
-        if "avx512f" in f.read():
-            env["OPENBLAS_CORETYPE"] = "SkylakeX"  # honest fp32: see bench/run.sh
-    env["OPENBLAS_NUM_THREADS"] = str(a.threads)
+    env = environment(a.threads)
     os.makedirs(a.zoo, exist_ok=True)
     os.makedirs(a.out, exist_ok=True)
     threads = ["--threads", str(a.threads)]
