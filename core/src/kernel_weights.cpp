@@ -56,8 +56,8 @@ at::Tensor int8_kernel_weight(const std::string& name, const at::Tensor& weight,
     MCOMPRESS_CHECK(stored->axis == 0 || stored->axis < 0, ModelError, "tensor '", name,
                     "' is quantized along axis ", stored->axis, "; only axis 0 or per-tensor");
     const int64_t scales = stored->axis == 0 ? weight.size(0) : 1;
-    MCOMPRESS_CHECK(stored->scale.numel() == scales && zp.numel() == scales, ModelError,
-                    "tensor '", name, "' has ", stored->scale.numel(), " scales and ", zp.numel(),
+    MCOMPRESS_CHECK(stored->scale.numel() == scales && zp.numel() == scales, ModelError, "tensor '",
+                    name, "' has ", stored->scale.numel(), " scales and ", zp.numel(),
                     " zero points for ", scales, " channel(s)");
     if (stored->axis == 0) {
       return at::_make_per_channel_quantized_tensor(stored->values, stored->scale.to(at::kDouble),
