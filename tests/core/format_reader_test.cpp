@@ -38,20 +38,39 @@ Graph every_op_graph() {
   g.task.num_classes = 5;
   const json none = json::object();
   g.nodes = {
-      {"conv", "Conv", {"x"}, {"c"},
-       {{"out_channels", 4}, {"kernel_shape", {3, 3}}, {"strides", {2, 2}}, {"pads", {1, 0, 0, 1}}}, {}},
+      {"conv",
+       "Conv",
+       {"x"},
+       {"c"},
+       {{"out_channels", 4}, {"kernel_shape", {3, 3}}, {"strides", {2, 2}}, {"pads", {1, 0, 0, 1}}},
+       {}},
       {"bn", "BatchNormalization", {"c"}, {"b"}, none, {}},
       {"hswish", "HardSwish", {"b"}, {"h"}, none, {}},
-      {"dw", "Conv", {"h"}, {"dw"},
-       {{"out_channels", 4}, {"kernel_shape", {3, 3}}, {"group", 4}, {"pads", {2, 2, 2, 2}},
-        {"dilations", {2, 2}}, {"bias", 0}},
+      {"dw",
+       "Conv",
+       {"h"},
+       {"dw"},
+       {{"out_channels", 4},
+        {"kernel_shape", {3, 3}},
+        {"group", 4},
+        {"pads", {2, 2, 2, 2}},
+        {"dilations", {2, 2}},
+        {"bias", 0}},
        {{"weight", "depthwise.kernel"}}},
-      {"maxpool", "MaxPool", {"dw"}, {"mp"},
-       {{"kernel_shape", {2, 2}}, {"strides", {2, 2}}, {"pads", {0, 0, 1, 1}}, {"ceil_mode", 1}}, {}},
+      {"maxpool",
+       "MaxPool",
+       {"dw"},
+       {"mp"},
+       {{"kernel_shape", {2, 2}}, {"strides", {2, 2}}, {"pads", {0, 0, 1, 1}}, {"ceil_mode", 1}},
+       {}},
       {"gap", "GlobalAveragePool", {"mp"}, {"gap"}, none, {}},
       {"gap_flat", "Flatten", {"gap"}, {"gf"}, none, {}},
-      {"avgpool", "AveragePool", {"h"}, {"ap"},
-       {{"kernel_shape", {3, 3}}, {"pads", {1, 1, 1, 1}}, {"count_include_pad", 0}}, {}},
+      {"avgpool",
+       "AveragePool",
+       {"h"},
+       {"ap"},
+       {{"kernel_shape", {3, 3}}, {"pads", {1, 1, 1, 1}}, {"count_include_pad", 0}},
+       {}},
       {"sigmoid", "Sigmoid", {"ap"}, {"sig"}, none, {}},
       {"tanh", "Tanh", {"ap"}, {"tanh"}, none, {}},
       {"silu", "SiLU", {"ap"}, {"silu"}, none, {}},
@@ -125,10 +144,10 @@ TEST_P(FormatReaderTest, ThePythonReaderOfFormatMdComputesTheSameLogits) {
   testing::write_bytes(dir.file("logits.bin"), raw(logits));
   std::string dims;
   for (int64_t d : batch) dims += (dims.empty() ? "" : ",") + std::to_string(d);
-  const auto r = testing::run_shell(kPythonExe + " " + kRepo +
-                                    "/tests/core/python/format_reader_check.py " + kRepo +
-                                    "/docs/format.md " + dir.file("model.h5") + " " +
-                                    dir.file("x.bin") + " " + dir.file("logits.bin") + " " + dims);
+  const auto r =
+      testing::run_shell(kPythonExe + " " + kRepo + "/tests/core/python/format_reader_check.py " +
+                         kRepo + "/docs/format.md " + dir.file("model.h5") + " " +
+                         dir.file("x.bin") + " " + dir.file("logits.bin") + " " + dims);
   EXPECT_EQ(r.code, 0) << r.out;
 }
 

@@ -27,7 +27,8 @@ void expect_weight_error(const QuantizedTensor& stored, std::initializer_list<st
     const std::string message = e.what();
     EXPECT_EQ(message.find('\n'), std::string::npos) << message;
     for (const auto& part : parts) {
-      EXPECT_NE(message.find(part), std::string::npos) << "missing '" << part << "' in: " << message;
+      EXPECT_NE(message.find(part), std::string::npos)
+          << "missing '" << part << "' in: " << message;
     }
   }
 }
