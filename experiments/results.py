@@ -282,7 +282,9 @@ def main():
         except CommandFailed as failure:
             sys.exit(f"results: section {name}: {failure}")
         shown = commands or [f"experiments/results.py --sections glance --threads {a.threads}"]
-        threads = "threads as stated per row" if name == "epoch" else f"{a.threads} thread(s)"
+        threads = ("threads as the command or its rows say"
+                   if name == "epoch" or any("THREADS=" in c for c in commands or [])
+                   else f"{a.threads} thread(s)")
         stamp = (f"Measured at commit {commit()} on {cpu_name()}, {threads}, OPENBLAS_CORETYPE="
                  f"{env.get('OPENBLAS_CORETYPE', '(auto)')}, by "
                  + ", ".join(f"`{c}`" for c in shown) + ".")
