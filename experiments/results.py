@@ -193,7 +193,8 @@ def evaluate_all(args, env):
             if not os.path.exists(os.path.join(ROOT, path)):
                 os.makedirs(os.path.dirname(os.path.join(ROOT, path)), exist_ok=True)
                 if args.no_produce:
-                    print(f"results: skipping {model} / {name}: {path} is missing", file=sys.stderr)
+                    failures.append(f"{model} / {name}: {path} is missing (--no-produce)")
+                    print(f"results: skipping {failures[-1]}", file=sys.stderr)
                     continue
                 try:
                     sh(command, env)
