@@ -20,6 +20,7 @@ import csv
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 
@@ -232,11 +233,14 @@ def evaluate_all(args, env):
             "\n![accuracy against size](results-accuracy-size.png)")
 
 
+ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")  # Google Benchmark colours a terminal's output
+
+
 def run_commands(commands, kind, env):
     """The commands' outputs as one block: a table's header is kept from the first command only."""
     parts = []
     for command in commands:
-        out = sh(command, env).rstrip("\n")
+        out = ANSI_COLOUR.sub("", sh(command, env)).rstrip("\n")
         if kind == "markdown" and parts:
             lines = out.split("\n")
             header = parts[0].split("\n")[:2]
