@@ -10,26 +10,35 @@
 namespace mcompress {
 namespace {
 
+// `node`'s parameter with role `role`, or nullptr.
+const GraphParam* find_param(const GraphInfo& info, const std::string& node,
+                             const std::string& role) {
+  for (const GraphParam& p : info.params) {
+    if (p.node == node && p.spec.role == role) return &p;
+  }
+  return nullptr;
+}
+
 // The tensor of `node`'s parameter with role `role`, or nullptr.
 const at::Tensor* param(const Model& model, const GraphInfo& info, const std::string& node,
                         const std::string& role) {
-  for (const GraphParam& p : info.params) {
-    if (p.node == node && p.spec.role == role) return &model.tensor(p.name);
-  }
-  return nullptr;
+  const GraphParam* p = find_param(info, node, role);
+  return p == nullptr ? nullptr : &model.tensor(p->name);
 }
 
 }  // namespace
 
 FoldedWeights folded_weights(const Model& model, const GraphInfo& info, const LoweredStep& step) {
   const Graph& graph = model.graph();
-  const std::string& anchor = graph.nodes[step.nodes.front()].name;
+  const Node& node = graph.nodes[step.nodes.front()];
+  const std::string& anchor = node.name;
+  MCOMPRESS_CHECK(node.op == "Conv" || node.op == "Gemm", ModelError, "node '", anchor, "' (",
+                  node.op, ") is not a Conv or Gemm, whose weights a batchnorm folds into");
   const at::Tensor* weight = param(model, info, anchor, "weight");
-  MCOMPRESS_CHECK(weight != nullptr, ModelError, "node '", anchor, "' has no weight");
   const at::Tensor* bias = param(model, info, anchor, "bias");
   FoldedWeights w{*weight, bias ? *bias : at::zeros({weight->size(0)}, at::kFloat)};
   const int64_t bn = step.find(graph, "BatchNormalization");
-  if (bn < 0 || bn == static_cast<int64_t>(step.nodes.front())) return w;
+  if (bn < 0) return w;
 
   const auto index = static_cast<size_t>(bn);
   const std::string& norm = graph.nodes[index].name;
@@ -77,6 +86,20 @@ at::Tensor int8_kernel_weight(const std::string& name, const at::Tensor& weight,
   double scale = flat.abs().max().item<double>() / 127.0;
   if (!(scale > 0)) scale = 1.0;
   return at::quantize_per_tensor(weight, scale, 0, at::kQInt8);
+}
+
+Int8StepWeights int8_step_weights(const Model& model, const GraphInfo& info,
+                                  const LoweredStep& step) {
+  const FoldedWeights w = folded_weights(model, info, step);
+  const std::string& name =
+      find_param(info, model.graph().nodes[step.nodes.front()].name, "weight")->name;
+  const QuantizedTensor* stored = model.quant.find_int8(name);
+  MCOMPRESS_CHECK(stored != nullptr, ModelError, "tensor '", name,
+                  "' has no int8 codes, so its step cannot run int8");
+  // Codes decided for the unfolded weight do not fit a folded one: re-quantize that.
+  const bool folded = step.find(model.graph(), "BatchNormalization") >= 0;
+  return {name, int8_kernel_weight(name, w.weight, folded ? nullptr : stored, stored->axis >= 0),
+          w.bias};
 }
 
 }  // namespace mcompress

@@ -152,14 +152,8 @@ class Exporter {
     at::Tensor bias;
   };
   KernelWeights kernel_weights(const LoweredStep& s) const {
-    const std::string& name = *param(graph_.nodes[s.nodes.front()], "weight");
-    const QuantizedTensor* stored = m_.quant.find_int8(name);
-    const bool folded = s.find(graph_, "BatchNormalization") >= 0;
-    const FoldedWeights w = folded_weights(m_, info_, s);
-    return {name,
-            onnx_int8_weight(
-                int8_kernel_weight(name, w.weight, folded ? nullptr : stored, stored->axis >= 0)),
-            w.bias};
+    Int8StepWeights w = int8_step_weights(m_, info_, s);
+    return {std::move(w.name), onnx_int8_weight(w.qweight), std::move(w.bias)};
   }
 
   std::string bias_name(const Node& anchor) const {

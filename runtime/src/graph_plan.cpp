@@ -78,7 +78,6 @@ class StepCompiler {
       : model_(model), graph_(model.graph()), info_(graph_.analyze()) {
     for (const GraphParam& p : info_.params) {
       params_[p.node][p.spec.role] = model.tensor(p.name);
-      names_[p.node][p.spec.role] = p.name;
     }
   }
 
@@ -128,25 +127,20 @@ class StepCompiler {
       return {make_concat_int8(axis, *find_qparams(model_, s.output)), Form::kQuant, "int8-static",
               ""};
     }
-    const std::string& name = names_.at(anchor.name).at("weight");
-    const QuantizedTensor* stored = model_.quant.find_int8(name);
-    const bool bn = s.find(graph_, "BatchNormalization") >= 0;
-    const FoldedWeights w = folded_weights(model_, info_, s);
-    const at::Tensor qweight =
-        int8_kernel_weight(name, w.weight, bn ? nullptr : stored, stored->axis >= 0);
+    const Int8StepWeights w = int8_step_weights(model_, info_, s);
     if (form == Int8Form::kDynamic) {
-      return {single_input(make_linear_dynamic_int8(qweight, w.bias, relu)), Form::kFloat,
+      return {single_input(make_linear_dynamic_int8(w.qweight, w.bias, relu)), Form::kFloat,
               "int8-dynamic", ""};
     }
     const ActivationQParams& out = *find_qparams(model_, s.output);
     if (anchor.op == "Gemm") {
-      return {single_input(make_linear_static_int8(qweight, w.bias, relu, out)), Form::kQuant,
+      return {single_input(make_linear_static_int8(w.qweight, w.bias, relu, out)), Form::kQuant,
               "int8-static", ""};
     }
     const Conv2dGeometry g{ints_or(attrs, "strides", {1, 1})[0],
                            ints_or(attrs, "pads", {0, 0, 0, 0})[0],
                            attrs.at("group").get<int64_t>()};
-    return {single_input(make_conv2d_static_int8(qweight, w.bias, g, relu, out)), Form::kQuant,
+    return {single_input(make_conv2d_static_int8(w.qweight, w.bias, g, relu, out)), Form::kQuant,
             "int8-static", ""};
   }
 
@@ -182,7 +176,6 @@ class StepCompiler {
   const Graph& graph_;
   GraphInfo info_;
   std::map<std::string, std::map<std::string, at::Tensor>> params_;
-  std::map<std::string, std::map<std::string, std::string>> names_;
 };
 
 // Assembles a Plan from compiled steps: value slots, the quantize and dequantize steps where

@@ -22,20 +22,7 @@ namespace {
 using json = nlohmann::json;
 using testing::kBatch;
 
-// Expects fn to throw ModelError whose message contains every one of `parts`.
-void expect_error(const std::function<void()>& fn, std::initializer_list<std::string> parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected a ModelError, nothing thrown";
-  } catch (const ModelError& e) {
-    const std::string message = e.what();
-    EXPECT_EQ(message.find('\n'), std::string::npos) << message;
-    for (const auto& part : parts) {
-      EXPECT_NE(message.find(part), std::string::npos)
-          << "missing '" << part << "' in: " << message;
-    }
-  }
-}
+using testing::expect_model_error;
 
 // ---- op schemas, one node at a time ------------------------------------------------------
 
@@ -91,7 +78,7 @@ TEST(OpSchemaTest, OneRowPerOpWithOnnxNames) {
                          "Identity"}) {
     EXPECT_EQ(names.count(op), 1u) << op;
   }
-  expect_error([] { op_schema("Convolution"); }, {"unknown op 'Convolution'", "Conv, Gemm"});
+  expect_model_error([] { op_schema("Convolution"); }, {"unknown op 'Convolution'", "Conv, Gemm"});
 }
 
 TEST(OpSchemaTest, ConvShapes) {
@@ -151,63 +138,63 @@ TEST(OpSchemaTest, ConvErrorsNameTheNodeAndField) {
     a[key] = value;
     return a;
   };
-  expect_error(
+  expect_model_error(
       [&] {
         infer("Conv", with("group", 3), {{kBatch, 4, 8, 8}});
       },
       {"node 'n' (Conv)", "attribute 'group'", "got 3", "4 input channels"});
-  expect_error(
+  expect_model_error(
       [&] {
         infer("Conv", with("strides", {0, 1}), {{kBatch, 4, 8, 8}});
       },
       {"node 'n' (Conv)", "attribute 'strides'", "got [0,1]", "[1, 65536]"});
-  expect_error(
+  expect_model_error(
       [&] {
         infer("Conv", with("kernel_shape", {0, 3}), {{kBatch, 4, 8, 8}});
       },
       {"attribute 'kernel_shape'", "got [0,3]"});
-  expect_error(
+  expect_model_error(
       [&] {
         infer("Conv", with("pads", {-1, 0, 0, 0}), {{kBatch, 4, 8, 8}});
       },
       {"attribute 'pads'", "got [-1,0,0,0]"});
-  expect_error(
+  expect_model_error(
       [&] {
         infer("Conv", with("pads", {1, 1}), {{kBatch, 4, 8, 8}});
       },
       {"attribute 'pads'", "got 2 values", "expected 4"});
-  expect_error(
+  expect_model_error(
       [&] {
         infer("Conv", with("kernel_shape", {3}), {{kBatch, 4, 8, 8}});
       },
       {"attribute 'kernel_shape'", "expected 2"});
-  expect_error(
+  expect_model_error(
       [&] {
         infer("Conv", with("kernel_shape", {9, 9}), {{kBatch, 4, 8, 8}});
       },
       {"node 'n' (Conv)", "input 0", "smaller than the kernel extent 9",
        "output size would be <= 0"});
-  expect_error(
+  expect_model_error(
       [&] {
         infer("Conv", with("stride", 1), {{kBatch, 4, 8, 8}});
       },
       {"attribute 'stride'", "unknown", "strides"});
-  expect_error(
+  expect_model_error(
       [&] {
         infer("Conv", {{"kernel_shape", {3, 3}}}, {{kBatch, 4, 8, 8}});
       },
       {"attribute 'out_channels'", "missing"});
-  expect_error(
+  expect_model_error(
       [&] {
         infer("Conv", with("group", 1.5), {{kBatch, 4, 8, 8}});
       },
       {"attribute 'group'", "got 1.5", "expected an integer"});
-  expect_error(
+  expect_model_error(
       [&] {
         infer("Conv", base, {{kBatch, 4}});
       },
       {"input 0", "got shape [batch, 4]", "expected rank >= 3"});
-  expect_error(
+  expect_model_error(
       [&] {
         infer("Conv", base, {{kBatch, Dim::named("c"), 8, 8}});
       },
@@ -216,21 +203,25 @@ TEST(OpSchemaTest, ConvErrorsNameTheNodeAndField) {
 
 TEST(OpSchemaTest, HugePaddingIsAnErrorNotOverflow) {
   json a = {{"out_channels", 8}, {"kernel_shape", {3, 3}}, {"pads", {2147483634, 0, 0, 0}}};
-  expect_error(
+  expect_model_error(
       [&] {
         infer("Conv", a, {{kBatch, 3, 28, 28}});
       },
       {"node 'n' (Conv)", "attribute 'pads'", "2147483634", "[0, 65536]"});
   json b = {{"kernel_shape", {3, 3}}, {"pads", {0, 0, 9223372036854775807LL, 0}}};
-  expect_error([&] { infer("MaxPool", b, {{kBatch, 3, 28, 28}}); }, {"attribute 'pads'"});
+  expect_model_error([&] { infer("MaxPool", b, {{kBatch, 3, 28, 28}}); }, {"attribute 'pads'"});
   // Products of large dimensions are checked, not wrapped.
   const Dim big(kMaxDimSize);
-  expect_error(
+  expect_model_error(
       [&] {
         infer("Flatten", {{"axis", 1}}, {{kBatch, big, big, big}});
       },
       {"node 'n' (Flatten)", "integer overflow"});
-  expect_error([&] { infer("Reshape", {{"shape", {-1}}}, {{big, big}}); }, {"integer overflow"});
+  expect_model_error(
+      [&] {
+        infer("Reshape", {{"shape", {-1}}}, {{big, big}});
+      },
+      {"integer overflow"});
   EXPECT_THROW(checked_add(INT64_MAX, 1, "x"), ModelError);
   EXPECT_THROW(checked_sub(INT64_MIN, 1, "x"), ModelError);
   EXPECT_THROW(checked_mul(INT64_MAX / 2 + 1, 2, "x"), ModelError);
@@ -244,12 +235,12 @@ TEST(OpSchemaTest, GemmAndMatMul) {
   EXPECT_EQ(g.params[0].shape, (std::vector<int64_t>{300, 784}));
   EXPECT_EQ(g.params[1].shape, (std::vector<int64_t>{300}));
   EXPECT_EQ(infer("Gemm", {{"out_features", 3}, {"bias", 0}}, {{1, 5}}).params.size(), 1u);
-  expect_error(
+  expect_model_error(
       [] {
         infer("Gemm", {{"out_features", 10}}, {{kBatch, 16, 5, 5}});
       },
       {"node 'n' (Gemm)", "input 0", "got shape [batch, 16, 5, 5]", "expected rank 2"});
-  expect_error(
+  expect_model_error(
       [] {
         infer("Gemm", {{"out_features", 0}}, {{kBatch, 5}});
       },
@@ -261,7 +252,7 @@ TEST(OpSchemaTest, GemmAndMatMul) {
   EXPECT_EQ(infer1("MatMul", json::object(), {{4, 5}, {5}}), (SymShape{4}));
   EXPECT_EQ(infer1("MatMul", json::object(), {{5}, {5}}), SymShape{});  // a scalar
   EXPECT_TRUE(infer("MatMul", json::object(), {{4, 5}, {5, 6}}).params.empty());
-  expect_error(
+  expect_model_error(
       [] {
         infer("MatMul", json::object(), {{kBatch, 4, 5}, {6, 7}});
       },
@@ -274,7 +265,7 @@ TEST(OpSchemaTest, BroadcastAndConcat) {
   EXPECT_EQ(infer1("Mul", json::object(), {{kBatch, 16, 8, 8}, {16, 1, 1}}),
             (SymShape{kBatch, 16, 8, 8}));
   EXPECT_EQ(infer1("Add", json::object(), {{1, 5}, {kBatch, 1}}), (SymShape{kBatch, 5}));
-  expect_error(
+  expect_model_error(
       [] {
         infer("Add", json::object(), {{kBatch, 16, 8, 8}, {kBatch, 32, 4, 4}});
       },
@@ -285,18 +276,18 @@ TEST(OpSchemaTest, BroadcastAndConcat) {
             (SymShape{kBatch, 8, 4, 4}));
   EXPECT_EQ(infer1("Concat", {{"axis", -1}}, {{kBatch, 3}, {kBatch, 5}, {kBatch, 1}}),
             (SymShape{kBatch, 9}));
-  expect_error(
+  expect_model_error(
       [] {
         infer("Concat", {{"axis", 1}}, {{kBatch, 3, 4, 4}, {kBatch, 5, 4, 5}});
       },
       {"node 'n' (Concat)", "input 1", "got shape [batch, 5, 4, 5]",
        "expected [batch, 3, 4, 4] except on axis 1"});
-  expect_error(
+  expect_model_error(
       [] {
         infer("Concat", {{"axis", 4}}, {{kBatch, 3, 4, 4}});
       },
       {"attribute 'axis'", "got 4", "[-4, 3]"});
-  expect_error(
+  expect_model_error(
       [] {
         infer("Concat", json::object(), {{kBatch, 3}});
       },
@@ -315,17 +306,17 @@ TEST(OpSchemaTest, ElementwiseOpsKeepTheShape) {
   EXPECT_DOUBLE_EQ(filled["beta"].get<double>(), 0.5);
   EXPECT_EQ(infer1("Clip", {{"min", 0.0}, {"max", 6.0}}, {x}), x);  // ReLU6
   EXPECT_FALSE(op_schema("Clip").resolve_attrs("n", json::object()).contains("min"));
-  expect_error(
+  expect_model_error(
       [&] {
         infer("Clip", {{"min", 6.0}, {"max", 0.0}}, {x});
       },
       {"node 'n' (Clip)", "attribute 'min'", "expected min <= max"});
-  expect_error(
+  expect_model_error(
       [&] {
         infer("Dropout", {{"ratio", 1.0}}, {x});
       },
       {"node 'n' (Dropout)", "attribute 'ratio'", "got 1.0"});
-  expect_error(
+  expect_model_error(
       [&] {
         infer("Relu", {{"alpha", 1}}, {x});
       },
@@ -345,12 +336,12 @@ TEST(OpSchemaTest, BatchNormalization) {
     EXPECT_EQ(r.params[i].trainable, i < 2);
   }
   EXPECT_EQ(infer1("BatchNormalization", json::object(), {{1, 300}}), (SymShape{1, 300}));
-  expect_error(
+  expect_model_error(
       [] {
         infer("BatchNormalization", {{"epsilon", 0}}, {{kBatch, 4}});
       },
       {"attribute 'epsilon'", "got 0"});
-  expect_error(
+  expect_model_error(
       [] {
         infer("BatchNormalization", {{"momentum", 1.5}}, {{kBatch, 4}});
       },
@@ -372,18 +363,18 @@ TEST(OpSchemaTest, Pools) {
                     {"count_include_pad", 1}},
                    {{kBatch, 3, 16, 16}}),
             (SymShape{kBatch, 3, 9, 9}));
-  expect_error(
+  expect_model_error(
       [] {
         infer("MaxPool", {{"kernel_shape", {2, 2}}, {"pads", {2, 2, 2, 2}}}, {{kBatch, 3, 8, 8}});
       },
       {"node 'n' (MaxPool)", "attribute 'pads'", "half the kernel extent 2"});
-  expect_error(
+  expect_model_error(
       [] {
         infer("AveragePool", {{"kernel_shape", {2, 2}}, {"dilations", {1, 1}}},
               {{kBatch, 3, 8, 8}});
       },
       {"attribute 'dilations'", "unknown"});
-  expect_error(
+  expect_model_error(
       [] {
         infer("MaxPool", {{"kernel_shape", {4, 4}}}, {{kBatch, 3, 3, 3}});
       },
@@ -401,20 +392,24 @@ TEST(OpSchemaTest, FlattenAndReshape) {
   EXPECT_EQ(infer1("Flatten", {{"axis", 0}}, {{1, 16, 5, 5}}), (SymShape{1, 400}));
   EXPECT_EQ(infer1("Flatten", {{"axis", -1}}, {{2, 16, 5, 5}}), (SymShape{160, 5}));
   EXPECT_EQ(infer1("Flatten", {{"axis", 4}}, {{2, 16, 5, 5}}), (SymShape{800, 1}));
-  expect_error([&] { infer("Flatten", {{"axis", 5}}, {x}); }, {"attribute 'axis'", "got 5"});
+  expect_model_error([&] { infer("Flatten", {{"axis", 5}}, {x}); }, {"attribute 'axis'", "got 5"});
 
   EXPECT_EQ(infer1("Reshape", {{"shape", {0, 16, 5, 5}}}, {{kBatch, 400}}), x);
   EXPECT_EQ(infer1("Reshape", {{"shape", {-1, 400}}}, {x}), (SymShape{kBatch, 400}));
   EXPECT_EQ(infer1("Reshape", {{"shape", {0, -1}}}, {x}), (SymShape{kBatch, 400}));
   EXPECT_EQ(infer1("Reshape", {{"shape", {4, -1}}}, {{2, 6, 2}}), (SymShape{4, 6}));
-  expect_error(
+  expect_model_error(
       [&] {
         infer("Reshape", {{"shape", {0, 401}}}, {x});
       },
       {"node 'n' (Reshape)", "attribute 'shape'", "got [0, 401]",
        "expected the same number of elements"});
-  expect_error([&] { infer("Reshape", {{"shape", {-1, -1}}}, {x}); }, {"at most one -1"});
-  expect_error([&] { infer("Reshape", {{"shape", {-1, 7}}}, {x}); }, {"same number of elements"});
+  expect_model_error([&] { infer("Reshape", {{"shape", {-1, -1}}}, {x}); }, {"at most one -1"});
+  expect_model_error(
+      [&] {
+        infer("Reshape", {{"shape", {-1, 7}}}, {x});
+      },
+      {"same number of elements"});
 }
 
 // ---- graphs ---------------------------------------------------------------------------------
@@ -449,7 +444,7 @@ void expect_invalid(const std::function<void(Graph&)>& edit,
                     std::initializer_list<std::string> parts) {
   Graph g = small_graph();
   edit(g);
-  expect_error([&] { g.validate(); }, parts);
+  expect_model_error([&] { g.validate(); }, parts);
 }
 
 TEST(GraphTest, AnalyzeInfersValuesAndParameters) {
@@ -561,14 +556,14 @@ TEST(GraphTest, ParameterNamesAndOverrides) {
   EXPECT_EQ(names,
             (std::vector<std::string>{"features.0.weight", "conv.bias", "fc.weight", "fc.bias"}));
   find_node(g, "conv").params = {{"kernel", "x"}};
-  expect_error([&] { g.validate(); },
-               {"node 'conv' (Conv)", "params", "role 'kernel' unknown", "bias, weight"});
+  expect_model_error([&] { g.validate(); },
+                     {"node 'conv' (Conv)", "params", "role 'kernel' unknown", "bias, weight"});
   find_node(g, "conv").params = {{"weight", "fc.weight"}};
-  expect_error([&] { g.validate(); },
-               {"node 'fc' (Gemm)", "params", "'fc.weight'", "already a parameter of node 'conv'"});
+  expect_model_error([&] { g.validate(); }, {"node 'fc' (Gemm)", "params", "'fc.weight'",
+                                             "already a parameter of node 'conv'"});
   find_node(g, "conv").params = {};
   find_node(g, "relu").params = {{"weight", "w"}};
-  expect_error([&] { g.validate(); }, {"node 'relu' (Relu)", "params", "no parameters"});
+  expect_model_error([&] { g.validate(); }, {"node 'relu' (Relu)", "params", "no parameters"});
 }
 
 TEST(GraphTest, OverflowInAGraphIsAnError) {
@@ -576,17 +571,17 @@ TEST(GraphTest, OverflowInAGraphIsAnError) {
   g.inputs[0].shape = {kBatch, 1, kMaxDimSize, kMaxDimSize};
   find_node(g, "conv").attrs["kernel_shape"] = {1, 1};
   find_node(g, "conv").attrs.erase("pads");
-  expect_error([&] { g.validate(); }, {"node 'flat' (Flatten)", "integer overflow"});
+  expect_model_error([&] { g.validate(); }, {"node 'flat' (Flatten)", "integer overflow"});
   g = small_graph();
   find_node(g, "conv").attrs["pads"] = {2147483634, 2147483634, 2147483634, 2147483634};
-  expect_error([&] { g.validate(); },
-               {"node 'conv' (Conv)", "attribute 'pads'", "2147483634", "expected values in"});
+  expect_model_error([&] { g.validate(); }, {"node 'conv' (Conv)", "attribute 'pads'", "2147483634",
+                                             "expected values in"});
   // A window product beyond kMaxDimSize is caught where it is produced.
   g = small_graph();
   g.inputs[0].shape = {kBatch, 1, 1 << 30, 1 << 30};
   find_node(g, "conv").attrs["kernel_shape"] = {1, 1};
-  expect_error([&] { g.validate(); },
-               {"node 'flat' (Flatten)", "output 0 'flat'", "expected sizes in"});
+  expect_model_error([&] { g.validate(); },
+                     {"node 'flat' (Flatten)", "output 0 'flat'", "expected sizes in"});
 }
 
 // ---- the document ---------------------------------------------------------------------------
@@ -612,7 +607,7 @@ void expect_doc_error(const std::function<void(json&)>& edit,
                       std::initializer_list<std::string> parts) {
   json doc = small_graph().to_json();
   edit(doc);
-  expect_error([&] { Graph::from_json_text(doc.dump()); }, parts);
+  expect_model_error([&] { Graph::from_json_text(doc.dump()); }, parts);
 }
 
 TEST(GraphDocumentTest, StructureErrorsGiveTheJsonPath) {
@@ -658,23 +653,23 @@ TEST(GraphDocumentTest, StructureErrorsGiveTheJsonPath) {
   // Graph errors found after parsing still name the node.
   expect_doc_error([](json& d) { d["nodes"][0]["attrs"]["group"] = 3; },
                    {"node 'conv' (Conv)", "attribute 'group'"});
-  expect_error([] { Graph::from_json_text("{\"format\": "); },
-               {"graph document", "not valid JSON"});
-  expect_error([] { Graph::from_json_text("[]"); }, {"$", "expected an object"});
-  expect_error([] { Graph::from_json_text(R"({"format": 1e400})"); },
-               {"graph document", "not valid JSON", "number overflow"});
+  expect_model_error([] { Graph::from_json_text("{\"format\": "); },
+                     {"graph document", "not valid JSON"});
+  expect_model_error([] { Graph::from_json_text("[]"); }, {"$", "expected an object"});
+  expect_model_error([] { Graph::from_json_text(R"({"format": 1e400})"); },
+                     {"graph document", "not valid JSON", "number overflow"});
 }
 
 TEST(GraphDocumentTest, DeepNestingIsRejectedBeforeParsing) {
   // 1 MB of brackets: rejected by the scan, never handed to the recursive parts.
   const std::string deep(1 << 20, '[');
-  expect_error([&] { Graph::from_json_text(deep); },
-               {"graph document", "nested deeper than 64 levels"});
+  expect_model_error([&] { Graph::from_json_text(deep); },
+                     {"graph document", "nested deeper than 64 levels"});
   std::string nested_attr = small_graph().to_json().dump();
   const std::string key = "\"attrs\":{";
   nested_attr.insert(nested_attr.find(key) + key.size(),
                      "\"x\":" + std::string(70, '[') + std::string(70, ']') + ",");
-  expect_error([&] { Graph::from_json_text(nested_attr); }, {"nested deeper than 64"});
+  expect_model_error([&] { Graph::from_json_text(nested_attr); }, {"nested deeper than 64"});
   // Brackets inside strings do not count.
   Graph g = small_graph();
   g.nodes[1].name = std::string(100, '[') + "\\\"";
@@ -686,7 +681,7 @@ TEST(GraphDocumentTest, DeepNestingIsRejectedBeforeParsing) {
   json value = 1;
   for (int i = 0; i < 70; ++i) value = json::array({value});
   doc["nodes"][0]["attrs"]["x"] = value;
-  expect_error([&] { Graph::from_json(doc); }, {"nested deeper than 64"});
+  expect_model_error([&] { Graph::from_json(doc); }, {"nested deeper than 64"});
 }
 
 TEST(GraphDocumentTest, MutatedDocumentsFailCleanly) {

@@ -3,36 +3,21 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include <functional>
-#include <initializer_list>
 #include <string>
+#include <vector>
 
 #include "mcompress/core/error.h"
 #include "mcompress/core/kernel_weights.h"
 #include "mcompress/core/lowering.h"
 #include "mcompress/core/model.h"
 #include "mcompress/core/zoo.h"
+#include "test_support.h"
 
 namespace mcompress {
 namespace {
 
 // convnet's first step, Conv+BatchNormalization+Relu, with batchnorm statistics far from the
 // identity so that the fold really changes the weights.
-// Expects int8_kernel_weight to throw a one-line ModelError containing every one of `parts`.
-void expect_weight_error(const QuantizedTensor& stored, std::initializer_list<std::string> parts) {
-  try {
-    int8_kernel_weight("fc.weight", torch::zeros({4, 6}), &stored, true);
-    ADD_FAILURE() << "expected a ModelError, nothing thrown";
-  } catch (const ModelError& e) {
-    const std::string message = e.what();
-    EXPECT_EQ(message.find('\n'), std::string::npos) << message;
-    for (const auto& part : parts) {
-      EXPECT_NE(message.find(part), std::string::npos)
-          << "missing '" << part << "' in: " << message;
-    }
-  }
-}
-
 struct ConvBn {
   Model model = Model::initialize(zoo_spec("convnet"), 4);
   GraphInfo info = model.graph().analyze();
@@ -69,6 +54,17 @@ TEST(KernelWeightsTest, AStepWithoutBatchnormKeepsItsTensorsAndAMissingBiasIsZer
   EXPECT_TRUE(torch::equal(w.bias, m.tensor("1.bias")));
 }
 
+TEST(KernelWeightsTest, AStepWithoutWeightsOrInt8CodesIsAModelErrorNamingIt) {
+  const Model m = Model::initialize(zoo_spec("mlp"), 1);
+  const GraphInfo info = m.graph().analyze();
+  const std::vector<LoweredStep> steps = lower(m.graph());
+  ASSERT_EQ(steps[0].op, "Flatten");
+  testing::expect_model_error([&] { folded_weights(m, info, steps[0]); },
+                              {"node '0'", "(Flatten)", "not a Conv or Gemm"});
+  testing::expect_model_error([&] { int8_step_weights(m, info, steps[1]); },
+                              {"tensor '1.weight'", "no int8 codes"});
+}
+
 TEST(KernelWeightsTest, StoredInt8CodesAreReusedExactly) {
   const auto weight = torch::randn({4, 6});
   QuantizedTensor stored;
@@ -100,13 +96,15 @@ TEST(KernelWeightsTest, MalformedStoredCodesAreAModelErrorNamingTheTensor) {
   stored.scale = torch::ones({4});
   stored.zero_point = torch::full({4}, 300, torch::kInt);
   stored.axis = 0;
-  expect_weight_error(stored, {"'fc.weight'", "zero point outside int8"});
+  const auto weight = torch::zeros({4, 6});
+  const auto quantize = [&] { int8_kernel_weight("fc.weight", weight, &stored, true); };
+  testing::expect_model_error(quantize, {"'fc.weight'", "zero point outside int8"});
   stored.zero_point = torch::zeros({4}, torch::kInt);
   stored.axis = 1;
-  expect_weight_error(stored, {"'fc.weight'", "axis 1"});
+  testing::expect_model_error(quantize, {"'fc.weight'", "axis 1"});
   stored.axis = 0;
   stored.scale = torch::ones({3});
-  expect_weight_error(stored, {"'fc.weight'", "3 scales"});
+  testing::expect_model_error(quantize, {"'fc.weight'", "3 scales"});
 }
 
 }  // namespace

@@ -12,10 +12,25 @@
 #include <random>
 #include <sstream>
 
+#include "mcompress/core/error.h"
 #include "mcompress/core/train.h"
 #include "mcompress/core/zoo.h"
 
 namespace mcompress::testing {
+
+void expect_model_error(const std::function<void()>& fn, std::initializer_list<std::string> parts) {
+  try {
+    fn();
+    ADD_FAILURE() << "expected a ModelError, nothing thrown";
+  } catch (const ModelError& e) {
+    const std::string message = e.what();
+    EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+    for (const auto& part : parts) {
+      EXPECT_NE(message.find(part), std::string::npos)
+          << "missing '" << part << "' in: " << message;
+    }
+  }
+}
 
 ShellResult run_shell(const std::string& command) {
   ShellResult r;

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <initializer_list>
 #include <string>
 
 #include "mcompress/core/dataset.h"
@@ -23,6 +25,9 @@
   } while (false)
 
 namespace mcompress::testing {
+
+/// Expects `fn` to throw a one-line ModelError whose message contains every one of `parts`.
+void expect_model_error(const std::function<void()>& fn, std::initializer_list<std::string> parts);
 
 /// A fresh folder under the system temp dir, removed with its content on destruction.
 class TempDir {
